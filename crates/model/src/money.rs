@@ -1,0 +1,200 @@
+//! Exact money: amounts are integer cents (`i128`), stored as Arrow `Decimal128(20, 2)`.
+//!
+//! The ledger's amounts are signed decimals with at most two places. Summing them as
+//! floating point loses cents over hundreds of thousands of rows, so they never pass
+//! through `f64`: the text is parsed straight into cents.
+
+/// Precision and scale of every amount column (`numeric(20,2)` in the original ERD).
+pub const PRECISION: u8 = 20;
+/// Digits after the decimal point.
+pub const SCALE: i8 = 2;
+/// The largest magnitude `numeric(20,2)` holds, in cents.
+pub const MAX_CENTS: i128 = 10i128.pow(PRECISION as u32) - 1;
+
+/// Why a text is not an amount.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum MoneyError {
+    #[error("empty amount")]
+    Empty,
+    #[error("{0:?} is not an amount: unexpected character {1:?}")]
+    BadChar(String, char),
+    #[error("{0:?} is not an amount: no digits")]
+    NoDigits(String),
+    #[error("{0:?} has fractions of a cent (more than two non-zero decimals)")]
+    SubCent(String),
+    #[error("{0:?} does not fit numeric(20,2)")]
+    Overflow(String),
+    #[error("{0:?} is not an amount: misplaced thousands separator")]
+    BadSeparator(String),
+}
+
+/// Parses an amount into cents.
+///
+/// Accepts an optional sign (`-`, `+`, or accounting parentheses), an optional `$`
+/// before or after the sign, thousands separators between digits (`1,234.56`),
+/// surrounding spaces, and up to two decimals (further decimals must be zeros:
+/// `12.500` is fine, `12.345` is not).
+pub fn parse_amount(text: &str) -> Result<i128, MoneyError> {
+    let s = text.trim();
+    if s.is_empty() {
+        return Err(MoneyError::Empty);
+    }
+    let bad = |c: char| MoneyError::BadChar(text.to_string(), c);
+    let mut rest = s;
+    let mut negative = false;
+    let mut parens = false;
+    if let Some(inner) = rest.strip_prefix('(') {
+        rest = inner.strip_suffix(')').ok_or_else(|| bad('('))?;
+        parens = true;
+        negative = true;
+    }
+    rest = rest.trim_start_matches('$').trim_start();
+    if let Some(r) = rest.strip_prefix('-') {
+        if parens {
+            return Err(bad('-'));
+        }
+        negative = true;
+        rest = r;
+    } else if let Some(r) = rest.strip_prefix('+') {
+        rest = r;
+    }
+    rest = rest.strip_prefix('$').unwrap_or(rest);
+
+    let mut cents: i128 = 0;
+    let mut digits = 0usize;
+    let mut decimals: Option<u32> = None;
+    let mut prev_digit = false;
+    let mut group_len: Option<usize> = None; // digits since the last thousands separator
+    let overflow = || MoneyError::Overflow(text.to_string());
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => {
+                let d = c as i128 - '0' as i128;
+                match decimals {
+                    None => {
+                        cents = cents.checked_mul(10).and_then(|v| v.checked_add(d)).ok_or_else(overflow)?;
+                        if let Some(g) = group_len.as_mut() {
+                            *g += 1;
+                        }
+                    }
+                    Some(n) if n < 2 => {
+                        cents = cents.checked_mul(10).and_then(|v| v.checked_add(d)).ok_or_else(overflow)?;
+                        decimals = Some(n + 1);
+                    }
+                    Some(_) => {
+                        if d != 0 {
+                            return Err(MoneyError::SubCent(text.to_string()));
+                        }
+                    }
+                }
+                digits += 1;
+                prev_digit = true;
+            }
+            ',' if decimals.is_none() => {
+                if !prev_digit || group_len.is_some_and(|g| g != 3) {
+                    return Err(MoneyError::BadSeparator(text.to_string()));
+                }
+                group_len = Some(0);
+                prev_digit = false;
+            }
+            '.' if decimals.is_none() => {
+                if group_len.is_some_and(|g| g != 3) || (group_len.is_some() && !prev_digit) {
+                    return Err(MoneyError::BadSeparator(text.to_string()));
+                }
+                decimals = Some(0);
+                prev_digit = false;
+            }
+            other => return Err(bad(other)),
+        }
+    }
+    if digits == 0 {
+        return Err(MoneyError::NoDigits(text.to_string()));
+    }
+    if group_len.is_some_and(|g| g != 3) {
+        return Err(MoneyError::BadSeparator(text.to_string()));
+    }
+    let scale_up = 2 - decimals.unwrap_or(0).min(2);
+    cents = cents.checked_mul(10i128.pow(scale_up)).ok_or_else(overflow)?;
+    if cents > MAX_CENTS {
+        return Err(overflow());
+    }
+    Ok(if negative { -cents } else { cents })
+}
+
+/// Formats cents as a plain decimal with two places: `-1234.50`.
+pub fn format_cents(cents: i128) -> String {
+    let sign = if cents < 0 { "-" } else { "" };
+    let abs = cents.unsigned_abs();
+    format!("{sign}{}.{:02}", abs / 100, abs % 100)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn accepts_the_shapes_of_both_exports() {
+        let cases = [
+            ("2169166.5", 216916650),
+            ("-10242888.26", -1024288826),
+            ("1,234.56", 123456),
+            ("$1,234.56", 123456),
+            ("-$1,234", -123400),
+            ("$-1,234", -123400),
+            ("(1,234.50)", -123450),
+            (" 42 ", 4200),
+            ("+7.", 700),
+            (".5", 50),
+            ("0", 0),
+            ("12.500", 1250),
+            ("1,000,000.00", 100000000),
+        ];
+        for (text, cents) in cases {
+            assert_eq!(parse_amount(text), Ok(cents), "{text}");
+        }
+    }
+
+    #[test]
+    fn rejects_what_is_not_money() {
+        for text in ["", "abc", "1.2.3", "12.345", "1,23", "1,2345.00", ",123", "12-", "--1", "1e5", "$", "(-1)"] {
+            assert!(parse_amount(text).is_err(), "{text:?} should be rejected");
+        }
+        assert!(matches!(parse_amount("123456789012345678901"), Err(MoneyError::Overflow(_))));
+        assert_eq!(parse_amount("999999999999999999.99"), Ok(MAX_CENTS));
+    }
+
+    proptest! {
+        #[test]
+        fn format_then_parse_round_trips(cents in -MAX_CENTS..=MAX_CENTS) {
+            prop_assert_eq!(parse_amount(&format_cents(cents)), Ok(cents));
+        }
+
+        #[test]
+        fn thousands_separators_and_dollar_signs_do_not_change_the_value(cents in -(10i128.pow(15))..10i128.pow(15)) {
+            let plain = format_cents(cents.abs());
+            let (int, frac) = plain.split_once('.').unwrap();
+            let mut grouped = String::new();
+            for (i, c) in int.chars().enumerate() {
+                if i > 0 && (int.len() - i) % 3 == 0 {
+                    grouped.push(',');
+                }
+                grouped.push(c);
+            }
+            let sign = if cents < 0 { "-" } else { "" };
+            let text = format!("{sign}${grouped}.{frac}");
+            prop_assert_eq!(parse_amount(&text), Ok(cents));
+        }
+
+        #[test]
+        fn never_panics_on_any_text(text in ".{0,40}") {
+            let _ = parse_amount(&text);
+        }
+
+        #[test]
+        fn exact_sums_do_not_drift(values in proptest::collection::vec(-10i128.pow(12)..10i128.pow(12), 0..200)) {
+            let parsed: i128 = values.iter().map(|c| parse_amount(&format_cents(*c)).unwrap()).sum();
+            prop_assert_eq!(parsed, values.iter().sum::<i128>());
+        }
+    }
+}
