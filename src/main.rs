@@ -1,1 +1,341 @@
-fn main() {}
+//! `citybooks`: argument parsing and wiring only. Everything it does lives in the
+//! library crates (`crates/`); see ARCHITECTURE.md.
+
+use std::io::{IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{bail, Context, Result};
+use citybooks_model::Table;
+use citybooks_query::dashboard::{CHARTS, ORIGINAL_QUERY};
+use citybooks_query::{write_batches, OutputFormat};
+use citybooks_store::Project;
+use citybooks_warehouse::{LoadReport, LoadStatus, Warehouse};
+use clap::{Parser, Subcommand};
+
+/// The real sample of the ledger (fiscal year 2025, API export), shipped in the binary
+/// so `citybooks demo` works from any folder.
+const SAMPLE_NAME: &str = "datasf-fy2025-sample.csv";
+const SAMPLE: &[u8] = include_bytes!("../data/datasf-fy2025-sample.csv");
+
+#[derive(Parser)]
+#[command(
+    name = "citybooks",
+    version,
+    about = "A self-hosted warehouse for San Francisco's Spending and Revenue ledger",
+    long_about = "citybooks loads the Controller's Spending and Revenue CSV exports into a Delta Lake \
+star schema (report.program, type, fund, finance, transaction), exact to the cent, and answers SQL on it.\n\n\
+Start with `citybooks demo`, or `citybooks init my-books && cd my-books && citybooks load ledger.csv`."
+)]
+struct Cli {
+    /// The project folder (holding citybooks.toml); defaults to the current folder.
+    #[arg(long, global = true, env = "CITYBOOKS_PROJECT", value_name = "DIR")]
+    project: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Create a project: a commented citybooks.toml and a local store folder.
+    ///
+    /// Example: citybooks init my-books
+    Init {
+        /// Folder to create the project in (made if missing).
+        dir: PathBuf,
+    },
+    /// Load CSV exports (portal or API dialect) into the warehouse.
+    ///
+    /// Each file is copied into the store (raw/cli/), conformed, and committed atomically; it
+    /// replaces exactly the fiscal years it contains. Bad rows go to meta.quarantine. Loading a
+    /// file whose content is already the warehouse's is a no-op.
+    ///
+    /// Example: citybooks load exports/spending-2025.csv s3://bucket/drop/weekly.csv
+    Load {
+        /// Local files or s3:// objects.
+        #[arg(required = true, value_name = "PATH")]
+        paths: Vec<String>,
+        /// Do not draw a progress bar (it is drawn only on a terminal anyway).
+        #[arg(long)]
+        no_progress: bool,
+        /// Print the load reports as JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run one read-only SQL statement on the warehouse.
+    ///
+    /// Tables: report.program, report.type, report.fund, report.finance, report.transaction,
+    /// meta.loads, meta.quarantine.
+    ///
+    /// Example: citybooks query "select fiscal_year, sum(amount) from report.transaction group by 1"
+    Query {
+        /// The SQL statement.
+        sql: String,
+        /// Output format: table, csv, json (lines) or parquet.
+        #[arg(long, default_value = "table")]
+        format: OutputFormat,
+        /// Write the result to this file instead of standard output.
+        #[arg(long, short, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Query the warehouse as it was right after load N (Delta time travel).
+        #[arg(long, value_name = "N")]
+        as_of_load: Option<i64>,
+    },
+    /// Show loads, row counts per table and fiscal year, and the quarantine.
+    ///
+    /// Example: citybooks status
+    Status,
+    /// Create a demo project, load the real sample shipped with citybooks, and print the
+    /// original dashboard's four charts and the original users' query.
+    ///
+    /// Example: citybooks demo            (uses ./citybooks-demo)
+    Demo {
+        /// Folder for the demo project.
+        #[arg(default_value = "citybooks-demo")]
+        dir: PathBuf,
+    },
+    /// Remove the project's warehouse and raw files from its store (asks first).
+    ///
+    /// citybooks.toml stays, so the project can be loaded again.
+    ///
+    /// Example: citybooks destroy --yes
+    Destroy {
+        /// Do not ask for confirmation.
+        #[arg(long)]
+        yes: bool,
+    },
+}
+
+fn main() -> ExitCode {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CITYBOOKS_LOG").unwrap_or_else(|_| {
+        // The Delta kernel logs an ERROR when it probes a table that has no commit yet,
+        // which citybooks does on purpose before a table's first load.
+        "warn,buoyant_kernel::snapshot::builder=off".into()
+    });
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("citybooks: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("citybooks: error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn open_project(flag: Option<&Path>) -> Result<Project> {
+    let dir = flag.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    Ok(Project::open(&dir)?)
+}
+
+fn warehouse(project: &Project) -> Result<Warehouse> {
+    Ok(Warehouse::new(project.store()?, project.config.load.clone()))
+}
+
+async fn run(cli: Cli) -> Result<ExitCode> {
+    match cli.command {
+        Command::Init { dir } => {
+            let project = Project::init(&dir)?;
+            println!("created project {}", project.dir.display());
+            println!("  config: {}", project.dir.join(citybooks_store::CONFIG_FILE).display());
+            println!("  store:  {}", project.store()?.root());
+            println!("next: cd {} && citybooks load FILE.csv", dir.display());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Load { paths, no_progress, json } => {
+            let project = open_project(cli.project.as_deref())?;
+            let wh = warehouse(&project)?;
+            let show = !no_progress && std::io::stderr().is_terminal();
+            let mut ok = true;
+            for path in &paths {
+                let report = wh.load_source(path, show).await.with_context(|| format!("loading {path}"))?;
+                if json {
+                    println!("{}", serde_json::to_string(&report)?);
+                } else {
+                    print_report(path, &report);
+                }
+                ok &= report.status != LoadStatus::Failed;
+            }
+            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+        }
+        Command::Query {
+            sql,
+            format,
+            output,
+            as_of_load,
+        } => {
+            let project = open_project(cli.project.as_deref())?;
+            let wh = warehouse(&project)?;
+            let result = citybooks_query::query(&wh, &sql, as_of_load).await?;
+            match output {
+                Some(file) => {
+                    let f = std::fs::File::create(&file).with_context(|| format!("creating {}", file.display()))?;
+                    write_batches(&result, format, std::io::BufWriter::new(f))?;
+                    eprintln!("wrote {} rows to {}", result.num_rows(), file.display());
+                }
+                None => {
+                    if format == OutputFormat::Parquet && std::io::stdout().is_terminal() {
+                        bail!("Parquet is binary: give --output FILE or redirect standard output");
+                    }
+                    write_batches(&result, format, std::io::stdout())?;
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status => {
+            let project = open_project(cli.project.as_deref())?;
+            status(&project).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Demo { dir } => demo(&dir).await,
+        Command::Destroy { yes } => {
+            let project = open_project(cli.project.as_deref())?;
+            let wh = warehouse(&project)?;
+            let objects = wh.store().list("warehouse").await?.len() + wh.store().list("raw").await?.len();
+            if !yes {
+                if !std::io::stdin().is_terminal() {
+                    bail!("destroy asks for confirmation on a terminal; pass --yes to confirm non-interactively");
+                }
+                print!(
+                    "Remove the warehouse and raw files of {} ({objects} objects in {})? Type 'yes': ",
+                    project.dir.display(),
+                    wh.store().root()
+                );
+                std::io::stdout().flush()?;
+                let mut answer = String::new();
+                std::io::stdin().read_line(&mut answer)?;
+                if answer.trim() != "yes" {
+                    println!("nothing removed");
+                    return Ok(ExitCode::FAILURE);
+                }
+            }
+            let n = wh.destroy().await?;
+            println!("removed {n} objects from {}; {} stays", wh.store().root(), citybooks_store::CONFIG_FILE);
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+fn print_report(path: &str, r: &LoadReport) {
+    let rate = r.rows_read as f64 / r.seconds.max(1e-9);
+    let mbps = r.bytes as f64 / 1e6 / r.seconds.max(1e-9);
+    match r.status {
+        LoadStatus::Loaded => println!(
+            "load {}: loaded {path} ({} dialect): {} rows read, {} loaded, {} quarantined, in {:.2} s ({rate:.0} rows/s, {mbps:.1} MB/s)",
+            r.load_id,
+            r.dialect.as_deref().unwrap_or("?"),
+            r.rows_read,
+            r.rows_loaded,
+            r.rows_quarantined,
+            r.seconds
+        ),
+        LoadStatus::Unchanged => println!(
+            "load {}: unchanged {path}: same content as {} already in the warehouse; nothing to do",
+            r.load_id, r.source_file
+        ),
+        LoadStatus::Failed => println!(
+            "load {}: FAILED {path}: {}",
+            r.load_id,
+            r.error.as_deref().unwrap_or("unknown error")
+        ),
+    }
+    if r.status == LoadStatus::Loaded {
+        let years: Vec<String> = r.years_replaced.iter().map(|y| y.to_string()).collect();
+        println!("  fiscal years replaced: {}", years.join(", "));
+        println!("  raw file kept at: {}", r.source_file);
+        let members: Vec<String> = r.new_members.iter().map(|(t, n)| format!("{t} +{n}")).collect();
+        println!("  new dimension members: {}", members.join(", "));
+    }
+    for c in &r.conformed {
+        println!("  conformed (rule 6): {c}");
+    }
+    for q in &r.quarantine_sample {
+        println!(
+            "  quarantined: {}, line {}{}: {}",
+            r.source_file,
+            q.line,
+            q.field.as_ref().map(|f| format!(", field {f}")).unwrap_or_default(),
+            q.reason
+        );
+    }
+    if r.rows_quarantined as usize > r.quarantine_sample.len() {
+        println!(
+            "  ... {} quarantined rows in all: citybooks query \"select * from meta.quarantine where load_id = {}\"",
+            r.rows_quarantined, r.load_id
+        );
+    }
+}
+
+async fn print_query(wh: &Warehouse, title: &str, sql: &str) -> Result<()> {
+    println!("\n== {title}");
+    let result = citybooks_query::query(wh, sql, None).await?;
+    write_batches(&result, OutputFormat::Table, std::io::stdout())?;
+    Ok(())
+}
+
+async fn status(project: &Project) -> Result<()> {
+    let wh = warehouse(project)?;
+    println!("project {}", project.dir.display());
+    println!("store   {}", wh.store().root());
+    let loads = wh.loads().await?;
+    if loads.is_empty() {
+        println!("\nno loads yet: citybooks load FILE.csv");
+        return Ok(());
+    }
+    print_query(
+        &wh,
+        "loads",
+        "select load_id, status, source_file, rows_read, rows_loaded, rows_quarantined, years_replaced, finished from meta.loads order by load_id",
+    )
+    .await?;
+    let counts: Vec<String> = Table::ALL
+        .iter()
+        .map(|t| format!("select '{0}' as table_name, count(*) as row_count from {0}", t.qualified_name()))
+        .collect();
+    print_query(&wh, "rows per table", &counts.join(" union all ")).await?;
+    print_query(
+        &wh,
+        "report.transaction per fiscal year",
+        "select fiscal_year, count(*) as row_count, sum(amount) as net_amount, max(load_id) as load_id from report.transaction group by fiscal_year order by fiscal_year",
+    )
+    .await?;
+    print_query(
+        &wh,
+        "quarantine",
+        "select load_id, count(*) as rows_quarantined from meta.quarantine group by load_id order by load_id",
+    )
+    .await?;
+    Ok(())
+}
+
+async fn demo(dir: &Path) -> Result<ExitCode> {
+    let project = match Project::open(dir) {
+        Ok(p) => p,
+        Err(citybooks_store::ProjectError::NotAProject { .. }) => Project::init(dir)?,
+        Err(e) => return Err(e.into()),
+    };
+    println!("demo project: {}", project.dir.display());
+    let sample = project.dir.join(SAMPLE_NAME);
+    std::fs::write(&sample, SAMPLE).with_context(|| format!("writing {}", sample.display()))?;
+    let wh = warehouse(&project)?;
+    let report = wh.load_path(&sample, std::io::stderr().is_terminal()).await?;
+    print_report(&sample.display().to_string(), &report);
+    if report.status == LoadStatus::Failed {
+        return Ok(ExitCode::FAILURE);
+    }
+    for chart in CHARTS.iter().chain([&ORIGINAL_QUERY]) {
+        print_query(&wh, chart.title, chart.sql).await?;
+    }
+    println!(
+        "\nnext: citybooks --project {} query \"select * from report.program limit 5\"",
+        dir.display()
+    );
+    Ok(ExitCode::SUCCESS)
+}

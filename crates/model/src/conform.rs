@@ -21,7 +21,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::dialect::{Field, HeaderMap};
+use crate::dialect::Field;
 use crate::fiscal::parse_fiscal_year;
 use crate::money::{parse_amount, MoneyError};
 
@@ -37,15 +37,8 @@ pub struct RawRow<'a> {
 }
 
 impl<'a> RawRow<'a> {
-    /// Picks the ledger's fields out of a record laid out as `header` says. The caller
-    /// has checked that the record has `header.width` fields.
-    pub fn from_record(header: &HeaderMap, record: &[&'a str]) -> Self {
-        let mut fields = [""; Field::COUNT];
-        for f in Field::ALL {
-            if let Some(i) = header.position(f) {
-                fields[f as usize] = record.get(i).copied().unwrap_or("");
-            }
-        }
+    /// A row from its fields, indexed by `Field as usize` (absent fields empty).
+    pub fn new(fields: [&'a str; Field::COUNT]) -> Self {
         RawRow { fields }
     }
 

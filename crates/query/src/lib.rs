@@ -1,1 +1,64 @@
-//! citybooks-query
+//! Queries over the warehouse: the read-only SQL gate, result formats, and the named
+//! queries of the original dashboard (DOMAIN.md).
+//!
+//! The DataFusion session itself comes from `citybooks-warehouse` (it knows where the
+//! tables live and how to travel in time); this crate decides what may run on it and
+//! how results leave it. Servers (PostgreSQL wire, HTTP) build on this crate.
+
+pub mod dashboard;
+pub mod format;
+
+use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
+use citybooks_warehouse::Warehouse;
+use datafusion::execution::context::SQLOptions;
+use datafusion::prelude::SessionContext;
+
+pub use format::{write_batches, OutputFormat};
+
+/// A query that could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    #[error("{0}")]
+    Warehouse(#[from] citybooks_warehouse::WarehouseError),
+    #[error("{0}")]
+    Engine(#[from] datafusion::error::DataFusionError),
+    #[error("{0}")]
+    Output(String),
+}
+
+/// What a read-only session accepts: queries only — no DDL, no DML, no `SET`.
+pub fn read_only() -> SQLOptions {
+    SQLOptions::new()
+        .with_allow_ddl(false)
+        .with_allow_dml(false)
+        .with_allow_statements(false)
+}
+
+/// A query's result: its schema (known even when no rows came back) and its rows.
+#[derive(Debug, Clone)]
+pub struct QueryResult {
+    pub schema: SchemaRef,
+    pub batches: Vec<RecordBatch>,
+}
+
+impl QueryResult {
+    /// Number of rows.
+    pub fn num_rows(&self) -> usize {
+        self.batches.iter().map(|b| b.num_rows()).sum()
+    }
+}
+
+/// Runs one read-only statement on `ctx`.
+pub async fn run(ctx: &SessionContext, sql: &str) -> Result<QueryResult, QueryError> {
+    let df = ctx.sql_with_options(sql, read_only()).await?;
+    let schema: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
+    let batches = df.collect().await?;
+    Ok(QueryResult { schema, batches })
+}
+
+/// Runs one read-only statement on the warehouse, optionally as of an earlier load.
+pub async fn query(warehouse: &Warehouse, sql: &str, as_of_load: Option<i64>) -> Result<QueryResult, QueryError> {
+    let ctx = warehouse.session(as_of_load).await?;
+    run(&ctx, sql).await
+}

@@ -1,1 +1,17 @@
-//! citybooks-store
+//! The project and its object store.
+//!
+//! A citybooks *project* is a folder holding `citybooks.toml`; its *store* is where
+//! everything else lives — raw uploads under `raw/` and the Delta tables under
+//! `warehouse/` — either a local folder (the default, `store/` beside the config) or
+//! `s3://bucket/prefix` on AWS S3 or any S3-compatible server.
+//!
+//! This crate is the only one that knows which kind of store a project uses: the rest
+//! of citybooks asks [`Store`] for URLs, object paths, readers and writers.
+
+pub mod config;
+pub mod project;
+pub mod store;
+
+pub use config::{Config, ConfigError};
+pub use project::{Project, ProjectError, CONFIG_FILE};
+pub use store::{Store, StoreError};

@@ -1,0 +1,228 @@
+//! `citybooks.toml`: every key has a documented default, every key can be overridden by
+//! an environment variable `CITYBOOKS_<SECTION>_<KEY>` (e.g. `CITYBOOKS_STORE_URL`), and
+//! unknown keys — in the file or in such variables — are an error, so a typo never
+//! passes silently.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+/// The whole configuration file.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    pub store: StoreConfig,
+    pub load: LoadConfig,
+}
+
+/// `[store]`: where raw files and the warehouse live.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StoreConfig {
+    /// A folder (relative to the project folder, or absolute) or `s3://bucket/prefix`.
+    pub url: String,
+    /// S3 endpoint for S3-compatible servers; empty means AWS.
+    pub endpoint: String,
+    /// S3 region; empty means the `AWS_REGION` variable or `us-east-1`.
+    pub region: String,
+    /// S3 access key; empty means the `AWS_ACCESS_KEY_ID` variable.
+    pub access_key_id: String,
+    /// S3 secret key; empty means the `AWS_SECRET_ACCESS_KEY` variable.
+    pub secret_access_key: String,
+    /// Allow plain HTTP to the endpoint (local S3-compatible servers).
+    pub allow_http: bool,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        StoreConfig {
+            url: "store".into(),
+            endpoint: String::new(),
+            region: String::new(),
+            access_key_id: String::new(),
+            secret_access_key: String::new(),
+            allow_http: false,
+        }
+    }
+}
+
+/// `[load]`: how the loader works.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LoadConfig {
+    /// Rows per Arrow batch handed to the Delta writer; bounds the loader's memory.
+    pub batch_rows: usize,
+    /// Target size of one Parquet file of the fact table, in MiB.
+    pub target_file_mib: u64,
+}
+
+impl Default for LoadConfig {
+    fn default() -> Self {
+        LoadConfig {
+            batch_rows: 65_536,
+            target_file_mib: 128,
+        }
+    }
+}
+
+/// A configuration that cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("{file}: {message}")]
+    Parse { file: String, message: String },
+    #[error("environment variable {var}: {message}")]
+    Env { var: String, message: String },
+}
+
+/// The prefix of every configuration variable.
+pub const ENV_PREFIX: &str = "CITYBOOKS_";
+/// `CITYBOOKS_*` variables that are not configuration keys.
+const NOT_CONFIG: &[&str] = &["CITYBOOKS_PROJECT", "CITYBOOKS_FAILPOINT", "CITYBOOKS_LOG"];
+
+impl Config {
+    /// Parses a configuration file's text, then applies `vars` (normally the process
+    /// environment) as overrides.
+    pub fn parse(
+        file: &Path,
+        text: &str,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Config, ConfigError> {
+        let parse_err = |message: String| ConfigError::Parse {
+            file: file.display().to_string(),
+            message,
+        };
+        let mut value: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
+        // The defaults tell which keys exist and their types.
+        let defaults = toml::Table::try_from(Config::default()).map_err(|e| parse_err(e.to_string()))?;
+        let mut overrides: BTreeMap<String, String> = vars
+            .into_iter()
+            .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !NOT_CONFIG.contains(&k.as_str()))
+            .collect();
+        for (section, keys) in &defaults {
+            let Some(keys) = keys.as_table() else { continue };
+            for (key, default) in keys {
+                let var = format!("{ENV_PREFIX}{}_{}", section.to_uppercase(), key.to_uppercase());
+                let Some(raw) = overrides.remove(&var) else { continue };
+                let typed = match default {
+                    toml::Value::String(_) => toml::Value::String(raw),
+                    toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().map_err(|_| ConfigError::Env {
+                        var: var.clone(),
+                        message: format!("{raw:?} is not an integer"),
+                    })?),
+                    toml::Value::Boolean(_) => toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
+                        "1" | "true" | "yes" | "on" => true,
+                        "0" | "false" | "no" | "off" => false,
+                        _ => {
+                            return Err(ConfigError::Env {
+                                var,
+                                message: format!("{raw:?} is not a boolean (true/false)"),
+                            })
+                        }
+                    }),
+                    other => other.clone(),
+                };
+                value
+                    .entry(section.clone())
+                    .or_insert_with(|| toml::Value::Table(Default::default()))
+                    .as_table_mut()
+                    .ok_or_else(|| parse_err(format!("[{section}] must be a table")))?
+                    .insert(key.clone(), typed);
+            }
+        }
+        if let Some((var, _)) = overrides.into_iter().next() {
+            let known: Vec<String> = defaults
+                .iter()
+                .flat_map(|(s, keys)| {
+                    keys.as_table()
+                        .into_iter()
+                        .flat_map(move |t| t.keys().map(move |k| format!("{ENV_PREFIX}{}_{}", s.to_uppercase(), k.to_uppercase())))
+                })
+                .collect();
+            return Err(ConfigError::Env {
+                var,
+                message: format!("not a configuration key; known: {}", known.join(", ")),
+            });
+        }
+        Config::deserialize(value).map_err(|e| parse_err(e.to_string()))
+    }
+
+    /// The commented file `citybooks init` writes.
+    pub fn commented_default() -> String {
+        let d = Config::default();
+        format!(
+            r#"# citybooks project configuration.
+# Every key can be overridden by an environment variable CITYBOOKS_<SECTION>_<KEY>,
+# e.g. CITYBOOKS_STORE_URL=s3://bucket/prefix. Unknown keys are an error.
+
+[store]
+# Where raw files and the warehouse (Delta Lake tables) live: a folder, relative to
+# this file or absolute, or s3://bucket/prefix on AWS S3 or an S3-compatible server.
+url = "{url}"
+# For S3 only. Empty values fall back to the standard AWS variables
+# (AWS_ENDPOINT_URL, AWS_REGION, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY).
+endpoint = ""
+region = ""
+access_key_id = ""
+secret_access_key = ""
+# Allow plain http:// endpoints (a local S3-compatible server).
+allow_http = false
+
+[load]
+# Rows per batch handed to the Delta writer: bounds the loader's memory.
+batch_rows = {batch_rows}
+# Target size of one Parquet file of report.transaction, in MiB.
+target_file_mib = {target}
+"#,
+            url = d.store.url,
+            batch_rows = d.load.batch_rows,
+            target = d.load.target_file_mib,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(text: &str, vars: &[(&str, &str)]) -> Result<Config, ConfigError> {
+        let vars = vars.iter().map(|(k, v)| (k.to_string(), v.to_string()));
+        Config::parse(Path::new("citybooks.toml"), text, vars)
+    }
+
+    #[test]
+    fn the_commented_default_parses_to_the_defaults() {
+        assert_eq!(parse(&Config::commented_default(), &[]).unwrap(), Config::default());
+        assert_eq!(parse("", &[]).unwrap(), Config::default());
+    }
+
+    #[test]
+    fn environment_overrides_keys_with_their_types() {
+        let c = parse(
+            "[store]\nurl = \"x\"\n",
+            &[
+                ("CITYBOOKS_STORE_URL", "s3://b/p"),
+                ("CITYBOOKS_STORE_ALLOW_HTTP", "true"),
+                ("CITYBOOKS_LOAD_BATCH_ROWS", "1000"),
+                ("CITYBOOKS_PROJECT", "/elsewhere"),
+                ("HOME", "/root"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.store.url, "s3://b/p");
+        assert!(c.store.allow_http);
+        assert_eq!(c.load.batch_rows, 1000);
+    }
+
+    #[test]
+    fn unknown_keys_are_errors() {
+        let err = parse("[store]\nurll = \"x\"\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("citybooks.toml") && err.contains("urll"), "{err}");
+        let err = parse("[stor]\n", &[]).unwrap_err().to_string();
+        assert!(err.contains("stor"), "{err}");
+        let err = parse("", &[("CITYBOOKS_STORE_URLL", "x")]).unwrap_err().to_string();
+        assert!(err.contains("CITYBOOKS_STORE_URLL") && err.contains("CITYBOOKS_STORE_URL"), "{err}");
+        let err = parse("", &[("CITYBOOKS_LOAD_BATCH_ROWS", "many")]).unwrap_err().to_string();
+        assert!(err.contains("not an integer"), "{err}");
+    }
+}

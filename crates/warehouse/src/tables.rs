@@ -1,0 +1,214 @@
+//! The Delta tables of a project, and the DataFusion session that reads them.
+
+use std::collections::HashMap;
+use std::num::NonZeroU64;
+use std::sync::Arc;
+
+use arrow::array::RecordBatch;
+use citybooks_model::Table;
+use citybooks_store::config::LoadConfig;
+use citybooks_store::Store;
+use datafusion::catalog::{MemTable, MemorySchemaProvider, TableProvider};
+use datafusion::logical_expr::{Expr, LogicalPlan};
+use datafusion::prelude::{SessionConfig, SessionContext};
+use deltalake::kernel::transaction::CommitProperties;
+use deltalake::protocol::SaveMode;
+use deltalake::{DeltaTable, DeltaTableError};
+
+use crate::error::{Result, WarehouseError};
+use crate::loads::LoadRecord;
+
+/// A project's warehouse: its store and the tables in it.
+#[derive(Debug, Clone)]
+pub struct Warehouse {
+    store: Store,
+    pub(crate) config: LoadConfig,
+}
+
+/// How a load's data goes into a table.
+pub(crate) enum WriteMode {
+    /// Add rows (dimensions, quarantine, loads).
+    Append,
+    /// Replace exactly the rows matching the predicate (facts of some fiscal years).
+    Replace(Expr),
+}
+
+/// What a load writes to a table.
+pub(crate) enum Input {
+    Batches(Vec<RecordBatch>),
+    Plan(LogicalPlan),
+}
+
+impl Warehouse {
+    /// The warehouse in `store`.
+    pub fn new(store: Store, config: LoadConfig) -> Self {
+        // S3 (and S3-compatible) stores need Delta's S3 handlers; registering is idempotent.
+        deltalake::aws::register_handlers(None);
+        Warehouse { store, config }
+    }
+
+    /// The store the warehouse lives in.
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn delta_err(table: Table) -> impl Fn(DeltaTableError) -> WarehouseError {
+        move |source| WarehouseError::Delta {
+            table: table.qualified_name(),
+            source,
+        }
+    }
+
+    /// The Delta table, at its latest version, or None if no load has created it yet.
+    pub async fn table(&self, table: Table) -> Result<Option<DeltaTable>> {
+        self.table_at(table, None).await
+    }
+
+    /// The Delta table at `version` (None: latest); None if it does not exist (yet).
+    pub async fn table_at(&self, table: Table, version: Option<i64>) -> Result<Option<DeltaTable>> {
+        // A table exists once its first commit is in its log.
+        if self.store.list(&format!("{}/_delta_log", table.store_path())).await?.is_empty() {
+            return Ok(None);
+        }
+        let url = self.store.url(&format!("{}/", table.store_path()));
+        let mut t = deltalake::DeltaTableBuilder::from_url(url)
+            .map_err(Self::delta_err(table))?
+            .with_storage_options(self.store.storage_options())
+            .build()
+            .map_err(Self::delta_err(table))?;
+        let loaded = match version {
+            Some(v) => t.load_version(v.max(0) as u64).await,
+            None => t.load().await,
+        };
+        match loaded {
+            Ok(()) => Ok(Some(t)),
+            Err(DeltaTableError::NotATable(_)) => Ok(None),
+            Err(e) => Err(Self::delta_err(table)(e)),
+        }
+    }
+
+    /// Commits `input` to `table` in one Delta commit, creating the table on first use.
+    /// Returns the table's new version.
+    pub(crate) async fn commit(&self, table: Table, input: Input, mode: WriteMode, load_id: i64) -> Result<i64> {
+        let err = Self::delta_err(table);
+        let existing = self.table(table).await?;
+        let delta = match existing {
+            Some(t) => t,
+            None => {
+                self.store.ensure_dir(&table.store_path())?;
+                let url = self.store.url(&format!("{}/", table.store_path()));
+                DeltaTable::try_from_url_with_storage_options(url, self.store.storage_options())
+                    .await
+                    .map_err(&err)?
+            }
+        };
+        let is_new = delta.version().is_none();
+        let mut builder = match input {
+            Input::Batches(batches) => delta.write(batches),
+            Input::Plan(plan) => delta.write(Vec::new()).with_input_plan(plan),
+        }
+        .with_commit_properties(
+            CommitProperties::default().with_metadata([("citybooks.load_id".to_string(), serde_json::json!(load_id))]),
+        )
+        .with_target_file_size(NonZeroU64::new(self.config.target_file_mib.max(1) << 20));
+        if is_new {
+            builder = builder
+                .with_save_mode(SaveMode::Append)
+                .with_table_name(table.qualified_name())
+                .with_partition_columns(table.partition_columns().iter().map(|s| s.to_string()));
+        } else {
+            builder = match mode {
+                WriteMode::Append => builder.with_save_mode(SaveMode::Append),
+                WriteMode::Replace(predicate) => builder.with_save_mode(SaveMode::Overwrite).with_replace_where(predicate),
+            };
+        }
+        let written = builder.await.map_err(&err)?;
+        written
+            .version()
+            .map(|v| v as i64)
+            .ok_or_else(|| WarehouseError::Other(format!("{}: no version after commit", table.qualified_name())))
+    }
+
+    /// A provider for `table` at `version` (None: latest); an empty table of the right
+    /// schema when it does not exist yet, so every query can name every table.
+    pub(crate) async fn provider(&self, ctx: &SessionContext, table: Table, version: Option<i64>) -> Result<Arc<dyn TableProvider>> {
+        match self.table_at(table, version).await? {
+            Some(t) => {
+                t.update_datafusion_session(&ctx.state()).map_err(Self::delta_err(table))?;
+                Ok(t.table_provider().await?)
+            }
+            None => Ok(Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?)),
+        }
+    }
+
+    /// A DataFusion session with every table registered under its schema
+    /// (`report.transaction`, `meta.loads`, ...). With `as_of_load`, the tables are as
+    /// they were right after that load (Delta time travel).
+    pub async fn session(&self, as_of_load: Option<i64>) -> Result<SessionContext> {
+        let config = SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("datafusion", "report");
+        let ctx = SessionContext::new_with_config(config);
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| WarehouseError::Other("the default catalog is missing".into()))?;
+        for schema in ["report", "meta"] {
+            catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
+        }
+        let versions: Option<HashMap<String, i64>> = match as_of_load {
+            None => None,
+            Some(n) => {
+                let loads = self.loads().await?;
+                let record = loads.iter().find(|l| l.load_id == n).ok_or(WarehouseError::NoSuchLoad(n))?;
+                Some(record.table_versions()?)
+            }
+        };
+        for table in Table::ALL {
+            let provider: Arc<dyn TableProvider> = match (&versions, table) {
+                (None, _) => self.provider(&ctx, table, None).await?,
+                (Some(_), Table::Loads) => {
+                    let n = as_of_load.unwrap_or(i64::MAX);
+                    let rows: Vec<LoadRecord> = self.loads().await?.into_iter().filter(|l| l.load_id <= n).collect();
+                    Arc::new(MemTable::try_new(table.schema(), vec![vec![LoadRecord::to_batch(&rows)?]])?)
+                }
+                (Some(v), _) => match v.get(&table.qualified_name()) {
+                    Some(version) => self.provider(&ctx, table, Some(*version)).await?,
+                    None => Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?),
+                },
+            };
+            ctx.register_table(
+                datafusion::common::TableReference::partial(table.schema_name(), table.name()),
+                provider,
+            )?;
+        }
+        Ok(ctx)
+    }
+
+    /// Runs `sql` on a fresh session of the latest state and collects the result.
+    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
+        let ctx = self.session(None).await?;
+        Ok(ctx.sql(sql).await?.collect().await?)
+    }
+
+    /// Every row of `meta.loads`, oldest first.
+    pub async fn loads(&self) -> Result<Vec<LoadRecord>> {
+        let Some(table) = self.table(Table::Loads).await? else {
+            return Ok(Vec::new());
+        };
+        let ctx = SessionContext::new();
+        table.update_datafusion_session(&ctx.state()).map_err(Self::delta_err(Table::Loads))?;
+        let provider = table.table_provider().await?;
+        let batches = ctx.read_table(provider)?.collect().await?;
+        let mut rows = LoadRecord::from_batches(&batches)?;
+        rows.sort_by_key(|r| r.load_id);
+        Ok(rows)
+    }
+
+    /// Removes every table and raw file of the project's store. Returns the number of
+    /// objects deleted.
+    pub async fn destroy(&self) -> Result<usize> {
+        let mut n = self.store.delete_prefix("warehouse").await?;
+        n += self.store.delete_prefix("raw").await?;
+        Ok(n)
+    }
+}
