@@ -297,9 +297,11 @@ async fn status(project: &Project) -> Result<()> {
     .await?;
     let counts: Vec<String> = Table::ALL
         .iter()
-        .map(|t| format!("select '{0}' as table_name, count(*) as row_count from {0}", t.qualified_name()))
+        .enumerate()
+        .map(|(i, t)| format!("select {i} as n, '{0}' as table_name, count(*) as row_count from {0}", t.qualified_name()))
         .collect();
-    print_query(&wh, "rows per table", &counts.join(" union all ")).await?;
+    let counts = format!("select table_name, row_count from ({}) order by n", counts.join(" union all "));
+    print_query(&wh, "rows per table", &counts).await?;
     print_query(
         &wh,
         "report.transaction per fiscal year",

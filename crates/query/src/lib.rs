@@ -25,6 +25,8 @@ pub enum QueryError {
     Engine(#[from] datafusion::error::DataFusionError),
     #[error("{0}")]
     Output(String),
+    #[error("citybooks is read-only: only queries run (SELECT, WITH, VALUES, EXPLAIN, SHOW); the warehouse changes only through loads ({0})")]
+    ReadOnly(String),
 }
 
 /// What a read-only session accepts: queries only — no DDL, no DML, no `SET`.
@@ -51,7 +53,14 @@ impl QueryResult {
 
 /// Runs one read-only statement on `ctx`.
 pub async fn run(ctx: &SessionContext, sql: &str) -> Result<QueryResult, QueryError> {
-    let df = ctx.sql_with_options(sql, read_only()).await?;
+    let df = ctx.sql_with_options(sql, read_only()).await.map_err(|e| {
+        let text = e.to_string();
+        if ["DDL not supported", "DML not supported", "Statement not supported"].iter().any(|m| text.contains(m)) {
+            QueryError::ReadOnly(text.lines().next().unwrap_or_default().to_string())
+        } else {
+            QueryError::Engine(e)
+        }
+    })?;
     let schema: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
     Ok(QueryResult { schema, batches })

@@ -1,0 +1,155 @@
+//! Helpers shared by the end-to-end tests: each test runs the real `citybooks` binary
+//! on a fresh project in a temporary folder, with the real sample committed in `data/`.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_citybooks");
+
+/// The real sample (API export, fiscal year 2025).
+pub fn sample_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("data/datasf-fy2025-sample.csv")
+}
+
+pub fn sample_text() -> String {
+    std::fs::read_to_string(sample_path()).expect("the sample is committed in data/")
+}
+
+/// A project in a temporary folder.
+pub struct Project {
+    pub tmp: tempfile::TempDir,
+    pub dir: PathBuf,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("books");
+        let out = Command::new(BIN).arg("init").arg(&dir).output().unwrap();
+        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        Project { tmp, dir }
+    }
+
+    pub fn cmd(&self) -> Command {
+        let mut c = Command::new(BIN);
+        c.current_dir(&self.dir).env_remove("CITYBOOKS_FAILPOINT").env_remove("CITYBOOKS_PROJECT");
+        c
+    }
+
+    /// Runs `citybooks ARGS`, returns the output whatever the exit status.
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd().args(args).output().unwrap()
+    }
+
+    /// Runs `citybooks ARGS` and insists it succeeds; returns stdout.
+    pub fn ok(&self, args: &[&str]) -> String {
+        let out = self.run(args);
+        assert!(
+            out.status.success(),
+            "citybooks {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8(out.stdout).unwrap()
+    }
+
+    /// Writes `text` to a file in the temporary folder and returns its path.
+    pub fn file(&self, name: &str, text: &[u8]) -> PathBuf {
+        let p = self.tmp.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    /// Loads files; returns the JSON load reports.
+    pub fn load(&self, paths: &[&Path]) -> Vec<serde_json::Value> {
+        let mut args = vec!["load".to_string(), "--json".to_string()];
+        args.extend(paths.iter().map(|p| p.display().to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        self.ok(&args).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+    }
+
+    /// Runs a query; returns the rows as CSV records (header dropped).
+    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        self.rows_as_of(sql, None)
+    }
+
+    pub fn rows_as_of(&self, sql: &str, load: Option<i64>) -> Vec<Vec<String>> {
+        let mut args = vec!["query", "--format", "csv", sql];
+        let n;
+        if let Some(l) = load {
+            n = l.to_string();
+            args.extend(["--as-of-load", n.as_str()]);
+        }
+        let text = self.ok(&args);
+        let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+        r.records().map(|rec| rec.unwrap().iter().map(str::to_string).collect()).collect()
+    }
+
+    /// One value.
+    pub fn value(&self, sql: &str) -> String {
+        self.rows(sql).first().and_then(|r| r.first().cloned()).unwrap_or_default()
+    }
+
+    /// A fingerprint of the whole warehouse: what a reader sees.
+    pub fn fingerprint(&self) -> BTreeMap<String, Vec<Vec<String>>> {
+        let mut m = BTreeMap::new();
+        m.insert(
+            "per_year".into(),
+            self.rows("select fiscal_year, count(*), sum(amount), count(distinct transaction_id) from report.transaction group by fiscal_year order by fiscal_year"),
+        );
+        m.insert(
+            "per_member".into(),
+            self.rows("select p.department, ty.character, fu.fund, f.revenue_or_spending, sum(t.amount), count(*) from report.transaction t join report.program p on t.program_id = p.program_id join report.type ty on t.type_id = ty.type_id join report.fund fu on t.fund_id = fu.fund_id join report.finance f on t.finance_id = f.finance_id group by 1,2,3,4 order by 1,2,3,4"),
+        );
+        m.insert("dangling".into(), self.rows("select count(*) from report.transaction t left join report.program p on t.program_id = p.program_id left join report.type ty on t.type_id = ty.type_id left join report.fund fu on t.fund_id = fu.fund_id where p.program_id is null or ty.type_id is null or fu.fund_id is null"));
+        m.insert("dup_members".into(), self.rows("select (select count(*) - count(distinct program_id) from report.program) + (select count(*) - count(distinct type_id) from report.type) + (select count(*) - count(distinct fund_id) from report.fund)"));
+        m
+    }
+}
+
+/// Cents of a decimal text, computed without the project's parser ("-12.5" -> -1250).
+pub fn cents(text: &str) -> i128 {
+    let t = text.trim().replace([',', '$'], "");
+    let (neg, t) = match t.strip_prefix('-') {
+        Some(r) => (true, r.to_string()),
+        None => (false, t),
+    };
+    let (int, frac) = t.split_once('.').unwrap_or((&t, ""));
+    let mut frac = frac.to_string();
+    while frac.len() < 2 {
+        frac.push('0');
+    }
+    let v: i128 = int.parse::<i128>().unwrap_or(0) * 100 + frac[..2].parse::<i128>().unwrap();
+    if neg {
+        -v
+    } else {
+        v
+    }
+}
+
+/// The sample parsed as header + records.
+pub fn sample_records() -> (Vec<String>, Vec<Vec<String>>) {
+    let text = sample_text();
+    let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+    let header = r.headers().unwrap().iter().map(str::to_string).collect();
+    let rows = r.records().map(|rec| rec.unwrap().iter().map(str::to_string).collect()).collect();
+    (header, rows)
+}
+
+/// Writes records as an API-dialect CSV (every field quoted).
+pub fn api_csv(header: &[String], rows: &[Vec<String>]) -> Vec<u8> {
+    let mut w = csv::WriterBuilder::new().quote_style(csv::QuoteStyle::Always).from_writer(Vec::new());
+    w.write_record(header).unwrap();
+    for r in rows {
+        w.write_record(r).unwrap();
+    }
+    w.into_inner().unwrap()
+}
+
+/// Index of a column in the sample's header.
+pub fn col(header: &[String], name: &str) -> usize {
+    header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))
+}
