@@ -347,26 +347,31 @@ impl WritePass {
             next_id += 1;
             written += 1;
             if batch.len() >= self.batch_rows {
-                let b = batch.finish(self.load_id, &self.file)?;
-                if tx.blocking_send(Ok(b)).is_err() {
-                    return Err(WarehouseError::Other("the Delta writer stopped early".into()));
-                }
-                batches_sent += 1;
-                if batches_sent == 1 {
-                    failpoint::hit("mid-facts");
-                }
+                send(&tx, batch.finish(self.load_id, &self.file)?, &mut batches_sent)?;
                 tick(&bar, &counter, written, started);
             }
         }
         if batch.len() > 0 {
-            let b = batch.finish(self.load_id, &self.file)?;
-            if tx.blocking_send(Ok(b)).is_err() {
-                return Err(WarehouseError::Other("the Delta writer stopped early".into()));
-            }
+            send(&tx, batch.finish(self.load_id, &self.file)?, &mut batches_sent)?;
         }
         bar.finish_and_clear();
         Ok(written)
     }
+}
+
+/// Hands a batch to the Delta writer (blocking while it is busy: back-pressure).
+fn send(
+    tx: &tokio::sync::mpsc::Sender<std::result::Result<RecordBatch, DataFusionError>>,
+    batch: RecordBatch,
+    sent: &mut u64,
+) -> Result<()> {
+    tx.blocking_send(Ok(batch))
+        .map_err(|_| WarehouseError::Other("the Delta writer stopped early".into()))?;
+    *sent += 1;
+    if *sent == 1 {
+        failpoint::hit("mid-facts");
+    }
+    Ok(())
 }
 
 /// Columns of `report.transaction` under construction.
@@ -787,8 +792,7 @@ impl Warehouse {
                 scan.rows_read
             ));
             if !scan.quarantine.is_empty() {
-                let b = quarantine_batch(load_id, rel, &scan.quarantine)?;
-                let v = self.commit(Table::Quarantine, Input::Batches(vec![b]), WriteMode::Append, load_id).await?;
+                let v = self.quarantine(load_id, rel, &scan.quarantine, &loads).await?;
                 versions.insert(Table::Quarantine.qualified_name(), v);
             }
             let versions = self.versions_now(versions).await?;
@@ -899,8 +903,7 @@ impl Warehouse {
         }
 
         if !scan.quarantine.is_empty() {
-            let b = quarantine_batch(load_id, rel, &scan.quarantine)?;
-            let v = self.commit(Table::Quarantine, Input::Batches(vec![b]), WriteMode::Append, load_id).await?;
+            let v = self.quarantine(load_id, rel, &scan.quarantine, &loads).await?;
             versions.insert(Table::Quarantine.qualified_name(), v);
         }
         failpoint::hit("after-quarantine");
@@ -913,6 +916,16 @@ impl Warehouse {
         failpoint::hit("after-loads");
         report.seconds = clock.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// Commits the quarantined rows of load `load_id`. The commit also removes rows of
+    /// loads that crashed before their `meta.loads` row (ids above the last recorded
+    /// load), so a load redone after a crash leaves its bad rows once.
+    async fn quarantine(&self, load_id: i64, rel: &str, rows: &[QuarantinedRow], loads: &[LoadRecord]) -> Result<i64> {
+        let b = quarantine_batch(load_id, rel, rows)?;
+        let last_recorded = loads.iter().map(|l| l.load_id).max().unwrap_or(0);
+        let orphans = col("load_id").gt(lit(last_recorded));
+        self.commit(Table::Quarantine, Input::Batches(vec![b]), WriteMode::Replace(orphans), load_id).await
     }
 
     /// The versions after this load: what it committed, and the current version of

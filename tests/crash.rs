@@ -1,0 +1,133 @@
+//! Crash safety: a `citybooks load` killed at any point leaves the previous state
+//! queryable (or the new one, once the facts are committed — never a mix), and the
+//! next load of the same file ends in exactly the state of a clean load.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+use common::*;
+
+/// The points `citybooks-warehouse` can abort at (`CITYBOOKS_FAILPOINT`), in load
+/// order, and whether the new facts are visible after a crash there.
+const POINTS: &[(&str, bool)] = &[
+    ("after-raw", false),
+    ("after-scan", false),
+    ("after-dimensions", false),
+    ("mid-facts", false),
+    ("after-facts", true),
+    ("after-quarantine", true),
+    ("after-loads", true),
+];
+
+/// File A: the sample. File B: the sample moved to 2024 plus a new program and one bad row,
+/// and half of the sample again as 2025 (so B replaces 2025 and adds 2024).
+fn files(p: &Project) -> (std::path::PathBuf, std::path::PathBuf) {
+    let (header, rows) = sample_records();
+    let a = p.file("a.csv", &api_csv(&header, &rows));
+    let mut b_rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r[col(&header, "fiscal_year")] = "2024".into();
+            r
+        })
+        .collect();
+    b_rows[3][col(&header, "program")] = "Crash Recovery Program".into();
+    b_rows[4][col(&header, "amount")] = "not money".into();
+    b_rows.extend(rows[..1000].iter().cloned());
+    let b = p.file("b.csv", &api_csv(&header, &b_rows));
+    (a, b)
+}
+
+#[test]
+fn a_load_aborted_at_every_fail_point_leaves_a_consistent_warehouse_and_recovers() {
+    // The reference states, from clean loads.
+    let reference = Project::new();
+    let (a, b) = files(&reference);
+    reference.load(&[&a]);
+    let state_a = reference.fingerprint();
+    reference.load(&[&b]);
+    let state_b = reference.fingerprint();
+    assert_ne!(state_a, state_b);
+    let quarantined_b = reference.value("select count(*) from meta.quarantine");
+    assert_eq!(quarantined_b, "1");
+
+    for (point, facts_visible) in POINTS {
+        let p = Project::new();
+        let (a, b) = files(&p);
+        p.load(&[&a]);
+        let out = p.cmd().env("CITYBOOKS_FAILPOINT", point).args(["load", b.to_str().unwrap()]).output().unwrap();
+        assert!(!out.status.success(), "{point}: the load should have aborted");
+        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("fail point {point}")), "{point}");
+        let after_crash = p.fingerprint();
+        let want = if *facts_visible { &state_b } else { &state_a };
+        assert_eq!(&after_crash, want, "{point}: state after the crash");
+        // The next load is correct.
+        let r = &p.load(&[&b])[0];
+        let status = r["status"].as_str().unwrap();
+        if *point == "after-loads" {
+            assert_eq!(status, "unchanged", "{point}");
+        } else {
+            assert_eq!(status, "loaded", "{point}");
+        }
+        assert_eq!(p.fingerprint(), state_b, "{point}: state after the next load");
+        assert_eq!(p.value("select count(*) from meta.quarantine"), quarantined_b, "{point}: quarantine once");
+        assert_eq!(
+            p.value("select count(*) from report.program where program = 'Crash Recovery Program'"),
+            "1",
+            "{point}: the new member exists once"
+        );
+    }
+}
+
+#[test]
+fn a_load_killed_at_random_moments_never_leaves_half_a_load() {
+    let p = Project::new();
+    let (header, rows) = sample_records();
+    let a = p.file("a.csv", &api_csv(&header, &rows));
+    p.load(&[&a]);
+    let state_a = p.fingerprint();
+    // A bigger file (25 fiscal years of the sample) so kills land mid-load.
+    let mut big = Vec::new();
+    for year in 2000..2025 {
+        for r in &rows {
+            let mut r = r.clone();
+            r[col(&header, "fiscal_year")] = year.to_string();
+            big.push(r);
+        }
+    }
+    let b = p.file("big.csv", &api_csv(&header, &big));
+    // How long a clean load takes here, measured on a twin project.
+    let twin = Project::new();
+    twin.load(&[&a]);
+    let start = Instant::now();
+    twin.load(&[&b]);
+    let full = start.elapsed();
+    let state_b = twin.fingerprint();
+
+    let mut outcomes = Vec::new();
+    for i in 1..=6u32 {
+        let delay = full * i / 7;
+        let mut child = p
+            .cmd()
+            .args(["load", "--no-progress", b.to_str().unwrap()])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(delay);
+        let _ = child.kill(); // SIGKILL
+        let status = child.wait().unwrap();
+        let state = p.fingerprint();
+        assert!(state == state_a || state == state_b, "kill after {delay:?} ({status}): a half state");
+        outcomes.push((delay, status.success(), state == state_b));
+        if state == state_b {
+            break;
+        }
+    }
+    p.load(&[&b]);
+    assert_eq!(p.fingerprint(), state_b, "after kills at {outcomes:?}");
+    let _ = Duration::ZERO;
+}
