@@ -107,14 +107,21 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("CITYBOOKS_LOG").unwrap_or_else(|_| {
-        // The Delta kernel logs an ERROR when it probes a table that has no commit yet,
-        // which citybooks does on purpose before a table's first load.
-        "warn,buoyant_kernel::snapshot::builder=off".into()
-    });
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter =
+        tracing_subscriber::EnvFilter::try_from_env("CITYBOOKS_LOG").unwrap_or_else(|_| {
+            // The Delta kernel logs an ERROR when it probes a table that has no commit yet,
+            // which citybooks does on purpose before a table's first load.
+            "warn,buoyant_kernel::snapshot::builder=off".into()
+        });
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("citybooks: cannot start the async runtime: {e}");
@@ -131,12 +138,17 @@ fn main() -> ExitCode {
 }
 
 fn open_project(flag: Option<&Path>) -> Result<Project> {
-    let dir = flag.map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."));
+    let dir = flag
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
     Ok(Project::open(&dir)?)
 }
 
 fn warehouse(project: &Project) -> Result<Warehouse> {
-    Ok(Warehouse::new(project.store()?, project.config.load.clone()))
+    Ok(Warehouse::new(
+        project.store()?,
+        project.config.load.clone(),
+    ))
 }
 
 async fn run(cli: Cli) -> Result<ExitCode> {
@@ -144,18 +156,28 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Init { dir } => {
             let project = Project::init(&dir)?;
             println!("created project {}", project.dir.display());
-            println!("  config: {}", project.dir.join(citybooks_store::CONFIG_FILE).display());
+            println!(
+                "  config: {}",
+                project.dir.join(citybooks_store::CONFIG_FILE).display()
+            );
             println!("  store:  {}", project.store()?.root());
             println!("next: cd {} && citybooks load FILE.csv", dir.display());
             Ok(ExitCode::SUCCESS)
         }
-        Command::Load { paths, no_progress, json } => {
+        Command::Load {
+            paths,
+            no_progress,
+            json,
+        } => {
             let project = open_project(cli.project.as_deref())?;
             let wh = warehouse(&project)?;
             let show = !no_progress && std::io::stderr().is_terminal();
             let mut ok = true;
             for path in &paths {
-                let report = wh.load_source(path, show).await.with_context(|| format!("loading {path}"))?;
+                let report = wh
+                    .load_source(path, show)
+                    .await
+                    .with_context(|| format!("loading {path}"))?;
                 if json {
                     println!("{}", serde_json::to_string(&report)?);
                 } else {
@@ -163,7 +185,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
                 ok &= report.status != LoadStatus::Failed;
             }
-            Ok(if ok { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+            Ok(if ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::FAILURE
+            })
         }
         Command::Query {
             sql,
@@ -176,7 +202,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let result = citybooks_query::query(&wh, &sql, as_of_load).await?;
             match output {
                 Some(file) => {
-                    let f = std::fs::File::create(&file).with_context(|| format!("creating {}", file.display()))?;
+                    let f = std::fs::File::create(&file)
+                        .with_context(|| format!("creating {}", file.display()))?;
                     write_batches(&result, format, std::io::BufWriter::new(f))?;
                     eprintln!("wrote {} rows to {}", result.num_rows(), file.display());
                 }
@@ -198,7 +225,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Destroy { yes } => {
             let project = open_project(cli.project.as_deref())?;
             let wh = warehouse(&project)?;
-            let objects = wh.store().list("warehouse").await?.len() + wh.store().list("raw").await?.len();
+            let objects =
+                wh.store().list("warehouse").await?.len() + wh.store().list("raw").await?.len();
             if !yes {
                 if !std::io::stdin().is_terminal() {
                     bail!("destroy asks for confirmation on a terminal; pass --yes to confirm non-interactively");
@@ -217,7 +245,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 }
             }
             let n = wh.destroy().await?;
-            println!("removed {n} objects from {}; {} stays", wh.store().root(), citybooks_store::CONFIG_FILE);
+            println!(
+                "removed {n} objects from {}; {} stays",
+                wh.store().root(),
+                citybooks_store::CONFIG_FILE
+            );
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -250,7 +282,11 @@ fn print_report(path: &str, r: &LoadReport) {
         let years: Vec<String> = r.years_replaced.iter().map(|y| y.to_string()).collect();
         println!("  fiscal years replaced: {}", years.join(", "));
         println!("  raw file kept at: {}", r.source_file);
-        let members: Vec<String> = r.new_members.iter().map(|(t, n)| format!("{t} +{n}")).collect();
+        let members: Vec<String> = r
+            .new_members
+            .iter()
+            .map(|(t, n)| format!("{t} +{n}"))
+            .collect();
         println!("  new dimension members: {}", members.join(", "));
     }
     for c in &r.conformed {
@@ -261,7 +297,10 @@ fn print_report(path: &str, r: &LoadReport) {
             "  quarantined: {}, line {}{}: {}",
             r.source_file,
             q.line,
-            q.field.as_ref().map(|f| format!(", field {f}")).unwrap_or_default(),
+            q.field
+                .as_ref()
+                .map(|f| format!(", field {f}"))
+                .unwrap_or_default(),
             q.reason
         );
     }
@@ -298,9 +337,17 @@ async fn status(project: &Project) -> Result<()> {
     let counts: Vec<String> = Table::ALL
         .iter()
         .enumerate()
-        .map(|(i, t)| format!("select {i} as n, '{0}' as table_name, count(*) as row_count from {0}", t.qualified_name()))
+        .map(|(i, t)| {
+            format!(
+                "select {i} as n, '{0}' as table_name, count(*) as row_count from {0}",
+                t.qualified_name()
+            )
+        })
         .collect();
-    let counts = format!("select table_name, row_count from ({}) order by n", counts.join(" union all "));
+    let counts = format!(
+        "select table_name, row_count from ({}) order by n",
+        counts.join(" union all ")
+    );
     print_query(&wh, "rows per table", &counts).await?;
     print_query(
         &wh,
@@ -327,7 +374,9 @@ async fn demo(dir: &Path) -> Result<ExitCode> {
     let sample = project.dir.join(SAMPLE_NAME);
     std::fs::write(&sample, SAMPLE).with_context(|| format!("writing {}", sample.display()))?;
     let wh = warehouse(&project)?;
-    let report = wh.load_path(&sample, std::io::stderr().is_terminal()).await?;
+    let report = wh
+        .load_path(&sample, std::io::stderr().is_terminal())
+        .await?;
     print_report(&sample.display().to_string(), &report);
     if report.status == LoadStatus::Failed {
         return Ok(ExitCode::FAILURE);

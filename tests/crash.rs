@@ -58,9 +58,20 @@ fn a_load_aborted_at_every_fail_point_leaves_a_consistent_warehouse_and_recovers
         let p = Project::new();
         let (a, b) = files(&p);
         p.load(&[&a]);
-        let out = p.cmd().env("CITYBOOKS_FAILPOINT", point).args(["load", b.to_str().unwrap()]).output().unwrap();
-        assert!(!out.status.success(), "{point}: the load should have aborted");
-        assert!(String::from_utf8_lossy(&out.stderr).contains(&format!("fail point {point}")), "{point}");
+        let out = p
+            .cmd()
+            .env("CITYBOOKS_FAILPOINT", point)
+            .args(["load", b.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(
+            !out.status.success(),
+            "{point}: the load should have aborted"
+        );
+        assert!(
+            String::from_utf8_lossy(&out.stderr).contains(&format!("fail point {point}")),
+            "{point}"
+        );
         let after_crash = p.fingerprint();
         let want = if *facts_visible { &state_b } else { &state_a };
         assert_eq!(&after_crash, want, "{point}: state after the crash");
@@ -72,8 +83,16 @@ fn a_load_aborted_at_every_fail_point_leaves_a_consistent_warehouse_and_recovers
         } else {
             assert_eq!(status, "loaded", "{point}");
         }
-        assert_eq!(p.fingerprint(), state_b, "{point}: state after the next load");
-        assert_eq!(p.value("select count(*) from meta.quarantine"), quarantined_b, "{point}: quarantine once");
+        assert_eq!(
+            p.fingerprint(),
+            state_b,
+            "{point}: state after the next load"
+        );
+        assert_eq!(
+            p.value("select count(*) from meta.quarantine"),
+            quarantined_b,
+            "{point}: quarantine once"
+        );
         assert_eq!(
             p.value("select count(*) from report.program where program = 'Crash Recovery Program'"),
             "1",
@@ -121,7 +140,10 @@ fn a_load_killed_at_random_moments_never_leaves_half_a_load() {
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
         let state = p.fingerprint();
-        assert!(state == state_a || state == state_b, "kill after {delay:?} ({status}): a half state");
+        assert!(
+            state == state_a || state == state_b,
+            "kill after {delay:?} ({status}): a half state"
+        );
         outcomes.push((delay, status.success(), state == state_b));
         if state == state_b {
             break;

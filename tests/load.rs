@@ -8,7 +8,11 @@ use common::*;
 
 /// Sum per organization group × revenue/spending straight from the raw CSV, in cents.
 fn raw_sums(header: &[String], rows: &[Vec<String>]) -> BTreeMap<(String, String), i128> {
-    let (og, rs, amount) = (col(header, "organization_group"), col(header, "revenue_or_spending"), col(header, "amount"));
+    let (og, rs, amount) = (
+        col(header, "organization_group"),
+        col(header, "revenue_or_spending"),
+        col(header, "amount"),
+    );
     let mut sums = BTreeMap::new();
     for r in rows {
         *sums.entry((r[og].clone(), r[rs].clone())).or_insert(0) += cents(&r[amount]);
@@ -39,8 +43,14 @@ fn sample_sums_per_group_equal_the_raw_csv_to_the_cent() {
     assert_eq!(sql_sums(&p), want);
     // The sum is exact: the decimal type survives to the result.
     let total: i128 = want.values().sum();
-    assert_eq!(cents(&p.value("select sum(amount) from report.transaction")), total);
-    assert_eq!(p.value("select arrow_typeof(sum(amount)) from report.transaction"), "Decimal128(30, 2)");
+    assert_eq!(
+        cents(&p.value("select sum(amount) from report.transaction")),
+        total
+    );
+    assert_eq!(
+        p.value("select arrow_typeof(sum(amount)) from report.transaction"),
+        "Decimal128(30, 2)"
+    );
     // Lineage on every fact row.
     let lineage = p.rows("select min(source_line), max(source_line), count(distinct source_file), min(data_as_of), min(load_id) from report.transaction");
     assert_eq!(lineage[0][0], "2");
@@ -80,7 +90,9 @@ fn portal_rewrite() -> Vec<u8> {
                         return w.to_string();
                     }
                     let mut c = w.chars();
-                    c.next().map(|f| f.to_uppercase().collect::<String>() + c.as_str()).unwrap_or_default()
+                    c.next()
+                        .map(|f| f.to_uppercase().collect::<String>() + c.as_str())
+                        .unwrap_or_default()
                 })
                 .collect::<Vec<_>>()
                 .join(" "),
@@ -95,11 +107,18 @@ fn portal_rewrite() -> Vec<u8> {
         .terminator(csv::Terminator::CRLF)
         .quote_style(csv::QuoteStyle::Necessary)
         .from_writer(Vec::new());
-    w.write_record(order.iter().map(|&i| human(&header[i]))).unwrap();
+    w.write_record(order.iter().map(|&i| human(&header[i])))
+        .unwrap();
     for r in &rows {
         let rec: Vec<String> = order
             .iter()
-            .map(|&i| if i == amount { with_separators(&r[i]) } else { r[i].clone() })
+            .map(|&i| {
+                if i == amount {
+                    with_separators(&r[i])
+                } else {
+                    r[i].clone()
+                }
+            })
             .collect();
         w.write_record(&rec).unwrap();
     }
@@ -113,7 +132,10 @@ fn with_separators(amount: &str) -> String {
         Some(r) => ("-", r),
         None => ("", amount),
     };
-    let (int, frac) = a.split_once('.').map(|(i, f)| (i, format!(".{f}"))).unwrap_or((a, String::new()));
+    let (int, frac) = a
+        .split_once('.')
+        .map(|(i, f)| (i, format!(".{f}")))
+        .unwrap_or((a, String::new()));
     let mut grouped = String::new();
     for (i, c) in int.chars().enumerate() {
         if i > 0 && (int.len() - i) % 3 == 0 {
@@ -130,17 +152,28 @@ fn portal_dialect_with_bom_crlf_and_separators_loads_the_same_warehouse() {
     api.load(&[&sample_path()]);
     let portal = Project::new();
     let text = portal_rewrite();
-    assert!(String::from_utf8_lossy(&text).contains("\"$1,"), "the rewrite has thousands separators");
+    assert!(
+        String::from_utf8_lossy(&text).contains("\"$1,"),
+        "the rewrite has thousands separators"
+    );
     let f = portal.file("portal.csv", &text);
     let reports = portal.load(&[&f]);
     assert_eq!(reports[0]["dialect"], "portal");
     assert_eq!(reports[0]["rows_loaded"], 2186, "{:?}", reports[0]);
     assert_eq!(sql_sums(&portal), sql_sums(&api));
-    for table in ["report.program", "report.type", "report.fund", "report.finance"] {
+    for table in [
+        "report.program",
+        "report.type",
+        "report.fund",
+        "report.finance",
+    ] {
         let sql = format!("select * from {table} order by 1");
         assert_eq!(portal.rows(&sql), api.rows(&sql), "{table}");
     }
-    assert_eq!(portal.value("select count(data_as_of) from report.transaction"), "0");
+    assert_eq!(
+        portal.value("select count(data_as_of) from report.transaction"),
+        "0"
+    );
 }
 
 #[test]
@@ -167,9 +200,19 @@ fn conformance_rules_apply_end_to_end() {
     let p = Project::new();
     let f = p.file("rules.csv", &api_csv(&header, &rows));
     let r = &p.load(&[&f])[0];
-    assert_eq!((r["rows_loaded"].as_u64(), r["rows_quarantined"].as_u64()), (Some(5), Some(1)));
+    assert_eq!(
+        (r["rows_loaded"].as_u64(), r["rows_quarantined"].as_u64()),
+        (Some(5), Some(1))
+    );
     let q = p.rows("select line, field, reason from meta.quarantine");
-    assert_eq!(q, vec![vec!["7".to_string(), "department".into(), "no department (rule 2): department and department_code are both required".into()]]);
+    assert_eq!(
+        q,
+        vec![vec![
+            "7".to_string(),
+            "department".into(),
+            "no department (rule 2): department and department_code are both required".into()
+        ]]
+    );
     let rgu = p.rows("select distinct related_govt_units from report.program order by 1");
     assert_eq!(rgu, vec![vec!["No".to_string()], vec!["Yes".to_string()]]);
     assert_eq!(p.value("select count(*) from report.program where program = 'No Program' and program_code = 'No Program Code'"), "1");
@@ -178,8 +221,14 @@ fn conformance_rules_apply_end_to_end() {
         vec![vec!["No Character".to_string(), "No Object".into(), "No Object Code".into(), "No Sub Object".into()]]
     );
     assert_eq!(p.value("select count(*) from report.fund where fund_category = 'No Fund Category' and fund_category_code = 'No Fund Category Code'"), "1");
-    assert_eq!(p.value("select count(*) from report.fund where fund_category_code like '%.0'"), "0");
-    assert_eq!(p.value("select count(distinct organization_group_code) from report.program"), "1");
+    assert_eq!(
+        p.value("select count(*) from report.fund where fund_category_code like '%.0'"),
+        "0"
+    );
+    assert_eq!(
+        p.value("select count(distinct organization_group_code) from report.program"),
+        "1"
+    );
     // Rule 7: snake_case columns.
     let cols = p.rows("select column_name from information_schema.columns where table_schema = 'report' and column_name <> lower(column_name)");
     assert!(cols.is_empty(), "{cols:?}");
@@ -189,12 +238,29 @@ fn conformance_rules_apply_end_to_end() {
 fn rule6_picks_the_most_frequent_code_and_reports_it() {
     let p = Project::new();
     let r = &p.load(&[&sample_path()])[0];
-    let conformed: Vec<String> = r["conformed"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let conformed: Vec<String> = r["conformed"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_string())
+        .collect();
     assert_eq!(conformed.len(), 1, "{conformed:?}");
-    assert!(conformed[0].contains("Sustainable Streets") && conformed[0].ends_with("-> ENT_FUND~SU_STREETS"), "{}", conformed[0]);
-    assert_eq!(p.value("select count(distinct fund_code) from report.fund where fund = 'Sustainable Streets'"), "1");
+    assert!(
+        conformed[0].contains("Sustainable Streets")
+            && conformed[0].ends_with("-> ENT_FUND~SU_STREETS"),
+        "{}",
+        conformed[0]
+    );
+    assert_eq!(
+        p.value(
+            "select count(distinct fund_code) from report.fund where fund = 'Sustainable Streets'"
+        ),
+        "1"
+    );
     // The choice is in meta.loads too.
-    assert!(p.value("select conformed from meta.loads").contains("ENT_FUND~STBL_ST (3 rows)"));
+    assert!(p
+        .value("select conformed from meta.loads")
+        .contains("ENT_FUND~STBL_ST (3 rows)"));
 }
 
 #[test]
@@ -217,17 +283,27 @@ fn dimension_keys_are_stable_across_overlapping_loads() {
     let r = &p.load(&[&f2])[0];
     assert!(r["new_members"]["report.program"].as_u64().unwrap() >= 1);
     let after = p.rows("select * from report.program order by program_id");
-    assert_eq!(&after[..before.len()], &before[..], "existing members keep their ids");
+    assert_eq!(
+        &after[..before.len()],
+        &before[..],
+        "existing members keep their ids"
+    );
     let types_after = p.rows("select * from report.type order by type_id");
     assert_eq!(&types_after[..types_before.len()], &types_before[..]);
     let max_before: i64 = before.last().unwrap()[0].parse().unwrap();
-    let new: Vec<&Vec<String>> = after.iter().filter(|r| r[1] == "A Brand New Program").collect();
+    let new: Vec<&Vec<String>> = after
+        .iter()
+        .filter(|r| r[1] == "A Brand New Program")
+        .collect();
     assert_eq!(new.len(), 1);
     assert!(new[0][0].parse::<i64>().unwrap() > max_before);
     // Reloading the first file renumbers nothing either.
     let f1b = p.file("first-again.csv", &api_csv(&header, &rows[..1499]));
     p.load(&[&f1b]);
-    assert_eq!(p.rows("select * from report.program order by program_id"), after);
+    assert_eq!(
+        p.rows("select * from report.program order by program_id"),
+        after
+    );
 }
 
 #[test]
@@ -240,14 +316,20 @@ fn reloading_the_same_content_is_a_recorded_no_op() {
     let r = &p.load(&[&copy])[0];
     assert_eq!(r["status"], "unchanged");
     assert_eq!(p.fingerprint(), before);
-    let loads = p.rows("select load_id, status, content_hash, rows_loaded from meta.loads order by load_id");
+    let loads = p
+        .rows("select load_id, status, content_hash, rows_loaded from meta.loads order by load_id");
     assert_eq!(loads.len(), 2);
     assert_eq!(loads[1][1], "unchanged");
     assert_eq!(loads[0][2], loads[1][2]);
     assert_eq!(loads[1][3], "0");
-    assert_eq!(p.value("select table_versions from meta.loads where load_id = 2"), versions);
+    assert_eq!(
+        p.value("select table_versions from meta.loads where load_id = 2"),
+        versions
+    );
     // Only one raw copy is kept for the same content.
-    let raw: Vec<_> = std::fs::read_dir(p.dir.join("store/raw/cli")).unwrap().collect();
+    let raw: Vec<_> = std::fs::read_dir(p.dir.join("store/raw/cli"))
+        .unwrap()
+        .collect();
     assert_eq!(raw.len(), 1);
 }
 
@@ -266,7 +348,8 @@ fn a_file_replaces_exactly_the_fiscal_years_it_contains() {
     }
     let h = p.file("history.csv", &api_csv(&header, &history));
     p.load(&[&h]);
-    let y2024 = p.rows("select count(*), sum(amount) from report.transaction where fiscal_year = 2024");
+    let y2024 =
+        p.rows("select count(*), sum(amount) from report.transaction where fiscal_year = 2024");
     assert_eq!(y2024[0][0], "700");
     // This week's file: 2025 only, fewer rows, one amount revised.
     let mut weekly: Vec<Vec<String>> = rows[..300].to_vec();
@@ -274,15 +357,25 @@ fn a_file_replaces_exactly_the_fiscal_years_it_contains() {
     let w = p.file("weekly.csv", &api_csv(&header, &weekly));
     let r = &p.load(&[&w])[0];
     assert_eq!(r["years_replaced"], serde_json::json!([2025]));
-    assert_eq!(p.rows("select count(*), sum(amount) from report.transaction where fiscal_year = 2024"), y2024);
+    assert_eq!(
+        p.rows("select count(*), sum(amount) from report.transaction where fiscal_year = 2024"),
+        y2024
+    );
     let want: i128 = weekly.iter().map(|r| cents(&r[amount])).sum();
-    let got = p.rows("select count(*), sum(amount) from report.transaction where fiscal_year = 2025");
+    let got =
+        p.rows("select count(*), sum(amount) from report.transaction where fiscal_year = 2025");
     assert_eq!(got[0][0], "300");
     assert_eq!(cents(&got[0][1]), want);
     // Time travel: as of load 1 the old 2025 is back.
-    let old = p.rows_as_of("select count(*) from report.transaction where fiscal_year = 2025", Some(1));
+    let old = p.rows_as_of(
+        "select count(*) from report.transaction where fiscal_year = 2025",
+        Some(1),
+    );
     assert_eq!(old[0][0], "2186");
-    assert_eq!(p.rows_as_of("select count(*) from meta.loads", Some(1))[0][0], "1");
+    assert_eq!(
+        p.rows_as_of("select count(*) from meta.loads", Some(1))[0][0],
+        "1"
+    );
 }
 
 #[test]
@@ -297,18 +390,36 @@ fn bad_rows_are_quarantined_with_file_line_and_reason() {
     bad_amount[c("amount")] = "12.3.4".into();
     let mut bad_year = rows[6].clone();
     bad_year[c("fiscal_year")] = "FY25".into();
-    text.push_str(&String::from_utf8(api_csv(&header, &[bad_amount])).unwrap().lines().nth(1).unwrap().to_string());
+    text.push_str(
+        &String::from_utf8(api_csv(&header, &[bad_amount]))
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_string(),
+    );
     text.push('\n');
     text.push_str("\"2025\",\"NO\",\"too few fields\"\n");
-    text.push_str(&String::from_utf8(api_csv(&header, &[bad_year])).unwrap().lines().nth(1).unwrap().to_string());
+    text.push_str(
+        &String::from_utf8(api_csv(&header, &[bad_year]))
+            .unwrap()
+            .lines()
+            .nth(1)
+            .unwrap()
+            .to_string(),
+    );
     text.push('\n');
     let p = Project::new();
     let f = p.file("mixed.csv", text.as_bytes());
     let out = p.run(&["load", f.to_str().unwrap()]);
-    assert!(out.status.success(), "a load with quarantined rows still commits");
+    assert!(
+        out.status.success(),
+        "a load with quarantined rows still commits"
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(stdout.contains("line 8, field amount"), "{stdout}");
-    let q = p.rows("select line, field, reason, raw, source_file from meta.quarantine order by line");
+    let q =
+        p.rows("select line, field, reason, raw, source_file from meta.quarantine order by line");
     let lines: Vec<&str> = q.iter().map(|r| r[0].as_str()).collect();
     assert_eq!(lines, ["8", "9", "10"]);
     assert_eq!(q[0][1], "amount");
@@ -319,7 +430,12 @@ fn bad_rows_are_quarantined_with_file_line_and_reason() {
     assert_eq!(q[2][1], "fiscal_year");
     assert!(q[0][4].starts_with("raw/cli/") && q[0][4].ends_with("-mixed.csv"));
     assert_eq!(p.value("select count(*) from report.transaction"), "5");
-    assert_eq!(p.value("select rows_read || '/' || rows_loaded || '/' || rows_quarantined from meta.loads"), "8/5/3");
+    assert_eq!(
+        p.value(
+            "select rows_read || '/' || rows_loaded || '/' || rows_quarantined from meta.loads"
+        ),
+        "8/5/3"
+    );
 }
 
 #[test]
@@ -332,7 +448,10 @@ fn a_file_with_nothing_loadable_fails_clearly_and_keeps_everything() {
     let out = p.run(&["load", f.to_str().unwrap()]);
     assert!(!out.status.success());
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(stdout.contains("notes.csv, line 1: the header has no column fiscal_year"), "{stdout}");
+    assert!(
+        stdout.contains("notes.csv, line 1: the header has no column fiscal_year"),
+        "{stdout}"
+    );
     // Every row bad.
     let (header, rows) = sample_records();
     let mut bad = rows[..3].to_vec();
@@ -345,28 +464,65 @@ fn a_file_with_nothing_loadable_fails_clearly_and_keeps_everything() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing could be loaded"));
     assert_eq!(p.fingerprint(), before);
     assert_eq!(p.value("select count(*) from meta.quarantine"), "3");
-    assert_eq!(p.value("select count(*) from meta.loads where status like 'failed:%'"), "2");
+    assert_eq!(
+        p.value("select count(*) from meta.loads where status like 'failed:%'"),
+        "2"
+    );
     // The raw files stay in the store.
-    assert_eq!(std::fs::read_dir(p.dir.join("store/raw/cli")).unwrap().count(), 3);
+    assert_eq!(
+        std::fs::read_dir(p.dir.join("store/raw/cli"))
+            .unwrap()
+            .count(),
+        3
+    );
 }
 
 #[test]
 fn query_formats_and_the_read_only_gate() {
     let p = Project::new();
     p.load(&[&sample_path()]);
-    let json = p.ok(&["query", "--format", "json", "select finance_id, revenue_or_spending from report.finance order by 1"]);
-    assert_eq!(json.lines().next().unwrap(), r#"{"finance_id":1,"revenue_or_spending":"Spending"}"#);
+    let json = p.ok(&[
+        "query",
+        "--format",
+        "json",
+        "select finance_id, revenue_or_spending from report.finance order by 1",
+    ]);
+    assert_eq!(
+        json.lines().next().unwrap(),
+        r#"{"finance_id":1,"revenue_or_spending":"Spending"}"#
+    );
     let table = p.ok(&["query", "select count(*) as n from report.transaction"]);
-    assert!(table.contains("| n    |") && table.contains("| 2186 |"), "{table}");
+    assert!(
+        table.contains("| n    |") && table.contains("| 2186 |"),
+        "{table}"
+    );
     let out = p.tmp.path().join("t.parquet");
-    p.ok(&["query", "--format", "parquet", "--output", out.to_str().unwrap(), "select * from report.transaction"]);
-    let reader = parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&out).unwrap()).unwrap();
+    p.ok(&[
+        "query",
+        "--format",
+        "parquet",
+        "--output",
+        out.to_str().unwrap(),
+        "select * from report.transaction",
+    ]);
+    let reader =
+        parquet::file::reader::SerializedFileReader::new(std::fs::File::open(&out).unwrap())
+            .unwrap();
     use parquet::file::reader::FileReader;
     assert_eq!(reader.metadata().file_metadata().num_rows(), 2186);
-    for sql in ["drop table report.fund", "insert into report.finance values (3, 'x')", "create table x as select 1", "set datafusion.execution.batch_size = 1"] {
+    for sql in [
+        "drop table report.fund",
+        "insert into report.finance values (3, 'x')",
+        "create table x as select 1",
+        "set datafusion.execution.batch_size = 1",
+    ] {
         let o = p.run(&["query", sql]);
         assert!(!o.status.success(), "{sql} must be refused");
-        assert!(String::from_utf8_lossy(&o.stderr).contains("read-only"), "{sql}: {}", String::from_utf8_lossy(&o.stderr));
+        assert!(
+            String::from_utf8_lossy(&o.stderr).contains("read-only"),
+            "{sql}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
     }
     let o = p.run(&["query", "select nope from report.fund"]);
     assert!(String::from_utf8_lossy(&o.stderr).contains("nope"));
@@ -380,16 +536,33 @@ fn status_demo_and_destroy() {
     assert!(status.contains("report.transaction | 2186"), "{status}");
     assert!(status.contains("| 2025        | 2186"), "{status}");
     let o = p.run(&["destroy"]);
-    assert!(!o.status.success(), "destroy without a terminal needs --yes");
+    assert!(
+        !o.status.success(),
+        "destroy without a terminal needs --yes"
+    );
     p.ok(&["destroy", "--yes"]);
     assert!(p.ok(&["status"]).contains("no loads yet"));
     assert!(p.dir.join("citybooks.toml").exists());
 
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN).current_dir(tmp.path()).arg("demo").output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = std::process::Command::new(BIN)
+        .current_dir(tmp.path())
+        .arg("demo")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = String::from_utf8_lossy(&out.stdout);
-    for title in ["Percentage of transactions by organization group", "Distribution of taxes as revenue", "Net profit by organization group", "Top 10 fund types by maximum spending", "the original users' query"] {
+    for title in [
+        "Percentage of transactions by organization group",
+        "Distribution of taxes as revenue",
+        "Net profit by organization group",
+        "Top 10 fund types by maximum spending",
+        "the original users' query",
+    ] {
         assert!(text.contains(title), "demo prints {title}");
     }
     assert!(text.contains("Public Works, Transportation & Commerce"));
@@ -399,16 +572,37 @@ fn status_demo_and_destroy() {
 #[test]
 fn configuration_errors_name_the_key() {
     let p = Project::new();
-    std::fs::write(p.dir.join("citybooks.toml"), "[store]\nurl = \"store\"\nbukcet = 1\n").unwrap();
+    std::fs::write(
+        p.dir.join("citybooks.toml"),
+        "[store]\nurl = \"store\"\nbukcet = 1\n",
+    )
+    .unwrap();
     let o = p.run(&["status"]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("bukcet"));
     std::fs::write(p.dir.join("citybooks.toml"), "").unwrap();
-    let o = p.cmd().env("CITYBOOKS_STORE_URL", "elsewhere").args(["load", sample_path().to_str().unwrap()]).output().unwrap();
+    let o = p
+        .cmd()
+        .env("CITYBOOKS_STORE_URL", "elsewhere")
+        .args(["load", sample_path().to_str().unwrap()])
+        .output()
+        .unwrap();
     assert!(o.status.success());
-    assert!(p.dir.join("elsewhere/warehouse/report/transaction/_delta_log").exists());
-    let o = p.cmd().env("CITYBOOKS_STORE_URLL", "x").arg("status").output().unwrap();
+    assert!(p
+        .dir
+        .join("elsewhere/warehouse/report/transaction/_delta_log")
+        .exists());
+    let o = p
+        .cmd()
+        .env("CITYBOOKS_STORE_URLL", "x")
+        .arg("status")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("CITYBOOKS_STORE_URLL"));
-    let o = std::process::Command::new(BIN).current_dir(p.tmp.path()).arg("status").output().unwrap();
+    let o = std::process::Command::new(BIN)
+        .current_dir(p.tmp.path())
+        .arg("status")
+        .output()
+        .unwrap();
     assert!(String::from_utf8_lossy(&o.stderr).contains("is not a citybooks project"));
 }

@@ -28,13 +28,19 @@ impl Project {
         let tmp = tempfile::tempdir().unwrap();
         let dir = tmp.path().join("books");
         let out = Command::new(BIN).arg("init").arg(&dir).output().unwrap();
-        assert!(out.status.success(), "init failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "init failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         Project { tmp, dir }
     }
 
     pub fn cmd(&self) -> Command {
         let mut c = Command::new(BIN);
-        c.current_dir(&self.dir).env_remove("CITYBOOKS_FAILPOINT").env_remove("CITYBOOKS_PROJECT");
+        c.current_dir(&self.dir)
+            .env_remove("CITYBOOKS_FAILPOINT")
+            .env_remove("CITYBOOKS_PROJECT");
         c
     }
 
@@ -68,7 +74,10 @@ impl Project {
         let mut args = vec!["load".to_string(), "--json".to_string()];
         args.extend(paths.iter().map(|p| p.display().to_string()));
         let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        self.ok(&args).lines().map(|l| serde_json::from_str(l).unwrap()).collect()
+        self.ok(&args)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
     }
 
     /// Runs a query; returns the rows as CSV records (header dropped).
@@ -84,13 +93,20 @@ impl Project {
             args.extend(["--as-of-load", n.as_str()]);
         }
         let text = self.ok(&args);
-        let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
-        r.records().map(|rec| rec.unwrap().iter().map(str::to_string).collect()).collect()
+        let mut r = csv::ReaderBuilder::new()
+            .has_headers(true)
+            .from_reader(text.as_bytes());
+        r.records()
+            .map(|rec| rec.unwrap().iter().map(str::to_string).collect())
+            .collect()
     }
 
     /// One value.
     pub fn value(&self, sql: &str) -> String {
-        self.rows(sql).first().and_then(|r| r.first().cloned()).unwrap_or_default()
+        self.rows(sql)
+            .first()
+            .and_then(|r| r.first().cloned())
+            .unwrap_or_default()
     }
 
     /// A fingerprint of the whole warehouse: what a reader sees.
@@ -133,15 +149,22 @@ pub fn cents(text: &str) -> i128 {
 /// The sample parsed as header + records.
 pub fn sample_records() -> (Vec<String>, Vec<Vec<String>>) {
     let text = sample_text();
-    let mut r = csv::ReaderBuilder::new().has_headers(true).from_reader(text.as_bytes());
+    let mut r = csv::ReaderBuilder::new()
+        .has_headers(true)
+        .from_reader(text.as_bytes());
     let header = r.headers().unwrap().iter().map(str::to_string).collect();
-    let rows = r.records().map(|rec| rec.unwrap().iter().map(str::to_string).collect()).collect();
+    let rows = r
+        .records()
+        .map(|rec| rec.unwrap().iter().map(str::to_string).collect())
+        .collect();
     (header, rows)
 }
 
 /// Writes records as an API-dialect CSV (every field quoted).
 pub fn api_csv(header: &[String], rows: &[Vec<String>]) -> Vec<u8> {
-    let mut w = csv::WriterBuilder::new().quote_style(csv::QuoteStyle::Always).from_writer(Vec::new());
+    let mut w = csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Always)
+        .from_writer(Vec::new());
     w.write_record(header).unwrap();
     for r in rows {
         w.write_record(r).unwrap();
@@ -151,5 +174,8 @@ pub fn api_csv(header: &[String], rows: &[Vec<String>]) -> Vec<u8> {
 
 /// Index of a column in the sample's header.
 pub fn col(header: &[String], name: &str) -> usize {
-    header.iter().position(|h| h == name).unwrap_or_else(|| panic!("no column {name}"))
+    header
+        .iter()
+        .position(|h| h == name)
+        .unwrap_or_else(|| panic!("no column {name}"))
 }

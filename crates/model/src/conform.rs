@@ -328,7 +328,11 @@ impl fmt::Display for CodeChoice {
         if !path.is_empty() {
             path.push_str(" / ");
         }
-        let seen: Vec<String> = self.codes.iter().map(|(c, n)| format!("{c} ({n} rows)")).collect();
+        let seen: Vec<String> = self
+            .codes
+            .iter()
+            .map(|(c, n)| format!("{c} ({n} rows)"))
+            .collect();
         write!(
             f,
             "{}: {}{:?} had codes {} -> {}",
@@ -358,7 +362,12 @@ impl CodeChooser {
     /// Records that `rows` rows have `code` for the name at the end of `path`.
     pub fn observe(&mut self, level: Level, path: &[&str], code: &str, rows: u64) {
         let key = (level, path.iter().map(|s| s.to_string()).collect());
-        *self.counts.entry(key).or_default().entry(code.to_string()).or_default() += rows;
+        *self
+            .counts
+            .entry(key)
+            .or_default()
+            .entry(code.to_string())
+            .or_default() += rows;
     }
 
     /// Records a program member seen on `rows` rows.
@@ -368,7 +377,12 @@ impl CodeChooser {
         let dept = m.department.as_str();
         self.observe(Level::OrganizationGroup, &[og], &og_code, rows);
         self.observe(Level::Department, &[og, dept], &m.department_code, rows);
-        self.observe(Level::Program, &[og, dept, &m.program], &m.program_code, rows);
+        self.observe(
+            Level::Program,
+            &[og, dept, &m.program],
+            &m.program_code,
+            rows,
+        );
     }
 
     /// Records a type member seen on `rows` rows.
@@ -376,7 +390,12 @@ impl CodeChooser {
         let (ch, ob) = (m.character.as_str(), m.object.as_str());
         self.observe(Level::Character, &[ch], &m.character_code, rows);
         self.observe(Level::Object, &[ch, ob], &m.object_code, rows);
-        self.observe(Level::SubObject, &[ch, ob, &m.sub_object], &m.sub_object_code, rows);
+        self.observe(
+            Level::SubObject,
+            &[ch, ob, &m.sub_object],
+            &m.sub_object_code,
+            rows,
+        );
     }
 
     /// Records a fund member seen on `rows` rows.
@@ -384,14 +403,20 @@ impl CodeChooser {
         let (ft, fu) = (m.fund_type.as_str(), m.fund.as_str());
         self.observe(Level::FundType, &[ft], &m.fund_type_code, rows);
         self.observe(Level::Fund, &[ft, fu], &m.fund_code, rows);
-        self.observe(Level::FundCategory, &[ft, fu, &m.fund_category], &m.fund_category_code, rows);
+        self.observe(
+            Level::FundCategory,
+            &[ft, fu, &m.fund_category],
+            &m.fund_category_code,
+            rows,
+        );
     }
 
     /// Decides every name's code; returns the names that had more than one, sorted.
     pub fn decide(&mut self) -> Vec<CodeChoice> {
         let mut report = Vec::new();
         for (key, codes) in &self.counts {
-            let mut ranked: Vec<(String, u64)> = codes.iter().map(|(c, n)| (c.clone(), *n)).collect();
+            let mut ranked: Vec<(String, u64)> =
+                codes.iter().map(|(c, n)| (c.clone(), *n)).collect();
             ranked.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             let chosen = ranked[0].0.clone();
             if ranked.len() > 1 {
@@ -412,15 +437,25 @@ impl CodeChooser {
     }
 
     fn code(&self, level: Level, path: &[&str], seen: &str) -> String {
-        let key = (level, path.iter().map(|s| s.to_string()).collect::<Vec<_>>());
-        self.chosen.get(&key).cloned().unwrap_or_else(|| seen.to_string())
+        let key = (
+            level,
+            path.iter().map(|s| s.to_string()).collect::<Vec<_>>(),
+        );
+        self.chosen
+            .get(&key)
+            .cloned()
+            .unwrap_or_else(|| seen.to_string())
     }
 
     /// The program member with its codes conformed (after [`CodeChooser::decide`]).
     pub fn conform_program(&self, m: &ProgramMember) -> ProgramMember {
         let og = m.organization_group.as_str();
         let dept = m.department.as_str();
-        let og_code = self.code(Level::OrganizationGroup, &[og], &m.organization_group_code.to_string());
+        let og_code = self.code(
+            Level::OrganizationGroup,
+            &[og],
+            &m.organization_group_code.to_string(),
+        );
         ProgramMember {
             organization_group_code: og_code.parse().unwrap_or(m.organization_group_code),
             department_code: self.code(Level::Department, &[og, dept], &m.department_code),
@@ -435,7 +470,11 @@ impl CodeChooser {
         TypeMember {
             character_code: self.code(Level::Character, &[ch], &m.character_code),
             object_code: self.code(Level::Object, &[ch, ob], &m.object_code),
-            sub_object_code: self.code(Level::SubObject, &[ch, ob, &m.sub_object], &m.sub_object_code),
+            sub_object_code: self.code(
+                Level::SubObject,
+                &[ch, ob, &m.sub_object],
+                &m.sub_object_code,
+            ),
             ..m.clone()
         }
     }
@@ -499,8 +538,19 @@ mod tests {
 
     #[test]
     fn rule1_related_govt_units_become_yes_or_no() {
-        for (raw, want) in [("NO", "No"), ("No", "No"), ("YES", "Yes"), ("yes", "Yes"), (" Yes ", "Yes")] {
-            assert_eq!(with(&[(F::RelatedGovtUnits, raw)]).unwrap().related_govt_units, want);
+        for (raw, want) in [
+            ("NO", "No"),
+            ("No", "No"),
+            ("YES", "Yes"),
+            ("yes", "Yes"),
+            (" Yes ", "Yes"),
+        ] {
+            assert_eq!(
+                with(&[(F::RelatedGovtUnits, raw)])
+                    .unwrap()
+                    .related_govt_units,
+                want
+            );
         }
         assert_eq!(
             with(&[(F::RelatedGovtUnits, "maybe")]),
@@ -518,7 +568,10 @@ mod tests {
     #[test]
     fn rule3_missing_program_gets_placeholders() {
         let row = with(&[(F::Program, ""), (F::ProgramCode, " ")]).unwrap();
-        assert_eq!((row.program, row.program_code), ("No Program", "No Program Code"));
+        assert_eq!(
+            (row.program, row.program_code),
+            ("No Program", "No Program Code")
+        );
     }
 
     #[test]
@@ -533,8 +586,14 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(row.character, "No Character");
-        assert_eq!((row.object, row.object_code), ("No Object", "No Object Code"));
-        assert_eq!((row.sub_object, row.sub_object_code), ("No Sub Object", "NKEY"));
+        assert_eq!(
+            (row.object, row.object_code),
+            ("No Object", "No Object Code")
+        );
+        assert_eq!(
+            (row.sub_object, row.sub_object_code),
+            ("No Sub Object", "NKEY")
+        );
         assert_eq!(row.character_code, "NKE");
     }
 
@@ -545,7 +604,12 @@ mod tests {
             (row.fund_category, row.fund_category_code),
             ("No Fund Category", "No Fund Category Code")
         );
-        assert_eq!(with(&[(F::FundCategoryCode, "1.0")]).unwrap().fund_category_code, "1");
+        assert_eq!(
+            with(&[(F::FundCategoryCode, "1.0")])
+                .unwrap()
+                .fund_category_code,
+            "1"
+        );
     }
 
     #[test]
@@ -562,7 +626,12 @@ mod tests {
         chooser.observe_fund(&fund("ENT_FUND~SU_STREETS"), 56);
         chooser.observe_fund(&fund("ENT_FUND~STBL_ST"), 3);
         // A tie inside another parent: the smallest code wins.
-        chooser.observe(Level::Department, &["Public Protection", "Police"], "POL", 5);
+        chooser.observe(
+            Level::Department,
+            &["Public Protection", "Police"],
+            "POL",
+            5,
+        );
         chooser.observe(Level::Department, &["Public Protection", "Police"], "PD", 5);
         // The same name under a different parent is a different member: no conflict.
         chooser.observe(Level::Program, &["A", "B", "Operating"], "OPR", 1);
@@ -572,15 +641,34 @@ mod tests {
         assert_eq!(report[0].level, Level::Department);
         assert_eq!(report[0].chosen, "PD");
         assert_eq!(report[1].chosen, "ENT_FUND~SU_STREETS");
-        assert_eq!(report[1].codes, vec![("ENT_FUND~SU_STREETS".into(), 56), ("ENT_FUND~STBL_ST".into(), 3)]);
-        assert_eq!(chooser.conform_fund(&fund("ENT_FUND~STBL_ST")).fund_code, "ENT_FUND~SU_STREETS");
+        assert_eq!(
+            report[1].codes,
+            vec![
+                ("ENT_FUND~SU_STREETS".into(), 56),
+                ("ENT_FUND~STBL_ST".into(), 3)
+            ]
+        );
+        assert_eq!(
+            chooser.conform_fund(&fund("ENT_FUND~STBL_ST")).fund_code,
+            "ENT_FUND~SU_STREETS"
+        );
         assert!(report[1].to_string().contains("Sustainable Streets"));
     }
 
     #[test]
     fn organization_group_codes_are_integers() {
-        assert_eq!(with(&[(F::OrganizationGroupCode, "01")]).unwrap().organization_group_code, 1);
-        assert_eq!(with(&[(F::OrganizationGroupCode, "7")]).unwrap().organization_group_code, 7);
+        assert_eq!(
+            with(&[(F::OrganizationGroupCode, "01")])
+                .unwrap()
+                .organization_group_code,
+            1
+        );
+        assert_eq!(
+            with(&[(F::OrganizationGroupCode, "7")])
+                .unwrap()
+                .organization_group_code,
+            7
+        );
         assert!(matches!(
             with(&[(F::OrganizationGroupCode, "x")]),
             Err(ConformError::BadOrganizationGroupCode(_))
@@ -589,12 +677,23 @@ mod tests {
 
     #[test]
     fn bad_year_amount_and_finance_name_the_field() {
-        assert_eq!(with(&[(F::FiscalYear, "FY25")]).unwrap_err().field(), Some(F::FiscalYear));
-        assert_eq!(with(&[(F::Amount, "1.2.3")]).unwrap_err().field(), Some(F::Amount));
+        assert_eq!(
+            with(&[(F::FiscalYear, "FY25")]).unwrap_err().field(),
+            Some(F::FiscalYear)
+        );
+        assert_eq!(
+            with(&[(F::Amount, "1.2.3")]).unwrap_err().field(),
+            Some(F::Amount)
+        );
         assert_eq!(
             with(&[(F::RevenueOrSpending, "Both")]).unwrap_err().field(),
             Some(F::RevenueOrSpending)
         );
-        assert_eq!(with(&[(F::RevenueOrSpending, "SPENDING")]).unwrap().finance_id, SPENDING_ID);
+        assert_eq!(
+            with(&[(F::RevenueOrSpending, "SPENDING")])
+                .unwrap()
+                .finance_id,
+            SPENDING_ID
+        );
     }
 }

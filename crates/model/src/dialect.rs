@@ -301,10 +301,17 @@ mod tests {
 
     #[test]
     fn older_spellings_of_related_units_are_recognised() {
-        for h in ["Related Gov't Units", "Related Government Units", "RELATED GOVT UNITS"] {
+        for h in [
+            "Related Gov't Units",
+            "Related Government Units",
+            "RELATED GOVT UNITS",
+        ] {
             assert_eq!(Field::from_header(h), Some(Field::RelatedGovtUnits), "{h}");
         }
-        assert_eq!(Field::from_header("\u{feff}Fiscal Year"), Some(Field::FiscalYear));
+        assert_eq!(
+            Field::from_header("\u{feff}Fiscal Year"),
+            Some(Field::FiscalYear)
+        );
     }
 
     #[test]
@@ -330,6 +337,16 @@ mod tests {
         let mut cells: Vec<&str> = Field::ALL.iter().map(|f| f.snake_name()).collect();
         cells.push("Amount");
         let err = HeaderMap::from_headers(cells.iter().copied()).unwrap_err();
-        assert!(matches!(err, HeaderError::DuplicateColumn { first: 22, second: 25, .. }), "{err}");
+        assert!(
+            matches!(
+                err,
+                HeaderError::DuplicateColumn {
+                    first: 22,
+                    second: 25,
+                    ..
+                }
+            ),
+            "{err}"
+        );
     }
 }

@@ -72,13 +72,19 @@ pub fn parse_amount(text: &str) -> Result<i128, MoneyError> {
                 let d = c as i128 - '0' as i128;
                 match decimals {
                     None => {
-                        cents = cents.checked_mul(10).and_then(|v| v.checked_add(d)).ok_or_else(overflow)?;
+                        cents = cents
+                            .checked_mul(10)
+                            .and_then(|v| v.checked_add(d))
+                            .ok_or_else(overflow)?;
                         if let Some(g) = group_len.as_mut() {
                             *g += 1;
                         }
                     }
                     Some(n) if n < 2 => {
-                        cents = cents.checked_mul(10).and_then(|v| v.checked_add(d)).ok_or_else(overflow)?;
+                        cents = cents
+                            .checked_mul(10)
+                            .and_then(|v| v.checked_add(d))
+                            .ok_or_else(overflow)?;
                         decimals = Some(n + 1);
                     }
                     Some(_) => {
@@ -114,7 +120,9 @@ pub fn parse_amount(text: &str) -> Result<i128, MoneyError> {
         return Err(MoneyError::BadSeparator(text.to_string()));
     }
     let scale_up = 2 - decimals.unwrap_or(0).min(2);
-    cents = cents.checked_mul(10i128.pow(scale_up)).ok_or_else(overflow)?;
+    cents = cents
+        .checked_mul(10i128.pow(scale_up))
+        .ok_or_else(overflow)?;
     if cents > MAX_CENTS {
         return Err(overflow());
     }
@@ -157,10 +165,26 @@ mod tests {
 
     #[test]
     fn rejects_what_is_not_money() {
-        for text in ["", "abc", "1.2.3", "12.345", "1,23", "1,2345.00", ",123", "12-", "--1", "1e5", "$", "(-1)"] {
+        for text in [
+            "",
+            "abc",
+            "1.2.3",
+            "12.345",
+            "1,23",
+            "1,2345.00",
+            ",123",
+            "12-",
+            "--1",
+            "1e5",
+            "$",
+            "(-1)",
+        ] {
             assert!(parse_amount(text).is_err(), "{text:?} should be rejected");
         }
-        assert!(matches!(parse_amount("123456789012345678901"), Err(MoneyError::Overflow(_))));
+        assert!(matches!(
+            parse_amount("123456789012345678901"),
+            Err(MoneyError::Overflow(_))
+        ));
         assert_eq!(parse_amount("999999999999999999.99"), Ok(MAX_CENTS));
     }
 

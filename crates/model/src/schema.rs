@@ -189,18 +189,42 @@ mod tests {
     #[test]
     fn report_tables_have_the_columns_of_the_original_erd() {
         let names = |t: Table| -> Vec<String> {
-            t.schema().fields().iter().map(|f| f.name().clone()).collect()
+            t.schema()
+                .fields()
+                .iter()
+                .map(|f| f.name().clone())
+                .collect()
         };
         assert_eq!(
             names(Table::Program),
-            ["program_id", "program", "program_code", "department", "department_code", "organization_group", "organization_group_code", "related_govt_units"]
+            [
+                "program_id",
+                "program",
+                "program_code",
+                "department",
+                "department_code",
+                "organization_group",
+                "organization_group_code",
+                "related_govt_units"
+            ]
         );
         assert_eq!(names(Table::Finance), ["finance_id", "revenue_or_spending"]);
         assert_eq!(
             names(Table::Transaction)[..7],
-            ["transaction_id", "fiscal_year", "program_id", "type_id", "fund_id", "finance_id", "amount"]
+            [
+                "transaction_id",
+                "fiscal_year",
+                "program_id",
+                "type_id",
+                "fund_id",
+                "finance_id",
+                "amount"
+            ]
         );
-        assert_eq!(Table::Transaction.store_path(), "warehouse/report/transaction");
+        assert_eq!(
+            Table::Transaction.store_path(),
+            "warehouse/report/transaction"
+        );
         assert_eq!(Table::Quarantine.qualified_name(), "meta.quarantine");
     }
 }

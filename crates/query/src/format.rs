@@ -24,7 +24,9 @@ impl FromStr for OutputFormat {
             "csv" => Ok(OutputFormat::Csv),
             "json" => Ok(OutputFormat::Json),
             "parquet" => Ok(OutputFormat::Parquet),
-            other => Err(format!("unknown format {other:?}: use table, csv, json or parquet")),
+            other => Err(format!(
+                "unknown format {other:?}: use table, csv, json or parquet"
+            )),
         }
     }
 }
@@ -34,7 +36,11 @@ fn out_err(e: impl std::fmt::Display) -> QueryError {
 }
 
 /// Writes a query result to `out` in `format`.
-pub fn write_batches<W: Write + Send>(result: &QueryResult, format: OutputFormat, out: W) -> Result<(), QueryError> {
+pub fn write_batches<W: Write + Send>(
+    result: &QueryResult,
+    format: OutputFormat,
+    out: W,
+) -> Result<(), QueryError> {
     let mut out = out;
     let batches = &result.batches;
     match format {
@@ -50,9 +56,12 @@ pub fn write_batches<W: Write + Send>(result: &QueryResult, format: OutputFormat
             writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" }).map_err(out_err)?;
         }
         OutputFormat::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new().with_header(true).build(out);
+            let mut w = arrow::csv::WriterBuilder::new()
+                .with_header(true)
+                .build(out);
             if batches.is_empty() {
-                w.write(&RecordBatch::new_empty(result.schema.clone())).map_err(out_err)?;
+                w.write(&RecordBatch::new_empty(result.schema.clone()))
+                    .map_err(out_err)?;
             }
             for b in batches {
                 w.write(b).map_err(out_err)?;
@@ -65,7 +74,8 @@ pub fn write_batches<W: Write + Send>(result: &QueryResult, format: OutputFormat
             w.finish().map_err(out_err)?;
         }
         OutputFormat::Parquet => {
-            let mut w = parquet::arrow::ArrowWriter::try_new(out, result.schema.clone(), None).map_err(out_err)?;
+            let mut w = parquet::arrow::ArrowWriter::try_new(out, result.schema.clone(), None)
+                .map_err(out_err)?;
             for b in batches {
                 w.write(b).map_err(out_err)?;
             }

@@ -55,7 +55,14 @@ impl QueryResult {
 pub async fn run(ctx: &SessionContext, sql: &str) -> Result<QueryResult, QueryError> {
     let df = ctx.sql_with_options(sql, read_only()).await.map_err(|e| {
         let text = e.to_string();
-        if ["DDL not supported", "DML not supported", "Statement not supported"].iter().any(|m| text.contains(m)) {
+        if [
+            "DDL not supported",
+            "DML not supported",
+            "Statement not supported",
+        ]
+        .iter()
+        .any(|m| text.contains(m))
+        {
             QueryError::ReadOnly(text.lines().next().unwrap_or_default().to_string())
         } else {
             QueryError::Engine(e)
@@ -67,7 +74,11 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> Result<QueryResult, QueryEr
 }
 
 /// Runs one read-only statement on the warehouse, optionally as of an earlier load.
-pub async fn query(warehouse: &Warehouse, sql: &str, as_of_load: Option<i64>) -> Result<QueryResult, QueryError> {
+pub async fn query(
+    warehouse: &Warehouse,
+    sql: &str,
+    as_of_load: Option<i64>,
+) -> Result<QueryResult, QueryError> {
     let ctx = warehouse.session(as_of_load).await?;
     run(&ctx, sql).await
 }

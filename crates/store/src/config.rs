@@ -94,32 +94,45 @@ impl Config {
         };
         let mut value: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
         // The defaults tell which keys exist and their types.
-        let defaults = toml::Table::try_from(Config::default()).map_err(|e| parse_err(e.to_string()))?;
+        let defaults =
+            toml::Table::try_from(Config::default()).map_err(|e| parse_err(e.to_string()))?;
         let mut overrides: BTreeMap<String, String> = vars
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !NOT_CONFIG.contains(&k.as_str()))
             .collect();
         for (section, keys) in &defaults {
-            let Some(keys) = keys.as_table() else { continue };
+            let Some(keys) = keys.as_table() else {
+                continue;
+            };
             for (key, default) in keys {
-                let var = format!("{ENV_PREFIX}{}_{}", section.to_uppercase(), key.to_uppercase());
-                let Some(raw) = overrides.remove(&var) else { continue };
+                let var = format!(
+                    "{ENV_PREFIX}{}_{}",
+                    section.to_uppercase(),
+                    key.to_uppercase()
+                );
+                let Some(raw) = overrides.remove(&var) else {
+                    continue;
+                };
                 let typed = match default {
                     toml::Value::String(_) => toml::Value::String(raw),
-                    toml::Value::Integer(_) => toml::Value::Integer(raw.trim().parse().map_err(|_| ConfigError::Env {
-                        var: var.clone(),
-                        message: format!("{raw:?} is not an integer"),
-                    })?),
-                    toml::Value::Boolean(_) => toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
-                        "1" | "true" | "yes" | "on" => true,
-                        "0" | "false" | "no" | "off" => false,
-                        _ => {
-                            return Err(ConfigError::Env {
-                                var,
-                                message: format!("{raw:?} is not a boolean (true/false)"),
-                            })
-                        }
-                    }),
+                    toml::Value::Integer(_) => {
+                        toml::Value::Integer(raw.trim().parse().map_err(|_| ConfigError::Env {
+                            var: var.clone(),
+                            message: format!("{raw:?} is not an integer"),
+                        })?)
+                    }
+                    toml::Value::Boolean(_) => {
+                        toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
+                            "1" | "true" | "yes" | "on" => true,
+                            "0" | "false" | "no" | "off" => false,
+                            _ => {
+                                return Err(ConfigError::Env {
+                                    var,
+                                    message: format!("{raw:?} is not a boolean (true/false)"),
+                                })
+                            }
+                        })
+                    }
                     other => other.clone(),
                 };
                 value
@@ -134,9 +147,11 @@ impl Config {
             let known: Vec<String> = defaults
                 .iter()
                 .flat_map(|(s, keys)| {
-                    keys.as_table()
-                        .into_iter()
-                        .flat_map(move |t| t.keys().map(move |k| format!("{ENV_PREFIX}{}_{}", s.to_uppercase(), k.to_uppercase())))
+                    keys.as_table().into_iter().flat_map(move |t| {
+                        t.keys().map(move |k| {
+                            format!("{ENV_PREFIX}{}_{}", s.to_uppercase(), k.to_uppercase())
+                        })
+                    })
                 })
                 .collect();
             return Err(ConfigError::Env {
@@ -192,7 +207,10 @@ mod tests {
 
     #[test]
     fn the_commented_default_parses_to_the_defaults() {
-        assert_eq!(parse(&Config::commented_default(), &[]).unwrap(), Config::default());
+        assert_eq!(
+            parse(&Config::commented_default(), &[]).unwrap(),
+            Config::default()
+        );
         assert_eq!(parse("", &[]).unwrap(), Config::default());
     }
 
@@ -216,13 +234,25 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_errors() {
-        let err = parse("[store]\nurll = \"x\"\n", &[]).unwrap_err().to_string();
-        assert!(err.contains("citybooks.toml") && err.contains("urll"), "{err}");
+        let err = parse("[store]\nurll = \"x\"\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("citybooks.toml") && err.contains("urll"),
+            "{err}"
+        );
         let err = parse("[stor]\n", &[]).unwrap_err().to_string();
         assert!(err.contains("stor"), "{err}");
-        let err = parse("", &[("CITYBOOKS_STORE_URLL", "x")]).unwrap_err().to_string();
-        assert!(err.contains("CITYBOOKS_STORE_URLL") && err.contains("CITYBOOKS_STORE_URL"), "{err}");
-        let err = parse("", &[("CITYBOOKS_LOAD_BATCH_ROWS", "many")]).unwrap_err().to_string();
+        let err = parse("", &[("CITYBOOKS_STORE_URLL", "x")])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("CITYBOOKS_STORE_URLL") && err.contains("CITYBOOKS_STORE_URL"),
+            "{err}"
+        );
+        let err = parse("", &[("CITYBOOKS_LOAD_BATCH_ROWS", "many")])
+            .unwrap_err()
+            .to_string();
         assert!(err.contains("not an integer"), "{err}");
     }
 }

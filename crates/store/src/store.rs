@@ -66,9 +66,11 @@ impl Store {
                 })?;
                 let root = Url::from_directory_path(&dir)
                     .map_err(|_| bad(format!("{} is not an absolute folder", dir.display())))?;
-                let inner = LocalFileSystem::new_with_prefix(&dir).map_err(|source| StoreError::ObjectStore {
-                    store: root.to_string(),
-                    source,
+                let inner = LocalFileSystem::new_with_prefix(&dir).map_err(|source| {
+                    StoreError::ObjectStore {
+                        store: root.to_string(),
+                        source,
+                    }
                 })?;
                 Ok(Store {
                     root,
@@ -86,7 +88,11 @@ impl Store {
                         root.scheme()
                     )));
                 }
-                let bucket = root.host_str().filter(|b| !b.is_empty()).ok_or_else(|| bad("no bucket".into()))?.to_string();
+                let bucket = root
+                    .host_str()
+                    .filter(|b| !b.is_empty())
+                    .ok_or_else(|| bad("no bucket".into()))?
+                    .to_string();
                 if !root.path().ends_with('/') {
                     let p = format!("{}/", root.path());
                     root.set_path(&p);
@@ -107,7 +113,11 @@ impl Store {
                 }
                 let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
                 for (k, v) in &options {
-                    builder = builder.with_config(k.parse().map_err(|e: object_store::Error| bad(e.to_string()))?, v);
+                    builder = builder.with_config(
+                        k.parse()
+                            .map_err(|e: object_store::Error| bad(e.to_string()))?,
+                        v,
+                    );
                 }
                 let inner = builder.build().map_err(|source| StoreError::ObjectStore {
                     store: root.to_string(),
@@ -176,7 +186,11 @@ impl Store {
         mut on_chunk: impl FnMut(&[u8]),
     ) -> Result<u64, StoreError> {
         let path = self.path(rel);
-        let upload = self.inner.put_multipart(&path).await.map_err(|e| self.err(e))?;
+        let upload = self
+            .inner
+            .put_multipart(&path)
+            .await
+            .map_err(|e| self.err(e))?;
         let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
@@ -186,7 +200,10 @@ impl Store {
                 Ok(n) => n,
                 Err(source) => {
                     let _ = writer.abort().await;
-                    return Err(StoreError::Io { path: rel.to_string(), source });
+                    return Err(StoreError::Io {
+                        path: rel.to_string(),
+                        source,
+                    });
                 }
             };
             on_chunk(&buf[..n]);
@@ -213,10 +230,14 @@ impl Store {
         }
         let handle = tokio::runtime::Handle::current();
         let path = self.path(rel);
-        let result = handle.block_on(self.inner.get(&path)).map_err(|e| self.err(e))?;
+        let result = handle
+            .block_on(self.inner.get(&path))
+            .map_err(|e| self.err(e))?;
         let stream = result.into_stream().map_err(std::io::Error::other);
         let reader = tokio_util::io::StreamReader::new(stream);
-        Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(reader, handle)))
+        Ok(Box::new(tokio_util::io::SyncIoBridge::new_with_handle(
+            reader, handle,
+        )))
     }
 
     /// Whether `rel` exists.
@@ -242,7 +263,12 @@ impl Store {
 
     /// The size of `rel` in bytes.
     pub async fn size(&self, rel: &str) -> Result<u64, StoreError> {
-        Ok(self.inner.head(&self.path(rel)).await.map_err(|e| self.err(e))?.size)
+        Ok(self
+            .inner
+            .head(&self.path(rel))
+            .await
+            .map_err(|e| self.err(e))?
+            .size)
     }
 
     /// The store-relative path of `url` when it lies inside this store
@@ -253,20 +279,41 @@ impl Store {
 
     /// An async reader of an S3 object outside this store, reached with this store's
     /// endpoint and credentials (`citybooks load s3://other-bucket/file.csv`).
-    pub async fn foreign_reader(&self, url: &str) -> Result<Box<dyn AsyncRead + Send + Unpin>, StoreError> {
-        let bad = |message: String| StoreError::BadUrl { url: url.to_string(), message };
+    pub async fn foreign_reader(
+        &self,
+        url: &str,
+    ) -> Result<Box<dyn AsyncRead + Send + Unpin>, StoreError> {
+        let bad = |message: String| StoreError::BadUrl {
+            url: url.to_string(),
+            message,
+        };
         let parsed = Url::parse(url).map_err(|e| bad(e.to_string()))?;
         if parsed.scheme() != "s3" {
-            return Err(bad("only s3:// objects and local files can be loaded".into()));
+            return Err(bad(
+                "only s3:// objects and local files can be loaded".into()
+            ));
         }
         let bucket = parsed.host_str().ok_or_else(|| bad("no bucket".into()))?;
         let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
         for (k, v) in &self.options {
-            builder = builder.with_config(k.parse().map_err(|e: object_store::Error| bad(e.to_string()))?, v);
+            builder = builder.with_config(
+                k.parse()
+                    .map_err(|e: object_store::Error| bad(e.to_string()))?,
+                v,
+            );
         }
-        let store = builder.build().map_err(|source| StoreError::ObjectStore { store: url.to_string(), source })?;
+        let store = builder.build().map_err(|source| StoreError::ObjectStore {
+            store: url.to_string(),
+            source,
+        })?;
         let path = ObjectPath::from(parsed.path().trim_start_matches('/'));
-        let got = store.get(&path).await.map_err(|source| StoreError::ObjectStore { store: url.to_string(), source })?;
+        let got = store
+            .get(&path)
+            .await
+            .map_err(|source| StoreError::ObjectStore {
+                store: url.to_string(),
+                source,
+            })?;
         let stream = got.into_stream().map_err(std::io::Error::other);
         Ok(Box::new(tokio_util::io::StreamReader::new(stream)))
     }
@@ -282,13 +329,21 @@ impl Store {
     /// Lists every object under `rel/` as paths relative to the store root.
     pub async fn list(&self, rel: &str) -> Result<Vec<(String, u64)>, StoreError> {
         let prefix = self.path(rel);
-        let objects: Vec<_> = self.inner.list(Some(&prefix)).try_collect().await.map_err(|e| self.err(e))?;
+        let objects: Vec<_> = self
+            .inner
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .map_err(|e| self.err(e))?;
         let strip = self.prefix.as_ref().len();
         Ok(objects
             .into_iter()
             .map(|m| {
                 let p = m.location.as_ref();
-                (p[strip.min(p.len())..].trim_start_matches('/').to_string(), m.size)
+                (
+                    p[strip.min(p.len())..].trim_start_matches('/').to_string(),
+                    m.size,
+                )
             })
             .collect())
     }
@@ -313,10 +368,16 @@ mod tests {
         let store = Store::open(&StoreConfig::default(), Some(dir.path().join("store"))).unwrap();
         let data = vec![7u8; 3 << 20];
         let mut seen = 0usize;
-        let n = store.put_stream("raw/a/b.csv", &data[..], |c| seen += c.len()).await.unwrap();
+        let n = store
+            .put_stream("raw/a/b.csv", &data[..], |c| seen += c.len())
+            .await
+            .unwrap();
         assert_eq!((n, seen), (data.len() as u64, data.len()));
         assert!(store.exists("raw/a/b.csv").await.unwrap());
-        assert_eq!(store.list("raw").await.unwrap(), vec![("raw/a/b.csv".to_string(), data.len() as u64)]);
+        assert_eq!(
+            store.list("raw").await.unwrap(),
+            vec![("raw/a/b.csv".to_string(), data.len() as u64)]
+        );
 
         struct Failing(usize);
         impl AsyncRead for Failing {
@@ -333,7 +394,10 @@ mod tests {
                 std::task::Poll::Ready(Ok(()))
             }
         }
-        let err = store.put_stream("raw/a/c.csv", Failing(10), |_| {}).await.unwrap_err();
+        let err = store
+            .put_stream("raw/a/c.csv", Failing(10), |_| {})
+            .await
+            .unwrap_err();
         assert!(err.to_string().contains("raw/a/c.csv"), "{err}");
         assert!(!store.exists("raw/a/c.csv").await.unwrap());
         assert_eq!(store.delete_prefix("raw").await.unwrap(), 1);

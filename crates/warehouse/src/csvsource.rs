@@ -43,7 +43,8 @@ impl<R: Read> Read for Hashing<R> {
         if let Some(h) = self.hasher.as_mut() {
             h.update(&buf[..n]);
         }
-        self.bytes.fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
+        self.bytes
+            .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);
         Ok(n)
     }
 }
@@ -94,9 +95,15 @@ pub struct Records<R: Read> {
 /// What [`Records::next_record`] found.
 pub enum Next {
     /// A record with as many fields as the header; [`Records::row`] reads it.
-    Row { line: u64 },
+    Row {
+        line: u64,
+    },
     /// A record that cannot be a row; the reason says why.
-    Bad { line: u64, reason: String, raw: String },
+    Bad {
+        line: u64,
+        reason: String,
+        raw: String,
+    },
     End,
 }
 
@@ -114,16 +121,24 @@ impl<R: Read> Records<R> {
             .buffer_capacity(1 << 20)
             .from_reader(bom);
         let mut record = csv::ByteRecord::new();
-        let got = reader.read_byte_record(&mut record).map_err(|e| csv_error(file, e))?;
+        let got = reader
+            .read_byte_record(&mut record)
+            .map_err(|e| csv_error(file, e))?;
         let cells: Vec<String> = if got {
-            record.iter().map(|c| String::from_utf8_lossy(c).into_owned()).collect()
+            record
+                .iter()
+                .map(|c| String::from_utf8_lossy(c).into_owned())
+                .collect()
         } else {
             Vec::new()
         };
-        let header = HeaderMap::from_headers(cells.iter().map(String::as_str)).map_err(|source| WarehouseError::Header {
-            file: file.to_string(),
-            source,
-        })?;
+        let header =
+            HeaderMap::from_headers(cells.iter().map(String::as_str)).map_err(|source| {
+                WarehouseError::Header {
+                    file: file.to_string(),
+                    source,
+                }
+            })?;
         Ok(Records {
             reader,
             file: file.to_string(),
@@ -197,7 +212,9 @@ fn csv_error(file: &str, e: csv::Error) -> WarehouseError {
 pub fn raw_text(record: &csv::ByteRecord) -> String {
     let mut out = Vec::new();
     {
-        let mut w = csv::WriterBuilder::new().terminator(csv::Terminator::Any(b'\n')).from_writer(&mut out);
+        let mut w = csv::WriterBuilder::new()
+            .terminator(csv::Terminator::Any(b'\n'))
+            .from_writer(&mut out);
         let _ = w.write_byte_record(record);
         let _ = w.flush();
     }
@@ -219,7 +236,10 @@ mod tests {
                 Next::End => break,
                 Next::Row { line } => {
                     let row = recs.row().unwrap();
-                    out.push((line, Ok(Field::ALL.iter().map(|f| row.get(*f).to_string()).collect())))
+                    out.push((
+                        line,
+                        Ok(Field::ALL.iter().map(|f| row.get(*f).to_string()).collect()),
+                    ))
                 }
                 Next::Bad { line, reason, .. } => out.push((line, Err(reason))),
             }
@@ -229,9 +249,15 @@ mod tests {
 
     #[test]
     fn bom_crlf_quotes_and_line_numbers() {
-        let names: Vec<&str> = citybooks_model::Field::ALL[..22].iter().map(|f| f.portal_name()).collect();
+        let names: Vec<&str> = citybooks_model::Field::ALL[..22]
+            .iter()
+            .map(|f| f.portal_name())
+            .collect();
         let row = "2025,No,1,G,D,Dept,P,Prog,C,Char,O,Obj,S,Sub,FT,FType,F,Fund,1,Cat,Spending,\"1,234.56\"";
-        let text = format!("\u{feff}{}\r\n{row}\r\n\r\n2025,short\r\n{row}\r\n", names.join(","));
+        let text = format!(
+            "\u{feff}{}\r\n{row}\r\n\r\n2025,short\r\n{row}\r\n",
+            names.join(",")
+        );
         let (header, rows) = collect(text.as_bytes());
         assert_eq!(header.dialect, citybooks_model::Dialect::Portal);
         assert_eq!(rows.len(), 3);

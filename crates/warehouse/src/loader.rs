@@ -129,20 +129,47 @@ fn key_of(buf: &mut Vec<u8>, parts: &[&str]) {
 }
 
 fn program_key(buf: &mut Vec<u8>, r: &Row) {
-    let og = itoa(r.organization_group_code);
-    key_of(buf, &[r.related_govt_units, &og, r.organization_group, r.department_code, r.department, r.program_code, r.program]);
-}
-
-fn itoa(v: i32) -> String {
-    v.to_string()
+    key_of(
+        buf,
+        &[
+            r.related_govt_units,
+            r.organization_group,
+            r.department_code,
+            r.department,
+            r.program_code,
+            r.program,
+        ],
+    );
+    // The key is internal: the integer code goes in as its bytes, no formatting.
+    buf.extend_from_slice(&r.organization_group_code.to_le_bytes());
 }
 
 fn type_key(buf: &mut Vec<u8>, r: &Row) {
-    key_of(buf, &[r.character_code, r.character, r.object_code, r.object, r.sub_object_code, r.sub_object]);
+    key_of(
+        buf,
+        &[
+            r.character_code,
+            r.character,
+            r.object_code,
+            r.object,
+            r.sub_object_code,
+            r.sub_object,
+        ],
+    );
 }
 
 fn fund_key(buf: &mut Vec<u8>, r: &Row) {
-    key_of(buf, &[r.fund_type_code, r.fund_type, r.fund_code, r.fund, r.fund_category_code, r.fund_category]);
+    key_of(
+        buf,
+        &[
+            r.fund_type_code,
+            r.fund_type,
+            r.fund_code,
+            r.fund,
+            r.fund_category_code,
+            r.fund_category,
+        ],
+    );
 }
 
 /// What the scan learnt about a file.
@@ -168,9 +195,11 @@ fn progress_bar(total: u64, phase: &str, show: bool) -> ProgressBar {
     };
     let bar = ProgressBar::with_draw_target(Some(total), target);
     bar.set_style(
-        ProgressStyle::with_template("{prefix:>6} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}")
-            .unwrap_or_else(|_| ProgressStyle::default_bar())
-            .progress_chars("=> "),
+        ProgressStyle::with_template(
+            "{prefix:>6} [{bar:30}] {bytes}/{total_bytes} {binary_bytes_per_sec} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar())
+        .progress_chars("=> "),
     );
     bar.set_prefix(phase.to_string());
     bar
@@ -208,7 +237,12 @@ fn scan(reader: Box<dyn Read + Send>, file: &str, total: u64, show: bool) -> Res
             Next::End => break,
             Next::Bad { line, reason, raw } => {
                 s.rows_read += 1;
-                s.quarantine.push(QuarantinedRow { line, field: None, reason, raw });
+                s.quarantine.push(QuarantinedRow {
+                    line,
+                    field: None,
+                    reason,
+                    raw,
+                });
                 continue;
             }
             Next::Row { line } => line,
@@ -254,7 +288,9 @@ impl<R: Read> Hashing<R> {
     /// The SHA-256 of everything read.
     pub fn finish(self) -> [u8; 32] {
         use sha2::Digest;
-        self.into_hasher().map(|h| h.finalize().into()).unwrap_or_default()
+        self.into_hasher()
+            .map(|h| h.finalize().into())
+            .unwrap_or_default()
     }
 }
 
@@ -269,7 +305,9 @@ struct Keys {
 #[derive(Debug)]
 struct ChannelStream {
     schema: SchemaRef,
-    rx: Mutex<Option<tokio::sync::mpsc::Receiver<std::result::Result<RecordBatch, DataFusionError>>>>,
+    rx: Mutex<
+        Option<tokio::sync::mpsc::Receiver<std::result::Result<RecordBatch, DataFusionError>>>,
+    >,
 }
 
 impl PartitionStream for ChannelStream {
@@ -283,7 +321,9 @@ impl PartitionStream for ChannelStream {
             match rx {
                 Some(mut rx) => rx.recv().await.map(|b| (b, Some(rx))),
                 None => Some((
-                    Err(DataFusionError::Execution("the facts stream was already consumed".into())),
+                    Err(DataFusionError::Execution(
+                        "the facts stream was already consumed".into(),
+                    )),
                     None,
                 )),
             }
@@ -331,7 +371,9 @@ impl WritePass {
             };
             let Ok(raw) = recs.row() else { continue };
             let Ok(row) = conform_row(&raw) else { continue };
-            let missing = || WarehouseError::Other(format!("{}, line {line}: the file changed between the two passes of the load; load it again", self.file));
+            let missing = || {
+                WarehouseError::Other(format!("{}, line {line}: the file changed between the two passes of the load; load it again", self.file))
+            };
             program_key(&mut key, &row);
             let p = self.programs.get(&key).ok_or_else(missing)?;
             type_key(&mut key, &row);
@@ -341,18 +383,30 @@ impl WritePass {
             batch.push(
                 next_id,
                 &row,
-                [self.keys.program[p as usize], self.keys.types[t as usize], self.keys.fund[f as usize]],
+                [
+                    self.keys.program[p as usize],
+                    self.keys.types[t as usize],
+                    self.keys.fund[f as usize],
+                ],
                 line,
             );
             next_id += 1;
             written += 1;
             if batch.len() >= self.batch_rows {
-                send(&tx, batch.finish(self.load_id, &self.file)?, &mut batches_sent)?;
+                send(
+                    &tx,
+                    batch.finish(self.load_id, &self.file)?,
+                    &mut batches_sent,
+                )?;
                 tick(&bar, &counter, written, started);
             }
         }
         if batch.len() > 0 {
-            send(&tx, batch.finish(self.load_id, &self.file)?, &mut batches_sent)?;
+            send(
+                &tx,
+                batch.finish(self.load_id, &self.file)?,
+                &mut batches_sent,
+            )?;
         }
         bar.finish_and_clear();
         Ok(written)
@@ -384,7 +438,10 @@ struct FactBatch {
     finance_id: Vec<i32>,
     amount: Vec<i128>,
     source_line: Vec<i64>,
-    data_as_of: Vec<Option<String>>,
+    /// Index into `as_of_values` per row: files carry one or a few timestamps, so each
+    /// distinct one is kept once per batch.
+    data_as_of: Vec<Option<u32>>,
+    as_of_values: Vec<String>,
 }
 
 impl FactBatch {
@@ -399,6 +456,7 @@ impl FactBatch {
             amount: Vec::with_capacity(n),
             source_line: Vec::with_capacity(n),
             data_as_of: Vec::with_capacity(n),
+            as_of_values: Vec::new(),
         }
     }
 
@@ -415,22 +473,25 @@ impl FactBatch {
         self.finance_id.push(row.finance_id);
         self.amount.push(row.amount);
         self.source_line.push(line as i64);
-        // Consecutive rows almost always share the timestamp: keep one copy.
-        let same = matches!((self.data_as_of.last(), row.data_as_of), (Some(Some(a)), Some(b)) if a == b);
-        if same {
-            let last = self.data_as_of.last().cloned().flatten();
-            self.data_as_of.push(last);
-        } else {
-            self.data_as_of.push(row.data_as_of.map(str::to_string));
-        }
+        let index = row
+            .data_as_of
+            .map(|v| match self.as_of_values.iter().rposition(|s| s == v) {
+                Some(i) => i as u32,
+                None => {
+                    self.as_of_values.push(v.to_string());
+                    (self.as_of_values.len() - 1) as u32
+                }
+            });
+        self.data_as_of.push(index);
     }
 
     fn finish(&mut self, load_id: i64, file: &str) -> Result<RecordBatch> {
         let n = self.len();
-        let amount = Decimal128Array::from(std::mem::take(&mut self.amount)).with_precision_and_scale(
-            citybooks_model::money::PRECISION,
-            citybooks_model::money::SCALE,
-        )?;
+        let amount = Decimal128Array::from(std::mem::take(&mut self.amount))
+            .with_precision_and_scale(
+                citybooks_model::money::PRECISION,
+                citybooks_model::money::SCALE,
+            )?;
         let columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(std::mem::take(&mut self.transaction_id))),
             Arc::new(Int32Array::from(std::mem::take(&mut self.fiscal_year))),
@@ -442,7 +503,12 @@ impl FactBatch {
             Arc::new(Int64Array::from(vec![load_id; n])),
             Arc::new(StringArray::from_iter_values(std::iter::repeat_n(file, n))),
             Arc::new(Int64Array::from(std::mem::take(&mut self.source_line))),
-            Arc::new(std::mem::take(&mut self.data_as_of).into_iter().collect::<StringArray>()),
+            Arc::new(
+                self.data_as_of
+                    .iter()
+                    .map(|i| i.map(|i| self.as_of_values[i as usize].as_str()))
+                    .collect::<StringArray>(),
+            ),
         ];
         let cap = self.transaction_id.capacity().max(n);
         *self = FactBatch::with_capacity(cap);
@@ -506,8 +572,14 @@ fn quarantine_batch(load_id: i64, file: &str, rows: &[QuarantinedRow]) -> Result
     let cols: Vec<ArrayRef> = vec![
         Arc::new(Int64Array::from(vec![load_id; rows.len()])),
         str_arr(rows.iter().map(|_| file)),
-        Arc::new(Int64Array::from(rows.iter().map(|r| r.line as i64).collect::<Vec<_>>())),
-        Arc::new(rows.iter().map(|r| r.field.as_deref()).collect::<StringArray>()),
+        Arc::new(Int64Array::from(
+            rows.iter().map(|r| r.line as i64).collect::<Vec<_>>(),
+        )),
+        Arc::new(
+            rows.iter()
+                .map(|r| r.field.as_deref())
+                .collect::<StringArray>(),
+        ),
         str_arr(rows.iter().map(|r| r.reason.as_str())),
         str_arr(rows.iter().map(|r| r.raw.as_str())),
     ];
@@ -552,18 +624,33 @@ async fn existing<M: std::hash::Hash + Eq>(
 fn text_columns<const N: usize>(b: &RecordBatch, names: [&str; N]) -> Result<Vec<Vec<String>>> {
     names
         .iter()
-        .map(|n| Ok(strings(b, n)?.into_iter().map(Option::unwrap_or_default).collect()))
+        .map(|n| {
+            Ok(strings(b, n)?
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect())
+        })
         .collect()
 }
 
 fn ids(b: &RecordBatch, name: &str) -> Result<Vec<i32>> {
-    Ok(ints(b, name)?.into_iter().map(|v| v.unwrap_or_default() as i32).collect())
+    Ok(ints(b, name)?
+        .into_iter()
+        .map(|v| v.unwrap_or_default() as i32)
+        .collect())
 }
 
 fn parse_programs(b: &RecordBatch) -> Result<Vec<(i32, ProgramMember)>> {
     let [p, pc, d, dc, og, rgu] = text_columns(
         b,
-        ["program", "program_code", "department", "department_code", "organization_group", "related_govt_units"],
+        [
+            "program",
+            "program_code",
+            "department",
+            "department_code",
+            "organization_group",
+            "related_govt_units",
+        ],
     )?
     .try_into()
     .map_err(|_| WarehouseError::Other("report.program: columns".into()))?;
@@ -589,7 +676,14 @@ fn parse_programs(b: &RecordBatch) -> Result<Vec<(i32, ProgramMember)>> {
 fn parse_types(b: &RecordBatch) -> Result<Vec<(i32, TypeMember)>> {
     let [so, soc, o, oc, c, cc] = text_columns(
         b,
-        ["sub_object", "sub_object_code", "object", "object_code", "character", "character_code"],
+        [
+            "sub_object",
+            "sub_object_code",
+            "object",
+            "object_code",
+            "character",
+            "character_code",
+        ],
     )?
     .try_into()
     .map_err(|_| WarehouseError::Other("report.type: columns".into()))?;
@@ -614,7 +708,14 @@ fn parse_types(b: &RecordBatch) -> Result<Vec<(i32, TypeMember)>> {
 fn parse_funds(b: &RecordBatch) -> Result<Vec<(i32, FundMember)>> {
     let [fc, fcc, f, fco, ft, ftc] = text_columns(
         b,
-        ["fund_category", "fund_category_code", "fund", "fund_code", "fund_type", "fund_type_code"],
+        [
+            "fund_category",
+            "fund_category_code",
+            "fund",
+            "fund_code",
+            "fund_type",
+            "fund_type_code",
+        ],
     )?
     .try_into()
     .map_err(|_| WarehouseError::Other("report.fund: columns".into()))?;
@@ -666,7 +767,10 @@ fn assign<M: Clone + std::hash::Hash + Eq>(
 /// The earlier load whose content and effect this file repeats, if any: same content
 /// hash, and no later load replaced any of its fiscal years.
 fn repeats<'a>(loads: &'a [LoadRecord], hash: &str) -> Option<&'a LoadRecord> {
-    let last = loads.iter().rev().find(|l| l.is_loaded() && l.content_hash == hash)?;
+    let last = loads
+        .iter()
+        .rev()
+        .find(|l| l.is_loaded() && l.content_hash == hash)?;
     let years: BTreeSet<i32> = last.years().into_iter().collect();
     let overwritten = loads
         .iter()
@@ -676,17 +780,26 @@ fn repeats<'a>(loads: &'a [LoadRecord], hash: &str) -> Option<&'a LoadRecord> {
 }
 
 fn years_text(years: &BTreeSet<i32>) -> String {
-    years.iter().map(|y| y.to_string()).collect::<Vec<_>>().join(",")
+    years
+        .iter()
+        .map(|y| y.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl Warehouse {
     /// Loads a local file: copies it into the store under `raw/cli/`, then loads it.
     pub async fn load_path(&self, path: &Path, show_progress: bool) -> Result<LoadReport> {
-        let file = tokio::fs::File::open(path).await.map_err(|source| WarehouseError::Io {
-            file: path.display().to_string(),
-            source,
-        })?;
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload.csv".into());
+        let file = tokio::fs::File::open(path)
+            .await
+            .map_err(|source| WarehouseError::Io {
+                file: path.display().to_string(),
+                source,
+            })?;
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "upload.csv".into());
         self.load_reader(file, &name, show_progress).await
     }
 
@@ -697,14 +810,24 @@ impl Warehouse {
         }
         if source.starts_with("s3://") {
             let reader = self.store().foreign_reader(source).await?;
-            let name = source.rsplit('/').next().filter(|n| !n.is_empty()).unwrap_or("upload.csv").to_string();
+            let name = source
+                .rsplit('/')
+                .next()
+                .filter(|n| !n.is_empty())
+                .unwrap_or("upload.csv")
+                .to_string();
             return self.load_reader(reader, &name, show_progress).await;
         }
         self.load_path(Path::new(source), show_progress).await
     }
 
     /// Stores `reader` under `raw/cli/<time>-<name>` and loads it.
-    pub async fn load_reader<R: tokio::io::AsyncRead + Unpin>(&self, reader: R, name: &str, show_progress: bool) -> Result<LoadReport> {
+    pub async fn load_reader<R: tokio::io::AsyncRead + Unpin>(
+        &self,
+        reader: R,
+        name: &str,
+        show_progress: bool,
+    ) -> Result<LoadReport> {
         let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
         let rel = format!("raw/cli/{stamp}-{name}");
         self.store().put_stream(&rel, reader, |_| {}).await?;
@@ -715,7 +838,12 @@ impl Warehouse {
     /// Loads a raw file already in the store. `copied` says the file was stored for this
     /// load alone, so a no-op load may remove it again (its content is in the store
     /// under the earlier load's name).
-    pub async fn load_object(&self, rel: &str, copied: bool, show_progress: bool) -> Result<LoadReport> {
+    pub async fn load_object(
+        &self,
+        rel: &str,
+        copied: bool,
+        show_progress: bool,
+    ) -> Result<LoadReport> {
         let clock = Instant::now();
         let started = now_micros();
         let total = self.store().size(rel).await?;
@@ -755,7 +883,8 @@ impl Warehouse {
             Err(e @ (WarehouseError::Header { .. } | WarehouseError::Csv { .. })) => {
                 // Nothing loadable: record the attempt; the raw file stays in the store.
                 report.error = Some(e.to_string());
-                self.record(&report, &BTreeSet::new(), started, "{}".into()).await?;
+                self.record(&report, &BTreeSet::new(), started, "{}".into())
+                    .await?;
                 report.seconds = clock.elapsed().as_secs_f64();
                 return Ok(report);
             }
@@ -779,7 +908,13 @@ impl Warehouse {
             report.rows_quarantined = 0;
             report.quarantine_sample.clear();
             report.years_replaced = prev.years();
-            self.record(&report, &BTreeSet::new(), started, prev.table_versions.clone()).await?;
+            self.record(
+                &report,
+                &BTreeSet::new(),
+                started,
+                prev.table_versions.clone(),
+            )
+            .await?;
             report.seconds = clock.elapsed().as_secs_f64();
             return Ok(report);
         }
@@ -792,11 +927,14 @@ impl Warehouse {
                 scan.rows_read
             ));
             if !scan.quarantine.is_empty() {
-                let v = self.quarantine(load_id, rel, &scan.quarantine, &loads).await?;
+                let v = self
+                    .quarantine(load_id, rel, &scan.quarantine, &loads)
+                    .await?;
                 versions.insert(Table::Quarantine.qualified_name(), v);
             }
             let versions = self.versions_now(versions).await?;
-            self.record(&report, &BTreeSet::new(), started, versions).await?;
+            self.record(&report, &BTreeSet::new(), started, versions)
+                .await?;
             report.seconds = clock.elapsed().as_secs_f64();
             return Ok(report);
         }
@@ -817,36 +955,90 @@ impl Warehouse {
         let (mut prog_map, prog_max) = existing(&ctx, Table::Program, parse_programs).await?;
         let (mut type_map, type_max) = existing(&ctx, Table::Type, parse_types).await?;
         let (mut fund_map, fund_max) = existing(&ctx, Table::Fund, parse_funds).await?;
-        let (prog_keys, new_progs) = assign(&scan.programs, |m| chooser.conform_program(m), &mut prog_map, prog_max);
-        let (type_keys, new_types) = assign(&scan.types, |m| chooser.conform_type(m), &mut type_map, type_max);
-        let (fund_keys, new_funds) = assign(&scan.funds, |m| chooser.conform_fund(m), &mut fund_map, fund_max);
-        let finance_exists = max_of(&ctx, "select count(*) as m from report.finance", "m").await? > 0;
+        let (prog_keys, new_progs) = assign(
+            &scan.programs,
+            |m| chooser.conform_program(m),
+            &mut prog_map,
+            prog_max,
+        );
+        let (type_keys, new_types) = assign(
+            &scan.types,
+            |m| chooser.conform_type(m),
+            &mut type_map,
+            type_max,
+        );
+        let (fund_keys, new_funds) = assign(
+            &scan.funds,
+            |m| chooser.conform_fund(m),
+            &mut fund_map,
+            fund_max,
+        );
+        let finance_exists =
+            max_of(&ctx, "select count(*) as m from report.finance", "m").await? > 0;
 
         let dims: Vec<(Table, usize, Option<RecordBatch>)> = vec![
-            (Table::Program, new_progs.len(), (!new_progs.is_empty()).then(|| program_batch(&new_progs)).transpose()?),
-            (Table::Type, new_types.len(), (!new_types.is_empty()).then(|| type_batch(&new_types)).transpose()?),
-            (Table::Fund, new_funds.len(), (!new_funds.is_empty()).then(|| fund_batch(&new_funds)).transpose()?),
+            (
+                Table::Program,
+                new_progs.len(),
+                (!new_progs.is_empty())
+                    .then(|| program_batch(&new_progs))
+                    .transpose()?,
+            ),
+            (
+                Table::Type,
+                new_types.len(),
+                (!new_types.is_empty())
+                    .then(|| type_batch(&new_types))
+                    .transpose()?,
+            ),
+            (
+                Table::Fund,
+                new_funds.len(),
+                (!new_funds.is_empty())
+                    .then(|| fund_batch(&new_funds))
+                    .transpose()?,
+            ),
         ];
         for (table, n, batch) in dims {
             report.new_members.insert(table.qualified_name(), n);
             if let Some(b) = batch {
-                let v = self.commit(table, Input::Batches(vec![b]), WriteMode::Append, load_id).await?;
+                let v = self
+                    .commit(table, Input::Batches(vec![b]), WriteMode::Append, load_id)
+                    .await?;
                 versions.insert(table.qualified_name(), v);
             }
         }
         if !finance_exists {
             let b = RecordBatch::try_new(
                 Table::Finance.schema(),
-                vec![int_arr(vec![SPENDING_ID, REVENUE_ID]), str_arr(["Spending", "Revenue"].into_iter())],
+                vec![
+                    int_arr(vec![SPENDING_ID, REVENUE_ID]),
+                    str_arr(["Spending", "Revenue"].into_iter()),
+                ],
             )?;
-            let v = self.commit(Table::Finance, Input::Batches(vec![b]), WriteMode::Append, load_id).await?;
+            let v = self
+                .commit(
+                    Table::Finance,
+                    Input::Batches(vec![b]),
+                    WriteMode::Append,
+                    load_id,
+                )
+                .await?;
             versions.insert(Table::Finance.qualified_name(), v);
-            report.new_members.insert(Table::Finance.qualified_name(), 2);
+            report
+                .new_members
+                .insert(Table::Finance.qualified_name(), 2);
         }
         failpoint::hit("after-dimensions");
 
         // The facts: streamed from the second pass into one replacing commit.
-        let first_transaction_id = max_of(&ctx, "select max(transaction_id) as m from report.transaction", "m").await? + 1;
+        let first_transaction_id = max_of(
+            &ctx,
+            "select max(transaction_id) as m from report.transaction",
+            "m",
+        )
+        .await?
+            + 1;
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         let schema = Table::Transaction.schema();
         let stream = ChannelStream {
@@ -880,14 +1072,25 @@ impl Warehouse {
         let file = rel.to_string();
         let producer = tokio::task::spawn_blocking(move || {
             let err_tx = tx.clone();
-            let result = store.blocking_reader(&file).map_err(WarehouseError::from).and_then(|r| pass.run(r, tx));
+            let result = store
+                .blocking_reader(&file)
+                .map_err(WarehouseError::from)
+                .and_then(|r| pass.run(r, tx));
             if let Err(e) = &result {
                 let _ = err_tx.blocking_send(Err(DataFusionError::External(e.to_string().into())));
             }
             result
         });
-        let predicate = col("fiscal_year").in_list(scan.years.iter().map(|y| lit(*y)).collect(), false);
-        let committed = self.commit(Table::Transaction, Input::Plan(plan), WriteMode::Replace(predicate), load_id).await;
+        let predicate =
+            col("fiscal_year").in_list(scan.years.iter().map(|y| lit(*y)).collect(), false);
+        let committed = self
+            .commit(
+                Table::Transaction,
+                Input::Plan(plan),
+                WriteMode::Replace(predicate),
+                load_id,
+            )
+            .await;
         let produced = producer
             .await
             .map_err(|e| WarehouseError::Other(format!("the write pass of {rel} stopped: {e}")))?;
@@ -903,7 +1106,9 @@ impl Warehouse {
         }
 
         if !scan.quarantine.is_empty() {
-            let v = self.quarantine(load_id, rel, &scan.quarantine, &loads).await?;
+            let v = self
+                .quarantine(load_id, rel, &scan.quarantine, &loads)
+                .await?;
             versions.insert(Table::Quarantine.qualified_name(), v);
         }
         failpoint::hit("after-quarantine");
@@ -921,11 +1126,23 @@ impl Warehouse {
     /// Commits the quarantined rows of load `load_id`. The commit also removes rows of
     /// loads that crashed before their `meta.loads` row (ids above the last recorded
     /// load), so a load redone after a crash leaves its bad rows once.
-    async fn quarantine(&self, load_id: i64, rel: &str, rows: &[QuarantinedRow], loads: &[LoadRecord]) -> Result<i64> {
+    async fn quarantine(
+        &self,
+        load_id: i64,
+        rel: &str,
+        rows: &[QuarantinedRow],
+        loads: &[LoadRecord],
+    ) -> Result<i64> {
         let b = quarantine_batch(load_id, rel, rows)?;
         let last_recorded = loads.iter().map(|l| l.load_id).max().unwrap_or(0);
         let orphans = col("load_id").gt(lit(last_recorded));
-        self.commit(Table::Quarantine, Input::Batches(vec![b]), WriteMode::Replace(orphans), load_id).await
+        self.commit(
+            Table::Quarantine,
+            Input::Batches(vec![b]),
+            WriteMode::Replace(orphans),
+            load_id,
+        )
+        .await
     }
 
     /// The versions after this load: what it committed, and the current version of
@@ -945,7 +1162,13 @@ impl Warehouse {
     }
 
     /// Appends the load's row to `meta.loads`.
-    async fn record(&self, report: &LoadReport, years: &BTreeSet<i32>, started: i64, versions: String) -> Result<()> {
+    async fn record(
+        &self,
+        report: &LoadReport,
+        years: &BTreeSet<i32>,
+        started: i64,
+        versions: String,
+    ) -> Result<()> {
         let status = match report.status {
             LoadStatus::Loaded => LOADED.to_string(),
             LoadStatus::Unchanged => UNCHANGED.to_string(),
@@ -968,7 +1191,13 @@ impl Warehouse {
             finished: now_micros(),
         };
         let batch = LoadRecord::to_batch(&[row])?;
-        self.commit(Table::Loads, Input::Batches(vec![batch]), WriteMode::Append, report.load_id).await?;
+        self.commit(
+            Table::Loads,
+            Input::Batches(vec![batch]),
+            WriteMode::Append,
+            report.load_id,
+        )
+        .await?;
         Ok(())
     }
 }

@@ -4,7 +4,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use arrow::array::{Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray};
+use arrow::array::{
+    Array, ArrayRef, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
+};
 use arrow::compute::cast;
 use arrow::datatypes::DataType;
 use citybooks_model::Table;
@@ -46,7 +48,10 @@ pub struct LoadRecord {
 impl LoadRecord {
     /// The fiscal years this load replaced.
     pub fn years(&self) -> Vec<i32> {
-        self.years_replaced.split(',').filter_map(|y| y.trim().parse().ok()).collect()
+        self.years_replaced
+            .split(',')
+            .filter_map(|y| y.trim().parse().ok())
+            .collect()
     }
 
     /// Whether this load committed data.
@@ -56,16 +61,27 @@ impl LoadRecord {
 
     /// The Delta version of each table right after this load.
     pub fn table_versions(&self) -> Result<HashMap<String, i64>> {
-        serde_json::from_str(&self.table_versions)
-            .map_err(|e| WarehouseError::Other(format!("meta.loads row {}: table_versions: {e}", self.load_id)))
+        serde_json::from_str(&self.table_versions).map_err(|e| {
+            WarehouseError::Other(format!(
+                "meta.loads row {}: table_versions: {e}",
+                self.load_id
+            ))
+        })
     }
 
     /// The rows as one batch of `meta.loads`' schema.
     pub fn to_batch(rows: &[LoadRecord]) -> Result<RecordBatch> {
-        let s = |f: fn(&LoadRecord) -> &str| Arc::new(rows.iter().map(f).map(Some).collect::<StringArray>()) as ArrayRef;
-        let i = |f: fn(&LoadRecord) -> i64| Arc::new(rows.iter().map(f).collect::<Int64Array>()) as ArrayRef;
+        let s = |f: fn(&LoadRecord) -> &str| {
+            Arc::new(rows.iter().map(f).map(Some).collect::<StringArray>()) as ArrayRef
+        };
+        let i = |f: fn(&LoadRecord) -> i64| {
+            Arc::new(rows.iter().map(f).collect::<Int64Array>()) as ArrayRef
+        };
         let ts = |f: fn(&LoadRecord) -> i64| {
-            Arc::new(TimestampMicrosecondArray::from(rows.iter().map(f).collect::<Vec<_>>()).with_timezone("UTC")) as ArrayRef
+            Arc::new(
+                TimestampMicrosecondArray::from(rows.iter().map(f).collect::<Vec<_>>())
+                    .with_timezone("UTC"),
+            ) as ArrayRef
         };
         let columns = vec![
             i(|r| r.load_id),
@@ -77,7 +93,11 @@ impl LoadRecord {
             i(|r| r.rows_loaded),
             i(|r| r.rows_quarantined),
             s(|r| &r.years_replaced),
-            Arc::new(rows.iter().map(|r| r.data_as_of.as_deref()).collect::<StringArray>()) as ArrayRef,
+            Arc::new(
+                rows.iter()
+                    .map(|r| r.data_as_of.as_deref())
+                    .collect::<StringArray>(),
+            ) as ArrayRef,
             s(|r| &r.conformed),
             s(|r| &r.table_versions),
             ts(|r| r.started),
@@ -93,9 +113,21 @@ impl LoadRecord {
         for b in batches {
             let s = |name: &str| strings(b, name);
             let i = |name: &str| ints(b, name);
-            let (ids, files, hashes, dialects, statuses) = (i("load_id")?, s("source_file")?, s("content_hash")?, s("dialect")?, s("status")?);
-            let (read, loaded, quarantined) = (i("rows_read")?, i("rows_loaded")?, i("rows_quarantined")?);
-            let (years, as_of, conformed, versions) = (s("years_replaced")?, s("data_as_of")?, s("conformed")?, s("table_versions")?);
+            let (ids, files, hashes, dialects, statuses) = (
+                i("load_id")?,
+                s("source_file")?,
+                s("content_hash")?,
+                s("dialect")?,
+                s("status")?,
+            );
+            let (read, loaded, quarantined) =
+                (i("rows_read")?, i("rows_loaded")?, i("rows_quarantined")?);
+            let (years, as_of, conformed, versions) = (
+                s("years_replaced")?,
+                s("data_as_of")?,
+                s("conformed")?,
+                s("table_versions")?,
+            );
             let (started, finished) = (i("started")?, i("finished")?);
             for r in 0..b.num_rows() {
                 out.push(LoadRecord {
@@ -125,9 +157,10 @@ fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
         .column_by_name(name)
         .ok_or_else(|| WarehouseError::Other(format!("column {name} is missing")))?;
     let col = match col.data_type() {
-        DataType::Timestamp(_, _) if to == &DataType::Int64 => {
-            cast(col, &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None))?
-        }
+        DataType::Timestamp(_, _) if to == &DataType::Int64 => cast(
+            col,
+            &DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, None),
+        )?,
         _ => col.clone(),
     };
     Ok(cast(&col, to)?)
@@ -140,7 +173,9 @@ pub fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
         .as_any()
         .downcast_ref::<StringArray>()
         .ok_or_else(|| WarehouseError::Other(format!("column {name} is not text")))?;
-    Ok((0..col.len()).map(|i| col.is_valid(i).then(|| col.value(i).to_string())).collect())
+    Ok((0..col.len())
+        .map(|i| col.is_valid(i).then(|| col.value(i).to_string()))
+        .collect())
 }
 
 /// A column as optional 64-bit integers (timestamps as microseconds).
@@ -150,7 +185,9 @@ pub fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
         .as_any()
         .downcast_ref::<Int64Array>()
         .ok_or_else(|| WarehouseError::Other(format!("column {name} is not an integer")))?;
-    Ok((0..col.len()).map(|i| col.is_valid(i).then(|| col.value(i))).collect())
+    Ok((0..col.len())
+        .map(|i| col.is_valid(i).then(|| col.value(i)))
+        .collect())
 }
 
 #[cfg(test)]

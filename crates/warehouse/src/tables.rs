@@ -67,7 +67,12 @@ impl Warehouse {
     /// The Delta table at `version` (None: latest); None if it does not exist (yet).
     pub async fn table_at(&self, table: Table, version: Option<i64>) -> Result<Option<DeltaTable>> {
         // A table exists once its first commit is in its log.
-        if self.store.list(&format!("{}/_delta_log", table.store_path())).await?.is_empty() {
+        if self
+            .store
+            .list(&format!("{}/_delta_log", table.store_path()))
+            .await?
+            .is_empty()
+        {
             return Ok(None);
         }
         let url = self.store.url(&format!("{}/", table.store_path()));
@@ -89,7 +94,13 @@ impl Warehouse {
 
     /// Commits `input` to `table` in one Delta commit, creating the table on first use.
     /// Returns the table's new version.
-    pub(crate) async fn commit(&self, table: Table, input: Input, mode: WriteMode, load_id: i64) -> Result<i64> {
+    pub(crate) async fn commit(
+        &self,
+        table: Table,
+        input: Input,
+        mode: WriteMode,
+        load_id: i64,
+    ) -> Result<i64> {
         let err = Self::delta_err(table);
         let existing = self.table(table).await?;
         let delta = match existing {
@@ -108,7 +119,8 @@ impl Warehouse {
             Input::Plan(plan) => delta.write(Vec::new()).with_input_plan(plan),
         }
         .with_commit_properties(
-            CommitProperties::default().with_metadata([("citybooks.load_id".to_string(), serde_json::json!(load_id))]),
+            CommitProperties::default()
+                .with_metadata([("citybooks.load_id".to_string(), serde_json::json!(load_id))]),
         )
         .with_target_file_size(NonZeroU64::new(self.config.target_file_mib.max(1) << 20));
         if is_new {
@@ -119,22 +131,32 @@ impl Warehouse {
         } else {
             builder = match mode {
                 WriteMode::Append => builder.with_save_mode(SaveMode::Append),
-                WriteMode::Replace(predicate) => builder.with_save_mode(SaveMode::Overwrite).with_replace_where(predicate),
+                WriteMode::Replace(predicate) => builder
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_replace_where(predicate),
             };
         }
         let written = builder.await.map_err(&err)?;
-        written
-            .version()
-            .map(|v| v as i64)
-            .ok_or_else(|| WarehouseError::Other(format!("{}: no version after commit", table.qualified_name())))
+        written.version().map(|v| v as i64).ok_or_else(|| {
+            WarehouseError::Other(format!(
+                "{}: no version after commit",
+                table.qualified_name()
+            ))
+        })
     }
 
     /// A provider for `table` at `version` (None: latest); an empty table of the right
     /// schema when it does not exist yet, so every query can name every table.
-    pub(crate) async fn provider(&self, ctx: &SessionContext, table: Table, version: Option<i64>) -> Result<Arc<dyn TableProvider>> {
+    pub(crate) async fn provider(
+        &self,
+        ctx: &SessionContext,
+        table: Table,
+        version: Option<i64>,
+    ) -> Result<Arc<dyn TableProvider>> {
         match self.table_at(table, version).await? {
             Some(t) => {
-                t.update_datafusion_session(&ctx.state()).map_err(Self::delta_err(table))?;
+                t.update_datafusion_session(&ctx.state())
+                    .map_err(Self::delta_err(table))?;
                 Ok(t.table_provider().await?)
             }
             None => Ok(Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?)),
@@ -159,7 +181,10 @@ impl Warehouse {
             None => None,
             Some(n) => {
                 let loads = self.loads().await?;
-                let record = loads.iter().find(|l| l.load_id == n).ok_or(WarehouseError::NoSuchLoad(n))?;
+                let record = loads
+                    .iter()
+                    .find(|l| l.load_id == n)
+                    .ok_or(WarehouseError::NoSuchLoad(n))?;
                 Some(record.table_versions()?)
             }
         };
@@ -168,8 +193,16 @@ impl Warehouse {
                 (None, _) => self.provider(&ctx, table, None).await?,
                 (Some(_), Table::Loads) => {
                     let n = as_of_load.unwrap_or(i64::MAX);
-                    let rows: Vec<LoadRecord> = self.loads().await?.into_iter().filter(|l| l.load_id <= n).collect();
-                    Arc::new(MemTable::try_new(table.schema(), vec![vec![LoadRecord::to_batch(&rows)?]])?)
+                    let rows: Vec<LoadRecord> = self
+                        .loads()
+                        .await?
+                        .into_iter()
+                        .filter(|l| l.load_id <= n)
+                        .collect();
+                    Arc::new(MemTable::try_new(
+                        table.schema(),
+                        vec![vec![LoadRecord::to_batch(&rows)?]],
+                    )?)
                 }
                 (Some(v), _) => match v.get(&table.qualified_name()) {
                     Some(version) => self.provider(&ctx, table, Some(*version)).await?,
@@ -196,7 +229,9 @@ impl Warehouse {
             return Ok(Vec::new());
         };
         let ctx = SessionContext::new();
-        table.update_datafusion_session(&ctx.state()).map_err(Self::delta_err(Table::Loads))?;
+        table
+            .update_datafusion_session(&ctx.state())
+            .map_err(Self::delta_err(Table::Loads))?;
         let provider = table.table_provider().await?;
         let batches = ctx.read_table(provider)?.collect().await?;
         let mut rows = LoadRecord::from_batches(&batches)?;
