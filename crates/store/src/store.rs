@@ -217,6 +217,38 @@ impl Store {
         Ok(total)
     }
 
+    /// Copies a local file to `rel`, all or nothing. On a local store this is a kernel
+    /// copy to a temporary name then a rename; elsewhere a streamed multipart upload.
+    pub async fn put_file(&self, rel: &str, source: &std::path::Path) -> Result<u64, StoreError> {
+        let io = |path: &std::path::Path| {
+            let path = path.display().to_string();
+            move |source| StoreError::Io { path, source }
+        };
+        if let Some(dir) = &self.local_dir {
+            let dest = dir.join(rel);
+            if let Some(parent) = dest.parent() {
+                tokio::fs::create_dir_all(parent).await.map_err(io(parent))?;
+            }
+            let partial = dest.with_file_name(format!(
+                ".{}.partial-{}",
+                dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                std::process::id()
+            ));
+            let copied = tokio::fs::copy(source, &partial).await;
+            let bytes = match copied {
+                Ok(n) => n,
+                Err(e) => {
+                    let _ = tokio::fs::remove_file(&partial).await;
+                    return Err(io(source)(e));
+                }
+            };
+            tokio::fs::rename(&partial, &dest).await.map_err(io(&dest))?;
+            return Ok(bytes);
+        }
+        let file = tokio::fs::File::open(source).await.map_err(io(source))?;
+        self.put_stream(rel, file, |_| {}).await
+    }
+
     /// A blocking reader of `rel`; call it from a blocking thread (`spawn_blocking`),
     /// never from an async task.
     pub fn blocking_reader(&self, rel: &str) -> Result<Box<dyn std::io::Read + Send>, StoreError> {

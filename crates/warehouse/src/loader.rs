@@ -779,6 +779,12 @@ fn repeats<'a>(loads: &'a [LoadRecord], hash: &str) -> Option<&'a LoadRecord> {
     (!overwritten).then_some(last)
 }
 
+/// Where `citybooks load` keeps a file it was given: `raw/cli/<UTC time>-<name>`.
+fn raw_cli_path(name: &str) -> String {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+    format!("raw/cli/{stamp}-{name}")
+}
+
 fn years_text(years: &BTreeSet<i32>) -> String {
     years
         .iter()
@@ -790,17 +796,17 @@ fn years_text(years: &BTreeSet<i32>) -> String {
 impl Warehouse {
     /// Loads a local file: copies it into the store under `raw/cli/`, then loads it.
     pub async fn load_path(&self, path: &Path, show_progress: bool) -> Result<LoadReport> {
-        let file = tokio::fs::File::open(path)
-            .await
-            .map_err(|source| WarehouseError::Io {
+        if !path.is_file() {
+            return Err(WarehouseError::Io {
                 file: path.display().to_string(),
-                source,
-            })?;
-        let name = path
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "upload.csv".into());
-        self.load_reader(file, &name, show_progress).await
+                source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
+            });
+        }
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload.csv".into());
+        let rel = raw_cli_path(&name);
+        self.store().put_file(&rel, path).await?;
+        failpoint::hit("after-raw");
+        self.load_object(&rel, true, show_progress).await
     }
 
     /// Loads a source given as a local path or an `s3://` URL.
@@ -828,8 +834,7 @@ impl Warehouse {
         name: &str,
         show_progress: bool,
     ) -> Result<LoadReport> {
-        let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
-        let rel = format!("raw/cli/{stamp}-{name}");
+        let rel = raw_cli_path(name);
         self.store().put_stream(&rel, reader, |_| {}).await?;
         failpoint::hit("after-raw");
         self.load_object(&rel, true, show_progress).await

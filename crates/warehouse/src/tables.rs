@@ -18,6 +18,19 @@ use deltalake::{DeltaTable, DeltaTableError};
 use crate::error::{Result, WarehouseError};
 use crate::loads::LoadRecord;
 
+/// Rows per Parquet row group. The writer buffers one open row group per fiscal-year
+/// partition, so this (times the years in a file) bounds a load's memory.
+const ROW_GROUP_ROWS: usize = 128 * 1024;
+
+/// Parquet settings of every table: Snappy (fast to write and read) and row groups
+/// small enough that a 10M-row load stays well under 1 GiB.
+fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
+    deltalake::parquet::file::properties::WriterProperties::builder()
+        .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .build()
+}
+
 /// A project's warehouse: its store and the tables in it.
 #[derive(Debug, Clone)]
 pub struct Warehouse {
@@ -122,7 +135,8 @@ impl Warehouse {
             CommitProperties::default()
                 .with_metadata([("citybooks.load_id".to_string(), serde_json::json!(load_id))]),
         )
-        .with_target_file_size(NonZeroU64::new(self.config.target_file_mib.max(1) << 20));
+        .with_target_file_size(NonZeroU64::new(self.config.target_file_mib.max(1) << 20))
+        .with_writer_properties(writer_properties());
         if is_new {
             builder = builder
                 .with_save_mode(SaveMode::Append)
