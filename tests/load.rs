@@ -391,22 +391,20 @@ fn bad_rows_are_quarantined_with_file_line_and_reason() {
     let mut bad_year = rows[6].clone();
     bad_year[c("fiscal_year")] = "FY25".into();
     text.push_str(
-        &String::from_utf8(api_csv(&header, &[bad_amount]))
+        String::from_utf8(api_csv(&header, &[bad_amount]))
             .unwrap()
             .lines()
             .nth(1)
-            .unwrap()
-            .to_string(),
+            .unwrap(),
     );
     text.push('\n');
     text.push_str("\"2025\",\"NO\",\"too few fields\"\n");
     text.push_str(
-        &String::from_utf8(api_csv(&header, &[bad_year]))
+        String::from_utf8(api_csv(&header, &[bad_year]))
             .unwrap()
             .lines()
             .nth(1)
-            .unwrap()
-            .to_string(),
+            .unwrap(),
     );
     text.push('\n');
     let p = Project::new();

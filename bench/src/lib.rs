@@ -113,7 +113,7 @@ impl Generator {
         let mut r = csv::ReaderBuilder::new()
             .has_headers(true)
             .from_reader(SAMPLE.as_bytes());
-        let header = r.headers().map(|h| h.clone()).unwrap_or_default();
+        let header = r.headers().cloned().unwrap_or_default();
         let pos = |name: &str| header.iter().position(|h| h == name).unwrap_or(0);
         let (amount, rs) = (pos("amount"), pos("revenue_or_spending"));
         let amounts = r
@@ -187,7 +187,7 @@ impl Generator {
                         &f[1],
                         &f[2],
                         &f[3],
-                        &f[4].trim_end_matches(".0").to_string(),
+                        f[4].strip_suffix(".0").unwrap_or(&f[4]),
                         &f[5],
                     ];
                     for field in fields {
@@ -276,7 +276,7 @@ pub fn grouped_amount(cents: i64) -> String {
     let int = (a / 100).to_string();
     let mut grouped = String::new();
     for (i, c) in int.chars().enumerate() {
-        if i > 0 && (int.len() - i) % 3 == 0 {
+        if i > 0 && (int.len() - i).is_multiple_of(3) {
             grouped.push(',');
         }
         grouped.push(c);

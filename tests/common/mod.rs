@@ -71,9 +71,14 @@ impl Project {
 
     /// Loads files; returns the JSON load reports.
     pub fn load(&self, paths: &[&Path]) -> Vec<serde_json::Value> {
-        let mut args = vec!["load".to_string(), "--json".to_string()];
-        args.extend(paths.iter().map(|p| p.display().to_string()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let paths: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        self.load_args(&paths.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Loads sources given as text (local paths or s3:// URLs).
+    pub fn load_args(&self, sources: &[&str]) -> Vec<serde_json::Value> {
+        let mut args = vec!["load", "--json"];
+        args.extend_from_slice(sources);
         self.ok(&args)
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())

@@ -20,13 +20,19 @@ pub use format::{write_batches, OutputFormat};
 #[derive(Debug, thiserror::Error)]
 pub enum QueryError {
     #[error("{0}")]
-    Warehouse(#[from] citybooks_warehouse::WarehouseError),
+    Warehouse(Box<citybooks_warehouse::WarehouseError>),
     #[error("{0}")]
     Engine(#[from] datafusion::error::DataFusionError),
     #[error("{0}")]
     Output(String),
     #[error("citybooks is read-only: only queries run (SELECT, WITH, VALUES, EXPLAIN, SHOW); the warehouse changes only through loads ({0})")]
     ReadOnly(String),
+}
+
+impl From<citybooks_warehouse::WarehouseError> for QueryError {
+    fn from(e: citybooks_warehouse::WarehouseError) -> Self {
+        QueryError::Warehouse(Box::new(e))
+    }
 }
 
 /// What a read-only session accepts: queries only — no DDL, no DML, no `SET`.

@@ -227,11 +227,15 @@ impl Store {
         if let Some(dir) = &self.local_dir {
             let dest = dir.join(rel);
             if let Some(parent) = dest.parent() {
-                tokio::fs::create_dir_all(parent).await.map_err(io(parent))?;
+                tokio::fs::create_dir_all(parent)
+                    .await
+                    .map_err(io(parent))?;
             }
             let partial = dest.with_file_name(format!(
                 ".{}.partial-{}",
-                dest.file_name().map(|n| n.to_string_lossy()).unwrap_or_default(),
+                dest.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default(),
                 std::process::id()
             ));
             let copied = tokio::fs::copy(source, &partial).await;
@@ -242,7 +246,9 @@ impl Store {
                     return Err(io(source)(e));
                 }
             };
-            tokio::fs::rename(&partial, &dest).await.map_err(io(&dest))?;
+            tokio::fs::rename(&partial, &dest)
+                .await
+                .map_err(io(&dest))?;
             return Ok(bytes);
         }
         let file = tokio::fs::File::open(source).await.map_err(io(source))?;

@@ -49,17 +49,43 @@ impl<R: Read> Read for Hashing<R> {
     }
 }
 
-/// Skips a leading UTF-8 byte order mark.
-struct SkipBom<R> {
+/// Skips a leading UTF-8 byte order mark and turns CRLF into LF, so record line
+/// numbers count lines the same way for both line endings (the CSV reader would
+/// otherwise place a record after a CRLF on the line before it).
+struct Normalize<R> {
     inner: R,
-    checked: bool,
+    started: bool,
+    /// Bytes read ahead at the start (a BOM that was not one).
     pending: Vec<u8>,
+    /// A `\r` ending the previous chunk, held until we know whether `\n` follows.
+    held_cr: bool,
+    /// Bytes handed out so far, the last of them, and whether the input has ended.
+    delivered: u64,
+    last: Option<u8>,
+    eof: bool,
 }
 
-impl<R: Read> Read for SkipBom<R> {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        if !self.checked {
-            self.checked = true;
+impl<R: Read> Normalize<R> {
+    fn new(inner: R) -> Self {
+        Normalize {
+            inner,
+            started: false,
+            pending: Vec::new(),
+            held_cr: false,
+            delivered: 0,
+            last: None,
+            eof: false,
+        }
+    }
+
+    /// Whether the stream ends at `offset` without a final newline.
+    fn ends_unterminated_at(&self, offset: u64) -> bool {
+        self.eof && offset == self.delivered && self.last != Some(b'\n')
+    }
+
+    fn fill(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if !self.started {
+            self.started = true;
             let mut head = [0u8; 3];
             let mut got = 0;
             while got < 3 {
@@ -83,9 +109,74 @@ impl<R: Read> Read for SkipBom<R> {
     }
 }
 
+impl<R: Read> Read for Normalize<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.read_normalized(buf)?;
+        if n == 0 {
+            self.eof = !buf.is_empty();
+        } else {
+            self.delivered += n as u64;
+            self.last = Some(buf[n - 1]);
+        }
+        Ok(n)
+    }
+}
+
+impl<R: Read> Normalize<R> {
+    fn read_normalized(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        loop {
+            // Room for a held '\r' in front of what we read.
+            let start = usize::from(self.held_cr);
+            if buf.len() <= start {
+                return Ok(0);
+            }
+            let n = self.fill(&mut buf[start..])?;
+            if n == 0 {
+                // End of input: a held '\r' was not part of a CRLF.
+                if self.held_cr {
+                    self.held_cr = false;
+                    buf[0] = b'\r';
+                    return Ok(1);
+                }
+                return Ok(0);
+            }
+            if self.held_cr {
+                buf[0] = b'\r';
+                self.held_cr = false;
+            }
+            let end = start + n;
+            let mut out = 0;
+            let mut i = 0;
+            while i < end {
+                let b = buf[i];
+                if b == b'\r' {
+                    if i + 1 == end {
+                        self.held_cr = true;
+                        i += 1;
+                        continue;
+                    }
+                    if buf[i + 1] == b'\n' {
+                        i += 1;
+                        continue;
+                    }
+                }
+                buf[out] = b;
+                out += 1;
+                i += 1;
+            }
+            if out > 0 {
+                return Ok(out);
+            }
+        }
+    }
+}
+
 /// One file's records.
 pub struct Records<R: Read> {
-    reader: csv::Reader<SkipBom<Hashing<R>>>,
+    reader: csv::Reader<Normalize<Hashing<R>>>,
     /// The file's name as reports show it.
     pub file: String,
     pub header: HeaderMap,
@@ -110,11 +201,7 @@ pub enum Next {
 impl<R: Read> Records<R> {
     /// Reads the header line and recognises the dialect.
     pub fn open(inner: Hashing<R>, file: &str) -> Result<Self> {
-        let bom = SkipBom {
-            inner,
-            checked: false,
-            pending: Vec::new(),
-        };
+        let bom = Normalize::new(inner);
         let mut reader = csv::ReaderBuilder::new()
             .has_headers(false)
             .flexible(true)
@@ -162,7 +249,7 @@ impl<R: Read> Records<R> {
             if !more {
                 return Ok(Next::End);
             }
-            let line = self.record.position().map(|p| p.line()).unwrap_or(0);
+            let line = self.start_line();
             if self.record.len() == self.header.width {
                 return Ok(Next::Row { line });
             }
@@ -180,6 +267,25 @@ impl<R: Read> Records<R> {
                 raw: self.current_raw(),
             });
         }
+    }
+
+    /// The line the current record starts on. The CSV reader's own record position
+    /// counts skipped blank lines into the record, so it is derived from the end: the
+    /// reader's line after the record, less the newlines inside its fields, less its
+    /// terminator (absent only for a last record at end of file).
+    fn start_line(&self) -> u64 {
+        let end = self.reader.position().line();
+        let embedded: u64 = self
+            .record
+            .iter()
+            .map(|f| f.iter().filter(|b| **b == b'\n').count() as u64)
+            .sum();
+        let unterminated = self
+            .reader
+            .get_ref()
+            .ends_unterminated_at(self.reader.position().byte());
+        let terminated = u64::from(!unterminated);
+        end.saturating_sub(embedded + terminated).max(1)
     }
 
     /// The ledger fields of the current record, or why they are not text.
@@ -228,7 +334,10 @@ pub fn raw_text(record: &csv::ByteRecord) -> String {
 mod tests {
     use super::*;
 
-    fn collect(text: &[u8]) -> (HeaderMap, Vec<(u64, Result<Vec<String>, String>)>) {
+    /// Each record: its line, and its fields or why it is bad.
+    type Collected = Vec<(u64, Result<Vec<String>, String>)>;
+
+    fn collect(text: &[u8]) -> (HeaderMap, Collected) {
         let mut recs = Records::open(Hashing::new(text, true), "t.csv").unwrap();
         let mut out = Vec::new();
         loop {
@@ -247,6 +356,41 @@ mod tests {
         (recs.header.clone(), out)
     }
 
+    /// A reader that hands out one byte per call: the worst case for look-ahead.
+    struct OneByte<'a>(&'a [u8]);
+
+    impl Read for OneByte<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            match self.0.split_first() {
+                Some((b, rest)) if !buf.is_empty() => {
+                    buf[0] = *b;
+                    self.0 = rest;
+                    Ok(1)
+                }
+                _ => Ok(0),
+            }
+        }
+    }
+
+    #[test]
+    fn normalize_drops_the_bom_and_crlf_but_keeps_lone_cr() {
+        for input in [&b"\xEF\xBB\xBFa\r\nb\rc\r\n\r"[..], b"a\r\nb\rc\r\n\r"] {
+            let mut out = Vec::new();
+            Normalize::new(OneByte(input))
+                .read_to_end(&mut out)
+                .unwrap();
+            assert_eq!(out, b"a\nb\rc\n\r");
+            let mut out = Vec::new();
+            Normalize::new(input).read_to_end(&mut out).unwrap();
+            assert_eq!(out, b"a\nb\rc\n\r");
+        }
+        let mut out = Vec::new();
+        Normalize::new(OneByte(b"\xEF\xBB"))
+            .read_to_end(&mut out)
+            .unwrap();
+        assert_eq!(out, b"\xEF\xBB");
+    }
+
     #[test]
     fn bom_crlf_quotes_and_line_numbers() {
         let names: Vec<&str> = citybooks_model::Field::ALL[..22]
@@ -255,7 +399,7 @@ mod tests {
             .collect();
         let row = "2025,No,1,G,D,Dept,P,Prog,C,Char,O,Obj,S,Sub,FT,FType,F,Fund,1,Cat,Spending,\"1,234.56\"";
         let text = format!(
-            "\u{feff}{}\r\n{row}\r\n\r\n2025,short\r\n{row}\r\n",
+            "\u{feff}{}\r\n{row}\r\n\r\n2025,short\r\n\n\n{row}",
             names.join(",")
         );
         let (header, rows) = collect(text.as_bytes());
@@ -265,7 +409,7 @@ mod tests {
         assert_eq!(rows[0].1.as_ref().unwrap()[21], "1,234.56");
         assert_eq!(rows[1].0, 4);
         assert!(rows[1].1.as_ref().unwrap_err().contains("found 2"));
-        assert_eq!(rows[2].0, 5);
+        assert_eq!(rows[2].0, 7, "a last record without a newline");
     }
 
     proptest::proptest! {
@@ -277,6 +421,8 @@ mod tests {
             seed in 0u64..1000,
             always in proptest::bool::ANY,
             crlf in proptest::bool::ANY,
+            final_newline in proptest::bool::ANY,
+            blank_after_header in proptest::bool::ANY,
         ) {
             let mut order: Vec<usize> = (0..24).collect();
             // A deterministic shuffle of the columns.
@@ -292,9 +438,19 @@ mod tests {
             for row in &values {
                 w.write_record(order.iter().map(|&i| row[i].as_str())).unwrap();
             }
-            let bytes = w.into_inner().unwrap();
-            let mut recs = Records::open(Hashing::new(&bytes[..], false), "p.csv").unwrap();
+            let mut bytes = w.into_inner().unwrap();
+            if !final_newline {
+                while bytes.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                    bytes.pop();
+                }
+            }
             let mut expected_line = 2u64;
+            if blank_after_header {
+                let header_end = bytes.iter().position(|b| *b == b'\n').unwrap() + 1;
+                bytes.splice(header_end..header_end, b"\n".iter().copied());
+                expected_line += 1;
+            }
+            let mut recs = Records::open(Hashing::new(&bytes[..], false), "p.csv").unwrap();
             for row in &values {
                 match recs.next_record().unwrap() {
                     Next::Row { line } => {

@@ -248,7 +248,7 @@ fn scan(reader: Box<dyn Read + Send>, file: &str, total: u64, show: bool) -> Res
             Next::Row { line } => line,
         };
         s.rows_read += 1;
-        if s.rows_read % 16384 == 0 {
+        if s.rows_read.is_multiple_of(16384) {
             tick(&bar, &counter, s.rows_read, started);
         }
         let conformed = recs.row().map_err(|reason| (None, reason)).and_then(|raw| {
@@ -802,7 +802,10 @@ impl Warehouse {
                 source: std::io::Error::new(std::io::ErrorKind::NotFound, "no such file"),
             });
         }
-        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "upload.csv".into());
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "upload.csv".into());
         let rel = raw_cli_path(&name);
         self.store().put_file(&rel, path).await?;
         failpoint::hit("after-raw");
