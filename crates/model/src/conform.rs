@@ -128,6 +128,105 @@ pub struct FundMember {
     pub fund_type_code: String,
 }
 
+/// A dimension member: its table, and its attributes in the table's column order
+/// after the id (integers as their decimal text). The loader builds and reads every
+/// dimension table through this one description.
+pub trait Member: Clone + Eq + std::hash::Hash {
+    /// The dimension table the member belongs to.
+    const TABLE: crate::schema::Table;
+    /// The attributes, in column order after the id.
+    fn attributes(&self) -> Vec<String>;
+    /// The member from its attributes, as [`Member::attributes`] gives them.
+    fn from_attributes(values: &[String]) -> Option<Self>;
+}
+
+impl Member for ProgramMember {
+    const TABLE: crate::schema::Table = crate::schema::Table::Program;
+    fn attributes(&self) -> Vec<String> {
+        vec![
+            self.program.clone(),
+            self.program_code.clone(),
+            self.department.clone(),
+            self.department_code.clone(),
+            self.organization_group.clone(),
+            self.organization_group_code.to_string(),
+            self.related_govt_units.clone(),
+        ]
+    }
+    fn from_attributes(v: &[String]) -> Option<Self> {
+        let [program, program_code, department, department_code, organization_group, og_code, related_govt_units] =
+            v
+        else {
+            return None;
+        };
+        Some(ProgramMember {
+            program: program.clone(),
+            program_code: program_code.clone(),
+            department: department.clone(),
+            department_code: department_code.clone(),
+            organization_group: organization_group.clone(),
+            organization_group_code: og_code.parse().ok()?,
+            related_govt_units: related_govt_units.clone(),
+        })
+    }
+}
+
+impl Member for TypeMember {
+    const TABLE: crate::schema::Table = crate::schema::Table::Type;
+    fn attributes(&self) -> Vec<String> {
+        vec![
+            self.sub_object.clone(),
+            self.sub_object_code.clone(),
+            self.object.clone(),
+            self.object_code.clone(),
+            self.character.clone(),
+            self.character_code.clone(),
+        ]
+    }
+    fn from_attributes(v: &[String]) -> Option<Self> {
+        let [sub_object, sub_object_code, object, object_code, character, character_code] = v
+        else {
+            return None;
+        };
+        Some(TypeMember {
+            sub_object: sub_object.clone(),
+            sub_object_code: sub_object_code.clone(),
+            object: object.clone(),
+            object_code: object_code.clone(),
+            character: character.clone(),
+            character_code: character_code.clone(),
+        })
+    }
+}
+
+impl Member for FundMember {
+    const TABLE: crate::schema::Table = crate::schema::Table::Fund;
+    fn attributes(&self) -> Vec<String> {
+        vec![
+            self.fund_category.clone(),
+            self.fund_category_code.clone(),
+            self.fund.clone(),
+            self.fund_code.clone(),
+            self.fund_type.clone(),
+            self.fund_type_code.clone(),
+        ]
+    }
+    fn from_attributes(v: &[String]) -> Option<Self> {
+        let [fund_category, fund_category_code, fund, fund_code, fund_type, fund_type_code] = v
+        else {
+            return None;
+        };
+        Some(FundMember {
+            fund_category: fund_category.clone(),
+            fund_category_code: fund_category_code.clone(),
+            fund: fund.clone(),
+            fund_code: fund_code.clone(),
+            fund_type: fund_type.clone(),
+            fund_type_code: fund_type_code.clone(),
+        })
+    }
+}
+
 /// One row after rules 1–5, borrowing the record's text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row<'a> {
@@ -653,6 +752,29 @@ mod tests {
             "ENT_FUND~SU_STREETS"
         );
         assert!(report[1].to_string().contains("Sustainable Streets"));
+    }
+
+    #[test]
+    fn members_round_trip_through_their_attributes_in_schema_order() {
+        let row = with(&[]).unwrap();
+        let p = row.program_member();
+        assert_eq!(
+            ProgramMember::from_attributes(&p.attributes()),
+            Some(p.clone())
+        );
+        let t = row.type_member();
+        assert_eq!(TypeMember::from_attributes(&t.attributes()), Some(t));
+        let f = row.fund_member();
+        assert_eq!(FundMember::from_attributes(&f.attributes()), Some(f));
+        let names: Vec<String> = ProgramMember::TABLE
+            .schema()
+            .fields()
+            .iter()
+            .skip(1)
+            .map(|f| f.name().clone())
+            .collect();
+        assert_eq!(names[5], "organization_group_code");
+        assert_eq!(p.attributes()[5], "1");
     }
 
     #[test]

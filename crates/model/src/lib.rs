@@ -15,7 +15,7 @@ pub mod money;
 pub mod schema;
 
 pub use conform::{
-    CodeChoice, CodeChooser, ConformError, FundMember, Level, ProgramMember, RawRow, Row,
+    CodeChoice, CodeChooser, ConformError, FundMember, Level, Member, ProgramMember, RawRow, Row,
     TypeMember,
 };
 pub use dialect::{Dialect, Field, HeaderError, HeaderMap};

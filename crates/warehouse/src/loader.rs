@@ -22,7 +22,7 @@ use ahash::AHashMap;
 use arrow::array::{ArrayRef, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::SchemaRef;
 use citybooks_model::conform::{conform_row, Row, REVENUE_ID, SPENDING_ID};
-use citybooks_model::{CodeChooser, FundMember, ProgramMember, Table, TypeMember};
+use citybooks_model::{CodeChooser, FundMember, Member, ProgramMember, Table, TypeMember};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
@@ -528,44 +528,49 @@ fn str_arr<'a>(v: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(v))
 }
 
-fn program_batch(rows: &[(i32, ProgramMember)]) -> Result<RecordBatch> {
-    let cols = vec![
-        int_arr(rows.iter().map(|r| r.0).collect()),
-        str_arr(rows.iter().map(|r| r.1.program.as_str())),
-        str_arr(rows.iter().map(|r| r.1.program_code.as_str())),
-        str_arr(rows.iter().map(|r| r.1.department.as_str())),
-        str_arr(rows.iter().map(|r| r.1.department_code.as_str())),
-        str_arr(rows.iter().map(|r| r.1.organization_group.as_str())),
-        int_arr(rows.iter().map(|r| r.1.organization_group_code).collect()),
-        str_arr(rows.iter().map(|r| r.1.related_govt_units.as_str())),
-    ];
-    Ok(RecordBatch::try_new(Table::Program.schema(), cols)?)
+/// New rows of a dimension table, built from the members' attributes in schema order.
+fn dimension_batch<M: Member>(rows: &[(i32, M)]) -> Result<RecordBatch> {
+    let schema = M::TABLE.schema();
+    let attributes: Vec<Vec<String>> = rows.iter().map(|(_, m)| m.attributes()).collect();
+    let mut columns = vec![int_arr(rows.iter().map(|r| r.0).collect())];
+    for (i, field) in schema.fields().iter().skip(1).enumerate() {
+        let values = attributes.iter().map(|a| a[i].as_str());
+        columns.push(match field.data_type() {
+            arrow::datatypes::DataType::Int32 => {
+                int_arr(values.map(|v| v.parse().unwrap_or_default()).collect())
+            }
+            _ => str_arr(values),
+        });
+    }
+    Ok(RecordBatch::try_new(schema, columns)?)
 }
 
-fn type_batch(rows: &[(i32, TypeMember)]) -> Result<RecordBatch> {
-    let cols = vec![
-        int_arr(rows.iter().map(|r| r.0).collect()),
-        str_arr(rows.iter().map(|r| r.1.sub_object.as_str())),
-        str_arr(rows.iter().map(|r| r.1.sub_object_code.as_str())),
-        str_arr(rows.iter().map(|r| r.1.object.as_str())),
-        str_arr(rows.iter().map(|r| r.1.object_code.as_str())),
-        str_arr(rows.iter().map(|r| r.1.character.as_str())),
-        str_arr(rows.iter().map(|r| r.1.character_code.as_str())),
-    ];
-    Ok(RecordBatch::try_new(Table::Type.schema(), cols)?)
-}
-
-fn fund_batch(rows: &[(i32, FundMember)]) -> Result<RecordBatch> {
-    let cols = vec![
-        int_arr(rows.iter().map(|r| r.0).collect()),
-        str_arr(rows.iter().map(|r| r.1.fund_category.as_str())),
-        str_arr(rows.iter().map(|r| r.1.fund_category_code.as_str())),
-        str_arr(rows.iter().map(|r| r.1.fund.as_str())),
-        str_arr(rows.iter().map(|r| r.1.fund_code.as_str())),
-        str_arr(rows.iter().map(|r| r.1.fund_type.as_str())),
-        str_arr(rows.iter().map(|r| r.1.fund_type_code.as_str())),
-    ];
-    Ok(RecordBatch::try_new(Table::Fund.schema(), cols)?)
+/// The rows of a dimension table as (id, member).
+fn parse_members<M: Member>(b: &RecordBatch) -> Result<Vec<(i32, M)>> {
+    let schema = M::TABLE.schema();
+    let id = ids(b, schema.field(0).name())?;
+    let columns: Vec<Vec<Option<String>>> = schema
+        .fields()
+        .iter()
+        .skip(1)
+        .map(|f| strings(b, f.name()))
+        .collect::<Result<_>>()?;
+    (0..b.num_rows())
+        .map(|r| {
+            let values: Vec<String> = columns
+                .iter()
+                .map(|c| c[r].clone().unwrap_or_default())
+                .collect();
+            let member = M::from_attributes(&values).ok_or_else(|| {
+                WarehouseError::Other(format!(
+                    "{}: row {} does not fit its schema",
+                    M::TABLE.qualified_name(),
+                    id[r]
+                ))
+            })?;
+            Ok((id[r], member))
+        })
+        .collect()
 }
 
 fn quarantine_batch(load_id: i64, file: &str, rows: &[QuarantinedRow]) -> Result<RecordBatch> {
@@ -604,16 +609,12 @@ async fn max_of(ctx: &SessionContext, sql: &str, column: &str) -> Result<i64> {
 }
 
 /// Existing members of a dimension, by member, and the largest id in use.
-async fn existing<M: std::hash::Hash + Eq>(
-    ctx: &SessionContext,
-    table: Table,
-    parse: impl Fn(&RecordBatch) -> Result<Vec<(i32, M)>>,
-) -> Result<(HashMap<M, i32>, i32)> {
-    let sql = format!("select * from {}", table.qualified_name());
+async fn existing<M: Member>(ctx: &SessionContext) -> Result<(HashMap<M, i32>, i32)> {
+    let sql = format!("select * from {}", M::TABLE.qualified_name());
     let mut map = HashMap::new();
     let mut max = 0;
     for b in query_batches(ctx, &sql).await? {
-        for (id, m) in parse(&b)? {
+        for (id, m) in parse_members::<M>(&b)? {
             max = max.max(id);
             map.insert(m, id);
         }
@@ -621,119 +622,10 @@ async fn existing<M: std::hash::Hash + Eq>(
     Ok((map, max))
 }
 
-fn text_columns<const N: usize>(b: &RecordBatch, names: [&str; N]) -> Result<Vec<Vec<String>>> {
-    names
-        .iter()
-        .map(|n| {
-            Ok(strings(b, n)?
-                .into_iter()
-                .map(Option::unwrap_or_default)
-                .collect())
-        })
-        .collect()
-}
-
 fn ids(b: &RecordBatch, name: &str) -> Result<Vec<i32>> {
     Ok(ints(b, name)?
         .into_iter()
         .map(|v| v.unwrap_or_default() as i32)
-        .collect())
-}
-
-fn parse_programs(b: &RecordBatch) -> Result<Vec<(i32, ProgramMember)>> {
-    let [p, pc, d, dc, og, rgu] = text_columns(
-        b,
-        [
-            "program",
-            "program_code",
-            "department",
-            "department_code",
-            "organization_group",
-            "related_govt_units",
-        ],
-    )?
-    .try_into()
-    .map_err(|_| WarehouseError::Other("report.program: columns".into()))?;
-    let (id, ogc) = (ids(b, "program_id")?, ids(b, "organization_group_code")?);
-    Ok((0..b.num_rows())
-        .map(|i| {
-            (
-                id[i],
-                ProgramMember {
-                    program: p[i].clone(),
-                    program_code: pc[i].clone(),
-                    department: d[i].clone(),
-                    department_code: dc[i].clone(),
-                    organization_group: og[i].clone(),
-                    organization_group_code: ogc[i],
-                    related_govt_units: rgu[i].clone(),
-                },
-            )
-        })
-        .collect())
-}
-
-fn parse_types(b: &RecordBatch) -> Result<Vec<(i32, TypeMember)>> {
-    let [so, soc, o, oc, c, cc] = text_columns(
-        b,
-        [
-            "sub_object",
-            "sub_object_code",
-            "object",
-            "object_code",
-            "character",
-            "character_code",
-        ],
-    )?
-    .try_into()
-    .map_err(|_| WarehouseError::Other("report.type: columns".into()))?;
-    let id = ids(b, "type_id")?;
-    Ok((0..b.num_rows())
-        .map(|i| {
-            (
-                id[i],
-                TypeMember {
-                    sub_object: so[i].clone(),
-                    sub_object_code: soc[i].clone(),
-                    object: o[i].clone(),
-                    object_code: oc[i].clone(),
-                    character: c[i].clone(),
-                    character_code: cc[i].clone(),
-                },
-            )
-        })
-        .collect())
-}
-
-fn parse_funds(b: &RecordBatch) -> Result<Vec<(i32, FundMember)>> {
-    let [fc, fcc, f, fco, ft, ftc] = text_columns(
-        b,
-        [
-            "fund_category",
-            "fund_category_code",
-            "fund",
-            "fund_code",
-            "fund_type",
-            "fund_type_code",
-        ],
-    )?
-    .try_into()
-    .map_err(|_| WarehouseError::Other("report.fund: columns".into()))?;
-    let id = ids(b, "fund_id")?;
-    Ok((0..b.num_rows())
-        .map(|i| {
-            (
-                id[i],
-                FundMember {
-                    fund_category: fc[i].clone(),
-                    fund_category_code: fcc[i].clone(),
-                    fund: f[i].clone(),
-                    fund_code: fco[i].clone(),
-                    fund_type: ft[i].clone(),
-                    fund_type_code: ftc[i].clone(),
-                },
-            )
-        })
         .collect())
 }
 
@@ -960,9 +852,9 @@ impl Warehouse {
         }
         report.conformed = chooser.decide().iter().map(|c| c.to_string()).collect();
 
-        let (mut prog_map, prog_max) = existing(&ctx, Table::Program, parse_programs).await?;
-        let (mut type_map, type_max) = existing(&ctx, Table::Type, parse_types).await?;
-        let (mut fund_map, fund_max) = existing(&ctx, Table::Fund, parse_funds).await?;
+        let (mut prog_map, prog_max) = existing::<ProgramMember>(&ctx).await?;
+        let (mut type_map, type_max) = existing::<TypeMember>(&ctx).await?;
+        let (mut fund_map, fund_max) = existing::<FundMember>(&ctx).await?;
         let (prog_keys, new_progs) = assign(
             &scan.programs,
             |m| chooser.conform_program(m),
@@ -989,21 +881,21 @@ impl Warehouse {
                 Table::Program,
                 new_progs.len(),
                 (!new_progs.is_empty())
-                    .then(|| program_batch(&new_progs))
+                    .then(|| dimension_batch(&new_progs))
                     .transpose()?,
             ),
             (
                 Table::Type,
                 new_types.len(),
                 (!new_types.is_empty())
-                    .then(|| type_batch(&new_types))
+                    .then(|| dimension_batch(&new_types))
                     .transpose()?,
             ),
             (
                 Table::Fund,
                 new_funds.len(),
                 (!new_funds.is_empty())
-                    .then(|| fund_batch(&new_funds))
+                    .then(|| dimension_batch(&new_funds))
                     .transpose()?,
             ),
         ];
