@@ -50,6 +50,11 @@ fn rows(text: &str) -> Vec<Vec<String>> {
         .collect()
 }
 
+/// The `N` attributes after the id column, in reverse order.
+fn root_first<const N: usize>(row: &[String]) -> [String; N] {
+    std::array::from_fn(|i| row.get(N - i).cloned().unwrap_or_default())
+}
+
 /// The generator's material, parsed once.
 pub struct Generator {
     /// related, og code, og, dept code, dept, program code, program
@@ -70,46 +75,11 @@ impl Default for Generator {
 
 impl Generator {
     pub fn new() -> Self {
-        let programs = rows(PROGRAMS)
-            .into_iter()
-            .map(|r| {
-                [
-                    r[7].clone(),
-                    r[6].clone(),
-                    r[5].clone(),
-                    r[4].clone(),
-                    r[3].clone(),
-                    r[2].clone(),
-                    r[1].clone(),
-                ]
-            })
-            .collect();
-        let types = rows(TYPES)
-            .into_iter()
-            .map(|r| {
-                [
-                    r[6].clone(),
-                    r[5].clone(),
-                    r[4].clone(),
-                    r[3].clone(),
-                    r[2].clone(),
-                    r[1].clone(),
-                ]
-            })
-            .collect();
-        let funds = rows(FUNDS)
-            .into_iter()
-            .map(|r| {
-                [
-                    r[6].clone(),
-                    r[5].clone(),
-                    r[4].clone(),
-                    r[3].clone(),
-                    r[2].clone(),
-                    r[1].clone(),
-                ]
-            })
-            .collect();
+        // The seed tables list attributes leaf first after the id; the generator wants
+        // them root first.
+        let programs = rows(PROGRAMS).iter().map(|r| root_first(r)).collect();
+        let types = rows(TYPES).iter().map(|r| root_first(r)).collect();
+        let funds = rows(FUNDS).iter().map(|r| root_first(r)).collect();
         let mut r = csv::ReaderBuilder::new()
             .has_headers(true)
             .from_reader(SAMPLE.as_bytes());

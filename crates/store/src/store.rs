@@ -36,6 +36,18 @@ pub enum StoreError {
 /// Size of one part of a multipart upload (S3 needs at least 5 MiB).
 const PART_SIZE: usize = 8 << 20;
 
+/// An S3 client for `bucket`: the standard AWS variables, overridden by `options`.
+fn s3_client(
+    bucket: &str,
+    options: &HashMap<String, String>,
+) -> object_store::Result<object_store::aws::AmazonS3> {
+    let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
+    for (k, v) in options {
+        builder = builder.with_config(k.parse()?, v);
+    }
+    builder.build()
+}
+
 /// A project's object store, rooted at its URL.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -111,18 +123,11 @@ impl Store {
                 if config.allow_http {
                     set("aws_allow_http", "true");
                 }
-                let mut builder = AmazonS3Builder::from_env().with_bucket_name(&bucket);
-                for (k, v) in &options {
-                    builder = builder.with_config(
-                        k.parse()
-                            .map_err(|e: object_store::Error| bad(e.to_string()))?,
-                        v,
-                    );
-                }
-                let inner = builder.build().map_err(|source| StoreError::ObjectStore {
-                    store: root.to_string(),
-                    source,
-                })?;
+                let inner =
+                    s3_client(&bucket, &options).map_err(|source| StoreError::ObjectStore {
+                        store: root.to_string(),
+                        source,
+                    })?;
                 Ok(Store {
                     root,
                     local_dir: None,
@@ -332,15 +337,7 @@ impl Store {
             ));
         }
         let bucket = parsed.host_str().ok_or_else(|| bad("no bucket".into()))?;
-        let mut builder = AmazonS3Builder::from_env().with_bucket_name(bucket);
-        for (k, v) in &self.options {
-            builder = builder.with_config(
-                k.parse()
-                    .map_err(|e: object_store::Error| bad(e.to_string()))?,
-                v,
-            );
-        }
-        let store = builder.build().map_err(|source| StoreError::ObjectStore {
+        let store = s3_client(bucket, &self.options).map_err(|source| StoreError::ObjectStore {
             store: url.to_string(),
             source,
         })?;
