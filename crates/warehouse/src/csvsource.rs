@@ -26,9 +26,9 @@ impl<R: Read> Hashing<R> {
         }
     }
 
-    /// The hash state, if this reader hashes.
-    pub fn into_hasher(self) -> Option<Sha256> {
-        self.hasher
+    /// The SHA-256 of everything read (zeros if this reader does not hash).
+    pub fn finish(self) -> [u8; 32] {
+        self.hasher.map(|h| h.finalize().into()).unwrap_or_default()
     }
 
     /// A counter of the bytes read so far, readable from another thread.

@@ -284,16 +284,6 @@ fn scan(reader: Box<dyn Read + Send>, file: &str, total: u64, show: bool) -> Res
     Ok(s)
 }
 
-impl<R: Read> Hashing<R> {
-    /// The SHA-256 of everything read.
-    pub fn finish(self) -> [u8; 32] {
-        use sha2::Digest;
-        self.into_hasher()
-            .map(|h| h.finalize().into())
-            .unwrap_or_default()
-    }
-}
-
 /// Dimension ids for the members of one file.
 struct Keys {
     program: Vec<i32>,

@@ -231,12 +231,6 @@ impl Warehouse {
         Ok(ctx)
     }
 
-    /// Runs `sql` on a fresh session of the latest state and collects the result.
-    pub async fn sql(&self, sql: &str) -> Result<Vec<RecordBatch>> {
-        let ctx = self.session(None).await?;
-        Ok(ctx.sql(sql).await?.collect().await?)
-    }
-
     /// Every row of `meta.loads`, oldest first.
     pub async fn loads(&self) -> Result<Vec<LoadRecord>> {
         let Some(table) = self.table(Table::Loads).await? else {
