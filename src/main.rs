@@ -107,6 +107,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
+    // Like other command-line tools, end quietly when the reader of our output goes
+    // away (`citybooks query ... | head`) instead of failing on a broken pipe.
+    #[cfg(unix)]
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("CITYBOOKS_LOG").unwrap_or_else(|_| {
             // The Delta kernel logs an ERROR when it probes a table that has no commit yet,
