@@ -148,8 +148,12 @@ impl<R: Read> Normalize<R> {
                 self.held_cr = false;
             }
             let end = start + n;
-            let mut out = 0;
-            let mut i = 0;
+            // Most exports end lines with LF only: then there is nothing to rewrite.
+            let Some(first_cr) = memchr::memchr(b'\r', &buf[..end]) else {
+                return Ok(end);
+            };
+            let mut out = first_cr;
+            let mut i = first_cr;
             while i < end {
                 let b = buf[i];
                 if b == b'\r' {
@@ -275,11 +279,7 @@ impl<R: Read> Records<R> {
     /// terminator (absent only for a last record at end of file).
     fn start_line(&self) -> u64 {
         let end = self.reader.position().line();
-        let embedded: u64 = self
-            .record
-            .iter()
-            .map(|f| f.iter().filter(|b| **b == b'\n').count() as u64)
-            .sum();
+        let embedded = memchr::memchr_iter(b'\n', self.record.as_slice()).count() as u64;
         let unterminated = self
             .reader
             .get_ref()
