@@ -24,7 +24,7 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 
 /// Parquet settings of every table: Snappy (fast to write and read) and row groups
 /// small enough that a 10M-row load stays well under 1 GiB (measured at 10M rows:
-/// 128 Ki rows 528 MiB peak, 32 Ki rows 391 MiB but a slower load).
+/// 128 Ki rows 528 MiB peak; 32 Ki rows 391 MiB, but scans prefer larger row groups).
 fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
     deltalake::parquet::file::properties::WriterProperties::builder()
         .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
