@@ -461,6 +461,11 @@ fn a_file_with_nothing_loadable_fails_clearly_and_keeps_everything() {
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("nothing could be loaded"));
     assert_eq!(p.fingerprint(), before);
+    // As of a failed load, the warehouse is what it was then.
+    assert_eq!(
+        p.rows_as_of("select count(*) from report.transaction", Some(2))[0][0],
+        "2186"
+    );
     assert_eq!(p.value("select count(*) from meta.quarantine"), "3");
     assert_eq!(
         p.value("select count(*) from meta.loads where status like 'failed:%'"),

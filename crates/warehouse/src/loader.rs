@@ -773,7 +773,8 @@ impl Warehouse {
             Err(e @ (WarehouseError::Header { .. } | WarehouseError::Csv { .. })) => {
                 // Nothing loadable: record the attempt; the raw file stays in the store.
                 report.error = Some(e.to_string());
-                self.record(&report, &BTreeSet::new(), started, "{}".into())
+                let versions = self.versions_now(BTreeMap::new()).await?;
+                self.record(&report, &BTreeSet::new(), started, versions)
                     .await?;
                 report.seconds = clock.elapsed().as_secs_f64();
                 return Ok(report);
@@ -798,13 +799,9 @@ impl Warehouse {
             report.rows_quarantined = 0;
             report.quarantine_sample.clear();
             report.years_replaced = prev.years();
-            self.record(
-                &report,
-                &BTreeSet::new(),
-                started,
-                prev.table_versions.clone(),
-            )
-            .await?;
+            let versions = self.versions_now(BTreeMap::new()).await?;
+            self.record(&report, &BTreeSet::new(), started, versions)
+                .await?;
             report.seconds = clock.elapsed().as_secs_f64();
             return Ok(report);
         }
