@@ -9,9 +9,15 @@ use anyhow::{bail, Context, Result};
 use citybooks_model::Table;
 use citybooks_query::dashboard::{CHARTS, ORIGINAL_QUERY};
 use citybooks_query::{write_batches, OutputFormat};
+use citybooks_sftp::{HostKeys, Users};
 use citybooks_store::Project;
 use citybooks_warehouse::{LoadReport, LoadStatus, Warehouse};
 use clap::{Parser, Subcommand};
+
+/// Folder of a project holding the SFTP host keys.
+const HOST_KEYS_DIR: &str = "keys";
+/// Folder of a project holding the SFTP users' public keys.
+const USERS_DIR: &str = "users";
 
 /// The real sample of the ledger (fiscal year 2025, API export), shipped in the binary
 /// so `citybooks demo` works from any folder.
@@ -37,7 +43,8 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Create a project: a commented citybooks.toml and a local store folder.
+    /// Create a project: a commented citybooks.toml, a local store folder, and the SFTP
+    /// drop-box's host keys (Ed25519 and RSA, generated once, in keys/).
     ///
     /// Example: citybooks init my-books
     Init {
@@ -94,6 +101,13 @@ enum Command {
         #[arg(default_value = "citybooks-demo")]
         dir: PathBuf,
     },
+    /// Manage the SFTP drop-box's users and their SSH public keys (users/NAME.pub).
+    ///
+    /// Example: citybooks user add finance --key ~/.ssh/id_ed25519.pub
+    User {
+        #[command(subcommand)]
+        action: UserAction,
+    },
     /// Remove the project's warehouse and raw files from its store (asks first).
     ///
     /// citybooks.toml stays, so the project can be loaded again.
@@ -104,6 +118,28 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum UserAction {
+    /// Add a user, or keys to a user: OpenSSH public keys (RSA, Ed25519, ECDSA).
+    ///
+    /// Example: citybooks user add finance --key alice.pub --key laptop.pub
+    Add {
+        /// The user name (a-z, 0-9, '-', '_', '.'); their home is raw/NAME/ in the store.
+        name: String,
+        /// A public key file as ssh-keygen writes it (repeatable; several keys per line-file).
+        #[arg(long = "key", required = true, value_name = "FILE.pub")]
+        keys: Vec<PathBuf>,
+    },
+    /// List users with their key fingerprints.
+    ///
+    /// Example: citybooks user list
+    List,
+    /// Remove a user; files they uploaded stay in the store.
+    ///
+    /// Example: citybooks user remove finance
+    Remove { name: String },
 }
 
 fn main() -> ExitCode {
@@ -161,12 +197,16 @@ async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Init { dir } => {
             let project = Project::init(&dir)?;
+            let host_keys = HostKeys::ensure(&project.dir.join(HOST_KEYS_DIR))?;
             println!("created project {}", project.dir.display());
             println!(
                 "  config: {}",
                 project.dir.join(citybooks_store::CONFIG_FILE).display()
             );
             println!("  store:  {}", project.store()?.root());
+            for fp in host_keys.fingerprints() {
+                println!("  SFTP host key: {fp}");
+            }
             println!("next: cd {} && citybooks load FILE.csv", dir.display());
             Ok(ExitCode::SUCCESS)
         }
@@ -228,6 +268,34 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir } => demo(&dir).await,
+        Command::User { action } => {
+            let project = open_project(cli.project.as_deref())?;
+            let users = Users::new(&project.dir.join(USERS_DIR));
+            match action {
+                UserAction::Add { name, keys } => {
+                    let added = users.add(&name, &keys)?;
+                    let total = users.keys(&name)?.len();
+                    println!("user {name}: {added} key(s) added, {total} in all; home raw/{name}/ in the store");
+                }
+                UserAction::List => {
+                    let all = users.list()?;
+                    if all.is_empty() {
+                        println!("no users yet: citybooks user add NAME --key FILE.pub");
+                    }
+                    for (name, keys) in all {
+                        println!("{name}");
+                        for k in keys {
+                            println!("  {} {} {}", k.fingerprint, k.algorithm, k.comment);
+                        }
+                    }
+                }
+                UserAction::Remove { name } => {
+                    users.remove(&name)?;
+                    println!("user {name} removed; their files stay in raw/{name}/");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Destroy { yes } => {
             let project = open_project(cli.project.as_deref())?;
             let wh = warehouse(&project)?;
