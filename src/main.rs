@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use citybooks_model::Table;
 use citybooks_query::dashboard::{CHARTS, ORIGINAL_QUERY};
 use citybooks_query::{write_batches, OutputFormat};
-use citybooks_sftp::{HostKeys, Users};
+use citybooks_sftp::{server, HostKeys, Users};
 use citybooks_store::Project;
 use citybooks_warehouse::{LoadReport, LoadStatus, Warehouse};
 use clap::{Parser, Subcommand};
@@ -100,6 +100,18 @@ enum Command {
         /// Folder for the demo project.
         #[arg(default_value = "citybooks-demo")]
         dir: PathBuf,
+    },
+    /// Run the SFTP drop-box in the foreground until Ctrl-C / SIGTERM.
+    ///
+    /// Users (citybooks user add) upload with any SFTP client; their home is raw/NAME/ in the
+    /// store, and every .csv they upload is loaded, one at a time in arrival order, with the
+    /// result written beside it as NAME.csv.load.json.
+    ///
+    /// Example: citybooks serve --sftp-port 2222
+    Serve {
+        /// TCP port of the SFTP server (default: [sftp] port, 2222).
+        #[arg(long)]
+        sftp_port: Option<u16>,
     },
     /// Manage the SFTP drop-box's users and their SSH public keys (users/NAME.pub).
     ///
@@ -268,6 +280,11 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Demo { dir } => demo(&dir).await,
+        Command::Serve { sftp_port } => {
+            let project = open_project(cli.project.as_deref())?;
+            serve(&project, sftp_port).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::User { action } => {
             let project = open_project(cli.project.as_deref())?;
             let users = Users::new(&project.dir.join(USERS_DIR));
@@ -436,6 +453,88 @@ async fn status(project: &Project) -> Result<()> {
     )
     .await?;
     Ok(())
+}
+
+async fn serve(project: &Project, sftp_port: Option<u16>) -> Result<()> {
+    use std::sync::Arc;
+    let wh = warehouse(project)?;
+    let host_keys = HostKeys::ensure(&project.dir.join(HOST_KEYS_DIR))?;
+    let cfg = &project.config.sftp;
+    let port = sftp_port.unwrap_or(cfg.port);
+    let listener = tokio::net::TcpListener::bind((cfg.listen.as_str(), port))
+        .await
+        .with_context(|| format!("listening on {}:{port}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<server::Uploaded>();
+    let dropbox = Arc::new(server::DropBox {
+        users: Users::new(&project.dir.join(USERS_DIR)),
+        store: wh.store().clone(),
+        uploads: tx,
+    });
+    println!("citybooks SFTP drop-box listening on {addr}");
+    for fp in host_keys.fingerprints() {
+        println!("  host key {fp}");
+    }
+    println!(
+        "  upload with: sftp -P {} -i KEY USER@HOST   then   put data/*.csv",
+        addr.port()
+    );
+    // The after-upload queue: one load at a time, in arrival order.
+    let loader = wh.clone();
+    let worker = tokio::spawn(async move {
+        while let Some(up) = rx.recv().await {
+            let report = loader.load_object(&up.path, false, false).await;
+            let json = match &report {
+                Ok(r) => serde_json::to_string_pretty(r),
+                Err(e) => serde_json::to_string_pretty(
+                    &serde_json::json!({"status": "failed", "error": e.to_string()}),
+                ),
+            }
+            .unwrap_or_default();
+            match &report {
+                Ok(r) => println!(
+                    "load {}: {:?} {} ({} rows loaded, {} quarantined)",
+                    r.load_id, r.status, up.path, r.rows_loaded, r.rows_quarantined
+                ),
+                Err(e) => println!("load of {} failed: {e}", up.path),
+            }
+            let rel = format!("{}.load.json", up.path);
+            if let Err(e) = loader
+                .store()
+                .put_stream(&rel, json.as_bytes(), |_| {})
+                .await
+            {
+                eprintln!("citybooks: cannot write {rel}: {e}");
+            }
+        }
+    });
+    let config = server::ssh_config(
+        &host_keys,
+        std::time::Duration::from_secs(cfg.idle_timeout_secs),
+    );
+    tokio::select! {
+        r = server::serve(listener, config, dropbox) => r?,
+        _ = shutdown_signal() => println!("shutting down"),
+    }
+    worker.abort();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }
 
 async fn demo(dir: &Path) -> Result<ExitCode> {

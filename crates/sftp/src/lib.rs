@@ -10,6 +10,7 @@
 //! the loader of `citybooks-warehouse`.
 
 pub mod hostkeys;
+pub mod server;
 pub mod users;
 
 pub use hostkeys::HostKeys;

@@ -14,6 +14,29 @@ use serde::{Deserialize, Serialize};
 pub struct Config {
     pub store: StoreConfig,
     pub load: LoadConfig,
+    pub sftp: SftpConfig,
+}
+
+/// `[sftp]`: the SFTP drop-box of `citybooks serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SftpConfig {
+    /// Address to listen on.
+    pub listen: String,
+    /// TCP port.
+    pub port: u16,
+    /// Seconds without traffic after which a session is closed.
+    pub idle_timeout_secs: u64,
+}
+
+impl Default for SftpConfig {
+    fn default() -> Self {
+        SftpConfig {
+            listen: "0.0.0.0".into(),
+            port: 2222,
+            idle_timeout_secs: 600,
+        }
+    }
 }
 
 /// `[store]`: where raw files and the warehouse live.
@@ -188,10 +211,21 @@ allow_http = false
 batch_rows = {batch_rows}
 # Target size of one Parquet file of report.transaction, in MiB.
 target_file_mib = {target}
+
+[sftp]
+# The SFTP drop-box of `citybooks serve`: users (citybooks user add) upload CSV files
+# to their home raw/<user>/ in the store, and each .csv loads itself.
+listen = "{listen}"
+port = {port}
+# Seconds without traffic after which a session is closed.
+idle_timeout_secs = {idle}
 "#,
             url = d.store.url,
             batch_rows = d.load.batch_rows,
             target = d.load.target_file_mib,
+            listen = d.sftp.listen,
+            port = d.sftp.port,
+            idle = d.sftp.idle_timeout_secs,
         )
     }
 }

@@ -1,0 +1,589 @@
+//! The SSH server and its SFTP subsystem over the project's store.
+//!
+//! Each user sees their home `raw/<user>/` as `/`. Paths are normalised before any
+//! store access; `..` above the home is refused, so no path reaches another user's
+//! files. An upload streams into a multipart upload that is published under its name
+//! only when the client closes the file; a `.csv` upload is then handed to the
+//! after-upload queue (`Uploaded`).
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use citybooks_store::Store;
+use object_store::{ObjectStore, ObjectStoreExt, WriteMultipart};
+use russh::server::{Auth, ChannelOpenHandle, Msg, PublicKeyOffer, Session, VerifiedPublicKey};
+use russh::{Channel, ChannelId, MethodKind, MethodSet};
+use russh_sftp::protocol::{
+    Attrs, Data, File, FileAttributes, Handle, Name, OpenFlags, Status, StatusCode, Version,
+};
+use russh_sftp::server::StatusReply;
+use tokio::sync::mpsc;
+
+use crate::hostkeys::HostKeys;
+use crate::users::Users;
+
+/// A finished upload of a `.csv` file: the user and the store path.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Uploaded {
+    pub user: String,
+    pub path: String,
+}
+
+/// What the server shares between connections.
+pub struct DropBox {
+    pub users: Users,
+    pub store: Store,
+    pub uploads: mpsc::UnboundedSender<Uploaded>,
+}
+
+/// SSH server settings: public-key authentication only.
+pub fn ssh_config(host_keys: &HostKeys, idle: Duration) -> russh::server::Config {
+    russh::server::Config {
+        methods: MethodSet::from(&[MethodKind::PublicKey][..]),
+        keys: host_keys.keys.clone(),
+        auth_rejection_time: Duration::from_millis(300),
+        auth_rejection_time_initial: Some(Duration::ZERO),
+        inactivity_timeout: Some(idle),
+        ..Default::default()
+    }
+}
+
+/// Accepts connections on `listener` until the future is dropped.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    config: russh::server::Config,
+    dropbox: Arc<DropBox>,
+) -> std::io::Result<()> {
+    use russh::server::Server as _;
+    let mut server = Factory { dropbox };
+    server.run_on_socket(Arc::new(config), &listener).await
+}
+
+struct Factory {
+    dropbox: Arc<DropBox>,
+}
+
+impl russh::server::Server for Factory {
+    type Handler = Connection;
+
+    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
+        Connection {
+            dropbox: self.dropbox.clone(),
+            user: None,
+            peer,
+            channels: HashMap::new(),
+        }
+    }
+}
+
+/// One SSH connection.
+pub struct Connection {
+    dropbox: Arc<DropBox>,
+    user: Option<String>,
+    peer: Option<SocketAddr>,
+    channels: HashMap<ChannelId, Channel<Msg>>,
+}
+
+/// Errors that end a connection.
+#[derive(Debug, thiserror::Error)]
+pub enum ServerError {
+    #[error(transparent)]
+    Ssh(#[from] russh::Error),
+}
+
+impl russh::server::Handler for Connection {
+    type Error = ServerError;
+
+    async fn auth_publickey_offered(
+        &mut self,
+        user: &str,
+        offer: PublicKeyOffer<'_>,
+    ) -> Result<Auth, Self::Error> {
+        Ok(if self.dropbox.users.authorizes(user, offer.public_key) {
+            Auth::Accept
+        } else {
+            Auth::reject()
+        })
+    }
+
+    async fn auth_publickey(
+        &mut self,
+        user: &str,
+        key: VerifiedPublicKey<'_>,
+    ) -> Result<Auth, Self::Error> {
+        if self.dropbox.users.authorizes(user, key.public_key) {
+            tracing::info!(user, peer = ?self.peer, "login");
+            self.user = Some(user.to_string());
+            Ok(Auth::Accept)
+        } else {
+            tracing::warn!(user, peer = ?self.peer, "refused key");
+            Ok(Auth::reject())
+        }
+    }
+
+    async fn channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        self.channels.insert(channel.id(), channel);
+        reply.accept().await;
+        Ok(())
+    }
+
+    async fn subsystem_request(
+        &mut self,
+        id: ChannelId,
+        name: &str,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        match (name, self.user.clone(), self.channels.remove(&id)) {
+            ("sftp", Some(user), Some(channel)) => {
+                session.channel_success(id)?;
+                let sftp = Sftp::new(self.dropbox.clone(), user);
+                russh_sftp::server::run(channel.into_stream(), sftp).await;
+            }
+            _ => session.channel_failure(id)?,
+        }
+        Ok(())
+    }
+
+    async fn channel_eof(
+        &mut self,
+        channel: ChannelId,
+        session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        session.close(channel)?;
+        Ok(())
+    }
+}
+
+/// An open file or directory of one SFTP session.
+enum Open {
+    Read {
+        path: String,
+        size: u64,
+    },
+    Write {
+        path: String,
+        upload: Box<WriteMultipart>,
+        written: u64,
+    },
+    Dir {
+        entries: Option<Vec<File>>,
+    },
+}
+
+/// The SFTP subsystem of one session, jailed in `raw/<user>/`.
+struct Sftp {
+    dropbox: Arc<DropBox>,
+    user: String,
+    handles: HashMap<String, Open>,
+    next: u64,
+}
+
+fn status(id: u32) -> Status {
+    Status {
+        id,
+        status_code: StatusCode::Ok,
+        error_message: "Ok".into(),
+        language_tag: "en-US".into(),
+    }
+}
+
+fn fail(code: StatusCode, message: impl Into<String>) -> StatusReply {
+    StatusReply::new(code).with_message(message)
+}
+
+fn store_err(e: object_store::Error) -> StatusReply {
+    match e {
+        object_store::Error::NotFound { .. } => fail(StatusCode::NoSuchFile, "no such file"),
+        other => fail(StatusCode::Failure, other.to_string()),
+    }
+}
+
+fn dir_attrs() -> FileAttributes {
+    let mut a = FileAttributes::empty();
+    a.set_dir(true);
+    a.permissions = Some(a.permissions.unwrap_or(0) | 0o755);
+    a
+}
+
+fn file_attrs(size: u64, modified: i64) -> FileAttributes {
+    let mut a = FileAttributes::empty();
+    a.set_regular(true);
+    a.permissions = Some(a.permissions.unwrap_or(0) | 0o644);
+    a.size = Some(size);
+    a.mtime = Some(modified.max(0) as u32);
+    a.atime = a.mtime;
+    a
+}
+
+/// The marker that keeps an empty folder visible in an object store.
+const DIR_MARKER: &str = ".folder";
+
+/// Normalises a client path to a path below the home ("" is the home itself), or
+/// refuses one that climbs out of it.
+pub fn jail(path: &str) -> Result<String, StatusReply> {
+    let mut parts: Vec<&str> = Vec::new();
+    for part in path.split('/') {
+        match part {
+            "" | "." => {}
+            ".." => {
+                if parts.pop().is_none() {
+                    return Err(fail(
+                        StatusCode::PermissionDenied,
+                        format!("{path}: outside your home folder"),
+                    ));
+                }
+            }
+            p => parts.push(p),
+        }
+    }
+    Ok(parts.join("/"))
+}
+
+impl Sftp {
+    fn new(dropbox: Arc<DropBox>, user: String) -> Self {
+        Sftp {
+            dropbox,
+            user,
+            handles: HashMap::new(),
+            next: 0,
+        }
+    }
+
+    fn store(&self) -> Arc<dyn ObjectStore> {
+        self.dropbox.store.object_store()
+    }
+
+    /// Store path (relative to the store root) of a client path.
+    fn rel(&self, path: &str) -> Result<String, StatusReply> {
+        let inner = jail(path)?;
+        if inner.split('/').any(|p| p == DIR_MARKER) {
+            return Err(fail(StatusCode::PermissionDenied, "reserved name"));
+        }
+        Ok(if inner.is_empty() {
+            format!("raw/{}", self.user)
+        } else {
+            format!("raw/{}/{inner}", self.user)
+        })
+    }
+
+    fn handle(&mut self, open: Open) -> String {
+        self.next += 1;
+        let h = format!("h{}", self.next);
+        self.handles.insert(h.clone(), open);
+        h
+    }
+}
+
+/// Attributes of a store path: a file, or a folder (the home, or a prefix with objects).
+async fn attrs(
+    store: Arc<dyn ObjectStore>,
+    path: object_store::path::Path,
+    is_home: bool,
+) -> Result<FileAttributes, StatusReply> {
+    match store.head(&path).await {
+        Ok(meta) => return Ok(file_attrs(meta.size, meta.last_modified.timestamp())),
+        Err(object_store::Error::NotFound { .. }) => {}
+        Err(e) => return Err(store_err(e)),
+    }
+    let listed = store
+        .list_with_delimiter(Some(&path))
+        .await
+        .map_err(store_err)?;
+    if is_home || !listed.objects.is_empty() || !listed.common_prefixes.is_empty() {
+        return Ok(dir_attrs());
+    }
+    Err(fail(StatusCode::NoSuchFile, "no such file or folder"))
+}
+
+impl russh_sftp::server::Handler for Sftp {
+    type Error = StatusReply;
+
+    fn unimplemented(&self) -> Self::Error {
+        fail(StatusCode::OpUnsupported, "not supported by citybooks")
+    }
+
+    async fn init(
+        &mut self,
+        _version: u32,
+        _ext: HashMap<String, String>,
+    ) -> Result<Version, Self::Error> {
+        Ok(Version::new())
+    }
+
+    async fn realpath(&mut self, id: u32, path: String) -> Result<Name, Self::Error> {
+        let inner = jail(&path)?;
+        Ok(Name {
+            id,
+            files: vec![File::dummy(format!("/{inner}"))],
+        })
+    }
+
+    async fn stat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
+        let rel = self.rel(&path)?;
+        let is_home = rel.matches('/').count() == 1;
+        let attrs = attrs(self.store(), self.dropbox.store.path(&rel), is_home).await?;
+        Ok(Attrs { id, attrs })
+    }
+
+    async fn lstat(&mut self, id: u32, path: String) -> Result<Attrs, Self::Error> {
+        self.stat(id, path).await
+    }
+
+    async fn fstat(&mut self, id: u32, handle: String) -> Result<Attrs, Self::Error> {
+        let attrs = match self.handles.get(&handle) {
+            Some(Open::Read { size, .. }) => file_attrs(*size, 0),
+            Some(Open::Write { written, .. }) => file_attrs(*written, 0),
+            Some(Open::Dir { .. }) => dir_attrs(),
+            None => return Err(fail(StatusCode::Failure, "unknown handle")),
+        };
+        Ok(Attrs { id, attrs })
+    }
+
+    async fn setstat(
+        &mut self,
+        id: u32,
+        _path: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        Ok(status(id))
+    }
+
+    async fn fsetstat(
+        &mut self,
+        id: u32,
+        _handle: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        Ok(status(id))
+    }
+
+    async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
+        let rel = self.rel(&path)?;
+        let store = self.store();
+        let listed = store
+            .list_with_delimiter(Some(&self.dropbox.store.path(&rel)))
+            .await
+            .map_err(store_err)?;
+        let mut files = vec![File::new(".", dir_attrs()), File::new("..", dir_attrs())];
+        for p in listed.common_prefixes {
+            if let Some(name) = p.filename() {
+                files.push(File::new(name, dir_attrs()));
+            }
+        }
+        for o in listed.objects {
+            if let Some(name) = o.location.filename().filter(|n| *n != DIR_MARKER) {
+                files.push(File::new(
+                    name,
+                    file_attrs(o.size, o.last_modified.timestamp()),
+                ));
+            }
+        }
+        let handle = self.handle(Open::Dir {
+            entries: Some(files),
+        });
+        Ok(Handle { id, handle })
+    }
+
+    async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
+        match self.handles.get_mut(&handle) {
+            Some(Open::Dir { entries }) => match entries.take() {
+                Some(files) => Ok(Name { id, files }),
+                None => Err(StatusReply::new(StatusCode::Eof)),
+            },
+            _ => Err(fail(StatusCode::Failure, "not a folder handle")),
+        }
+    }
+
+    async fn open(
+        &mut self,
+        id: u32,
+        filename: String,
+        flags: OpenFlags,
+        _attrs: FileAttributes,
+    ) -> Result<Handle, Self::Error> {
+        let rel = self.rel(&filename)?;
+        if rel.matches('/').count() < 2 {
+            return Err(fail(StatusCode::Failure, "that is your home folder"));
+        }
+        let path = self.dropbox.store.path(&rel);
+        if flags.contains(OpenFlags::WRITE) {
+            let upload = self.store().put_multipart(&path).await.map_err(store_err)?;
+            let writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+            let handle = self.handle(Open::Write {
+                path: rel,
+                upload: Box::new(writer),
+                written: 0,
+            });
+            return Ok(Handle { id, handle });
+        }
+        let meta = self.store().head(&path).await.map_err(store_err)?;
+        let handle = self.handle(Open::Read {
+            path: rel,
+            size: meta.size,
+        });
+        Ok(Handle { id, handle })
+    }
+
+    async fn write(
+        &mut self,
+        id: u32,
+        handle: String,
+        offset: u64,
+        data: Vec<u8>,
+    ) -> Result<Status, Self::Error> {
+        match self.handles.get_mut(&handle) {
+            Some(Open::Write {
+                upload, written, ..
+            }) => {
+                if offset != *written {
+                    return Err(fail(
+                        StatusCode::Failure,
+                        format!("write at offset {offset}, expected {written}: uploads must be sequential (no resume)"),
+                    ));
+                }
+                upload.wait_for_capacity(4).await.map_err(store_err)?;
+                upload.write(&data);
+                *written += data.len() as u64;
+                Ok(status(id))
+            }
+            _ => Err(fail(StatusCode::Failure, "not a file opened for writing")),
+        }
+    }
+
+    async fn read(
+        &mut self,
+        id: u32,
+        handle: String,
+        offset: u64,
+        len: u32,
+    ) -> Result<Data, Self::Error> {
+        let (rel, size) = match self.handles.get(&handle) {
+            Some(Open::Read { path, size }) => (path.clone(), *size),
+            _ => return Err(fail(StatusCode::Failure, "not a file opened for reading")),
+        };
+        if offset >= size {
+            return Err(StatusReply::new(StatusCode::Eof));
+        }
+        let end = (offset + u64::from(len)).min(size);
+        let bytes = self
+            .store()
+            .get_range(&self.dropbox.store.path(&rel), offset..end)
+            .await
+            .map_err(store_err)?;
+        Ok(Data {
+            id,
+            data: bytes.to_vec(),
+        })
+    }
+
+    async fn close(&mut self, id: u32, handle: String) -> Result<Status, Self::Error> {
+        match self.handles.remove(&handle) {
+            Some(Open::Write {
+                path,
+                upload,
+                written,
+            }) => {
+                upload.finish().await.map_err(store_err)?;
+                tracing::info!(user = %self.user, path, bytes = written, "upload complete");
+                if path.to_ascii_lowercase().ends_with(".csv") {
+                    let _ = self.dropbox.uploads.send(Uploaded {
+                        user: self.user.clone(),
+                        path,
+                    });
+                }
+                Ok(status(id))
+            }
+            Some(_) => Ok(status(id)),
+            None => Err(fail(StatusCode::Failure, "unknown handle")),
+        }
+    }
+
+    async fn remove(&mut self, id: u32, filename: String) -> Result<Status, Self::Error> {
+        let rel = self.rel(&filename)?;
+        let path = self.dropbox.store.path(&rel);
+        self.store().head(&path).await.map_err(store_err)?;
+        self.store().delete(&path).await.map_err(store_err)?;
+        Ok(status(id))
+    }
+
+    async fn mkdir(
+        &mut self,
+        id: u32,
+        path: String,
+        _attrs: FileAttributes,
+    ) -> Result<Status, Self::Error> {
+        let rel = self.rel(&path)?;
+        let marker = self.dropbox.store.path(&format!("{rel}/{DIR_MARKER}"));
+        self.store()
+            .put(&marker, bytes::Bytes::new().into())
+            .await
+            .map_err(store_err)?;
+        Ok(status(id))
+    }
+
+    async fn rmdir(&mut self, id: u32, path: String) -> Result<Status, Self::Error> {
+        let rel = self.rel(&path)?;
+        let prefix = self.dropbox.store.path(&rel);
+        let listed = self
+            .store()
+            .list_with_delimiter(Some(&prefix))
+            .await
+            .map_err(store_err)?;
+        let others = listed
+            .objects
+            .iter()
+            .filter(|o| o.location.filename() != Some(DIR_MARKER))
+            .count();
+        if others > 0 || !listed.common_prefixes.is_empty() {
+            return Err(fail(StatusCode::Failure, "folder is not empty"));
+        }
+        if listed.objects.is_empty() {
+            return Err(fail(StatusCode::NoSuchFile, "no such folder"));
+        }
+        let marker = self.dropbox.store.path(&format!("{rel}/{DIR_MARKER}"));
+        self.store().delete(&marker).await.map_err(store_err)?;
+        // A local store keeps the emptied folder on disk, where listings would still see it.
+        if let Some(dir) = self.dropbox.store.local_dir() {
+            let _ = std::fs::remove_dir(dir.join(&rel));
+        }
+        Ok(status(id))
+    }
+
+    async fn rename(
+        &mut self,
+        id: u32,
+        oldpath: String,
+        newpath: String,
+    ) -> Result<Status, Self::Error> {
+        let (from, to) = (self.rel(&oldpath)?, self.rel(&newpath)?);
+        let (from, to) = (self.dropbox.store.path(&from), self.dropbox.store.path(&to));
+        self.store()
+            .rename_if_not_exists(&from, &to)
+            .await
+            .map_err(store_err)?;
+        Ok(status(id))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn paths_stay_in_the_home_folder() {
+        assert_eq!(jail("/a/./b//c.csv").unwrap(), "a/b/c.csv");
+        assert_eq!(jail("a/../b").unwrap(), "b");
+        assert_eq!(jail("/").unwrap(), "");
+        for escape in ["..", "/../other/x.csv", "a/../../b", "/../../etc/passwd"] {
+            let e = jail(escape).unwrap_err();
+            assert_eq!(e.status_code, StatusCode::PermissionDenied, "{escape}");
+        }
+    }
+}
