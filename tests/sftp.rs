@@ -106,10 +106,25 @@ fn wait_for(path: &Path, statuses: &[&str]) -> String {
 }
 
 #[test]
-fn the_original_routine_with_openssh_sftp_loads_the_upload() {
+fn the_original_routine_on_the_local_store() {
     let p = Project::new();
-    let rsa = keygen(&p, "alice-rsa", &["-t", "rsa", "-b", "4096", "-m", "PEM"]);
-    let ed = keygen(&p, "bob-ed", &["-t", "ed25519"]);
+    let raw = p.dir.join("store/raw");
+    original_routine(&p, &raw);
+}
+
+#[test]
+fn the_original_routine_on_s3() {
+    let Some(server) = start_s3() else { return };
+    let p = Project::new();
+    server.configure(&p);
+    original_routine(&p, &server.store_dir().join("raw"));
+}
+
+/// The original routine with OpenSSH's sftp; `raw` is where the store's `raw/` lies on
+/// disk (the local store, or the S3 server's folder), to compare bytes.
+fn original_routine(p: &Project, raw: &Path) {
+    let rsa = keygen(p, "alice-rsa", &["-t", "rsa", "-b", "4096", "-m", "PEM"]);
+    let ed = keygen(p, "bob-ed", &["-t", "ed25519"]);
     p.ok(&[
         "user",
         "add",
@@ -124,7 +139,7 @@ fn the_original_routine_with_openssh_sftp_loads_the_upload() {
         "--key",
         &format!("{}.pub", ed.display()),
     ]);
-    let server = start(&p);
+    let server = start(p);
     let work = p.tmp.path().join("work");
     std::fs::create_dir_all(work.join("data")).unwrap();
     std::fs::copy(sample_path(), work.join("data/ledger.csv")).unwrap();
@@ -149,7 +164,7 @@ fn the_original_routine_with_openssh_sftp_loads_the_upload() {
         std::fs::read(work.join("back.csv")).unwrap(),
         std::fs::read(sample_path()).unwrap()
     );
-    let stored = p.dir.join("store/raw/alice/ledger.csv");
+    let stored = raw.join("alice/ledger.csv");
     assert_eq!(
         std::fs::read(&stored).unwrap(),
         std::fs::read(sample_path()).unwrap()
@@ -158,10 +173,7 @@ fn the_original_routine_with_openssh_sftp_loads_the_upload() {
     // renamed away by the routine, possibly before its turn in the queue: its report
     // then says the file was gone, and the second upload's report replaces it; if it
     // was loaded in time, the second is a recorded no-op.)
-    let report = wait_for(
-        &p.dir.join("store/raw/alice/ledger.csv.load.json"),
-        &["loaded"],
-    );
+    let report = wait_for(&raw.join("alice/ledger.csv.load.json"), &["loaded"]);
     assert!(report.contains("\"rows_loaded\": 2186"), "{report}");
     let out = sftp(
         server.port,
@@ -196,7 +208,7 @@ fn the_original_routine_with_openssh_sftp_loads_the_upload() {
         let out = sftp(server.port, &ed, "bob", &work, &format!("{escape}\n"), &[]);
         assert!(!out.status.success(), "{escape} must fail");
     }
-    assert!(!p.dir.join("store/raw/alice/x.csv").exists());
+    assert!(!raw.join("alice/x.csv").exists());
 }
 
 #[test]

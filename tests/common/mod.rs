@@ -3,8 +3,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::net::TcpListener;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_citybooks");
 
@@ -183,4 +185,94 @@ pub fn col(header: &[String], name: &str) -> usize {
         .iter()
         .position(|h| h == name)
         .unwrap_or_else(|| panic!("no column {name}"))
+}
+
+/// A real S3-compatible server (`s3s-fs`) on loopback, with a bucket `books`.
+pub struct S3Server {
+    child: Child,
+    pub port: u16,
+    pub root: tempfile::TempDir,
+}
+
+impl Drop for S3Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn s3s_fs() -> Option<std::path::PathBuf> {
+    let candidates = [
+        std::env::var_os("CARGO_HOME").map(|h| std::path::PathBuf::from(h).join("bin/s3s-fs")),
+        std::env::var_os("HOME").map(|h| std::path::PathBuf::from(h).join(".cargo/bin/s3s-fs")),
+    ];
+    candidates
+        .into_iter()
+        .flatten()
+        .find(|p| p.exists())
+        .or_else(|| {
+            let out = Command::new("which").arg("s3s-fs").output().ok()?;
+            out.status
+                .success()
+                .then(|| std::path::PathBuf::from(String::from_utf8_lossy(&out.stdout).trim()))
+        })
+}
+
+pub fn start_s3() -> Option<S3Server> {
+    let Some(bin) = s3s_fs() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install s3s-fs (see .ci/run)"
+        );
+        eprintln!("s3s-fs is not installed: skipping the S3 test (cargo install s3s-fs@0.14.1 --locked --features binary)");
+        return None;
+    };
+    let root = tempfile::tempdir().unwrap();
+    std::fs::create_dir(root.path().join("books")).unwrap();
+    let port = TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let child = Command::new(bin)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--access-key",
+            "citybooks",
+            "--secret-key",
+            "citybooks-secret",
+        ])
+        .arg(root.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "s3s-fs did not start");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(S3Server { child, port, root })
+}
+
+impl S3Server {
+    /// Points project `p` at `s3://books/city` on this server.
+    pub fn configure(&self, p: &Project) {
+        std::fs::write(
+            p.dir.join("citybooks.toml"),
+            format!(
+                "[store]\nurl = \"s3://books/city\"\nendpoint = \"http://127.0.0.1:{}\"\nregion = \"us-east-1\"\naccess_key_id = \"citybooks\"\nsecret_access_key = \"citybooks-secret\"\nallow_http = true\n",
+                self.port
+            ),
+        )
+        .unwrap();
+    }
+
+    /// The folder holding the project's store on the server's disk.
+    pub fn store_dir(&self) -> PathBuf {
+        self.root.path().join("books/city")
+    }
 }

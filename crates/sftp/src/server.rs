@@ -564,10 +564,15 @@ impl russh_sftp::server::Handler for Sftp {
     ) -> Result<Status, Self::Error> {
         let (from, to) = (self.rel(&oldpath)?, self.rel(&newpath)?);
         let (from, to) = (self.dropbox.store.path(&from), self.dropbox.store.path(&to));
-        self.store()
-            .rename_if_not_exists(&from, &to)
-            .await
-            .map_err(store_err)?;
+        // SFTP v3 rename refuses an existing target. Not every S3-compatible store offers
+        // copy-if-not-exists, so check, then copy and delete.
+        match self.store().head(&to).await {
+            Ok(_) => return Err(fail(StatusCode::Failure, format!("{newpath} exists"))),
+            Err(object_store::Error::NotFound { .. }) => {}
+            Err(e) => return Err(store_err(e)),
+        }
+        self.store().head(&from).await.map_err(store_err)?;
+        self.store().rename(&from, &to).await.map_err(store_err)?;
         Ok(status(id))
     }
 }
