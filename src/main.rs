@@ -9,7 +9,7 @@ use anyhow::{bail, Context, Result};
 use citybooks_model::Table;
 use citybooks_query::dashboard::{CHARTS, ORIGINAL_QUERY};
 use citybooks_query::{write_batches, OutputFormat};
-use citybooks_sftp::{server, HostKeys, Users};
+use citybooks_sftp::{guard, server, HostKeys, Users};
 use citybooks_store::Project;
 use citybooks_warehouse::{LoadReport, LoadStatus, Warehouse};
 use clap::{Parser, Subcommand};
@@ -470,6 +470,12 @@ async fn serve(project: &Project, sftp_port: Option<u16>) -> Result<()> {
         users: Users::new(&project.dir.join(USERS_DIR)),
         store: wh.store().clone(),
         uploads: tx,
+        audit: guard::Audit::open(&project.dir.join(&cfg.audit_log))
+            .with_context(|| format!("opening the audit log {}", cfg.audit_log))?,
+        throttle: guard::Throttle::new(
+            cfg.max_auth_failures,
+            std::time::Duration::from_secs(cfg.ban_secs),
+        ),
     });
     println!("citybooks SFTP drop-box listening on {addr}");
     for fp in host_keys.fingerprints() {

@@ -25,9 +25,14 @@ impl Drop for Server {
 }
 
 fn start(p: &Project) -> Server {
+    start_with(p, &[])
+}
+
+fn start_with(p: &Project, env: &[(&str, &str)]) -> Server {
     let mut child = p
         .cmd()
         .env("CITYBOOKS_SFTP_LISTEN", "127.0.0.1")
+        .envs(env.iter().copied())
         .args(["serve", "--sftp-port", "0"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -209,6 +214,19 @@ fn original_routine(p: &Project, raw: &Path) {
         assert!(!out.status.success(), "{escape} must fail");
     }
     assert!(!raw.join("alice/x.csv").exists());
+    let audit = std::fs::read_to_string(p.dir.join("audit.jsonl")).unwrap();
+    for needle in [
+        r#""operation":"upload","path":"raw/alice/ledger.csv""#,
+        r#""bytes":842968"#,
+        r#""operation":"rename""#,
+        r#""operation":"remove""#,
+        r#""operation":"download""#,
+    ] {
+        assert!(audit.contains(needle), "{needle} in {audit}");
+    }
+    assert!(audit
+        .lines()
+        .any(|l| l.contains(r#""user":"bob""#) && l.contains("PermissionDenied")));
 }
 
 #[test]
@@ -223,7 +241,13 @@ fn wrong_keys_unknown_users_and_passwords_are_refused() {
         "--key",
         &format!("{}.pub", alice.display()),
     ]);
-    let server = start(&p);
+    let server = start_with(
+        &p,
+        &[
+            ("CITYBOOKS_SFTP_MAX_AUTH_FAILURES", "2"),
+            ("CITYBOOKS_SFTP_BAN_SECS", "2"),
+        ],
+    );
     let cwd = p.tmp.path();
     assert!(sftp(server.port, &alice, "alice", cwd, "ls\n", &[])
         .status
@@ -261,4 +285,37 @@ fn wrong_keys_unknown_users_and_passwords_are_refused() {
     );
     let err = String::from_utf8_lossy(&pw.stderr);
     assert!(err.contains("Permission denied (publickey)"), "{err}");
+    // Two failures (wrong key, unknown user) banned the address: even the right key
+    // is refused until the ban ends.
+    assert!(
+        !sftp(server.port, &alice, "alice", cwd, "ls\n", &[])
+            .status
+            .success(),
+        "banned address"
+    );
+    std::thread::sleep(Duration::from_millis(2500));
+    assert!(sftp(server.port, &alice, "alice", cwd, "ls\n", &[])
+        .status
+        .success());
+    // Every attempt is in the audit log.
+    let audit = std::fs::read_to_string(p.dir.join("audit.jsonl")).unwrap();
+    let entries: Vec<serde_json::Value> = audit
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let has = |user: &str, op: &str, result: &str| {
+        entries.iter().any(|e| {
+            e["user"] == user
+                && e["operation"] == op
+                && e["result"].as_str().unwrap().starts_with(result)
+        })
+    };
+    assert!(has("alice", "login", "ok"), "{audit}");
+    assert!(has("alice", "login", "refused (publickey)"), "{audit}");
+    assert!(has("nobody", "login", "refused"), "{audit}");
+    assert!(entries.iter().any(|e| e["operation"] == "ban"), "{audit}");
+    assert!(has("alice", "login", "refused: address banned"), "{audit}");
+    assert!(entries.iter().all(|e| e["client"]
+        .as_str()
+        .is_some_and(|c| c.starts_with("127.0.0.1:"))));
 }

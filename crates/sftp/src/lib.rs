@@ -9,6 +9,7 @@
 //! This crate does not touch the warehouse; the server will hand finished uploads to
 //! the loader of `citybooks-warehouse`.
 
+pub mod guard;
 pub mod hostkeys;
 pub mod server;
 pub mod users;

@@ -21,6 +21,7 @@ use russh_sftp::protocol::{
 use russh_sftp::server::StatusReply;
 use tokio::sync::mpsc;
 
+use crate::guard::{Audit, Throttle};
 use crate::hostkeys::HostKeys;
 use crate::users::Users;
 
@@ -36,6 +37,8 @@ pub struct DropBox {
     pub users: Users,
     pub store: Store,
     pub uploads: mpsc::UnboundedSender<Uploaded>,
+    pub audit: Audit,
+    pub throttle: Throttle,
 }
 
 /// SSH server settings: public-key authentication only.
@@ -86,6 +89,42 @@ pub struct Connection {
     channels: HashMap<ChannelId, Channel<Msg>>,
 }
 
+impl Connection {
+    /// Whether the client's address is banned (and records the attempt if so).
+    fn banned(&self, user: &str) -> bool {
+        let banned = self
+            .peer
+            .is_some_and(|p| self.dropbox.throttle.banned(p.ip()));
+        if banned {
+            self.dropbox
+                .audit
+                .record(user, self.peer, "login", "", 0, "refused: address banned");
+        }
+        banned
+    }
+
+    /// Records a failed authentication and counts it towards a ban.
+    fn refused(&self, user: &str, method: &str, why: &str) {
+        tracing::warn!(user, peer = ?self.peer, method, why, "authentication refused");
+        self.dropbox.audit.record(
+            user,
+            self.peer,
+            "login",
+            "",
+            0,
+            &format!("refused ({method}): {why}"),
+        );
+        if let Some(peer) = self.peer {
+            if self.dropbox.throttle.failed(peer.ip()) {
+                tracing::warn!(peer = %peer.ip(), "address banned after repeated failures");
+                self.dropbox
+                    .audit
+                    .record(user, self.peer, "ban", "", 0, "address banned");
+            }
+        }
+    }
+}
+
 /// Errors that end a connection.
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -101,11 +140,14 @@ impl russh::server::Handler for Connection {
         user: &str,
         offer: PublicKeyOffer<'_>,
     ) -> Result<Auth, Self::Error> {
-        Ok(if self.dropbox.users.authorizes(user, offer.public_key) {
-            Auth::Accept
-        } else {
-            Auth::reject()
-        })
+        if self.banned(user) {
+            return Ok(Auth::reject());
+        }
+        if self.dropbox.users.authorizes(user, offer.public_key) {
+            return Ok(Auth::Accept);
+        }
+        self.refused(user, "publickey", "key not authorized");
+        Ok(Auth::reject())
     }
 
     async fn auth_publickey(
@@ -113,14 +155,26 @@ impl russh::server::Handler for Connection {
         user: &str,
         key: VerifiedPublicKey<'_>,
     ) -> Result<Auth, Self::Error> {
-        if self.dropbox.users.authorizes(user, key.public_key) {
-            tracing::info!(user, peer = ?self.peer, "login");
-            self.user = Some(user.to_string());
-            Ok(Auth::Accept)
-        } else {
-            tracing::warn!(user, peer = ?self.peer, "refused key");
-            Ok(Auth::reject())
+        if self.banned(user) {
+            return Ok(Auth::reject());
         }
+        if self.dropbox.users.authorizes(user, key.public_key) {
+            if let Some(peer) = self.peer {
+                self.dropbox.throttle.succeeded(peer.ip());
+            }
+            self.dropbox
+                .audit
+                .record(user, self.peer, "login", "", 0, "ok");
+            self.user = Some(user.to_string());
+            return Ok(Auth::Accept);
+        }
+        self.refused(user, "publickey", "key not authorized");
+        Ok(Auth::reject())
+    }
+
+    async fn auth_password(&mut self, user: &str, _password: &str) -> Result<Auth, Self::Error> {
+        self.refused(user, "password", "password authentication is not offered");
+        Ok(Auth::reject())
     }
 
     async fn channel_open_session(
@@ -143,7 +197,7 @@ impl russh::server::Handler for Connection {
         match (name, self.user.clone(), self.channels.remove(&id)) {
             ("sftp", Some(user), Some(channel)) => {
                 session.channel_success(id)?;
-                let sftp = Sftp::new(self.dropbox.clone(), user);
+                let sftp = Sftp::new(self.dropbox.clone(), user, self.peer);
                 russh_sftp::server::run(channel.into_stream(), sftp).await;
             }
             _ => session.channel_failure(id)?,
@@ -169,7 +223,8 @@ enum Open {
     },
     Write {
         path: String,
-        upload: Box<WriteMultipart>,
+        /// In a Mutex only to make the session `Sync`; it is reached through `&mut`.
+        upload: std::sync::Mutex<WriteMultipart>,
         written: u64,
     },
     Dir {
@@ -181,6 +236,7 @@ enum Open {
 struct Sftp {
     dropbox: Arc<DropBox>,
     user: String,
+    peer: Option<SocketAddr>,
     handles: HashMap<String, Open>,
     next: u64,
 }
@@ -247,13 +303,29 @@ pub fn jail(path: &str) -> Result<String, StatusReply> {
 }
 
 impl Sftp {
-    fn new(dropbox: Arc<DropBox>, user: String) -> Self {
+    fn new(dropbox: Arc<DropBox>, user: String, peer: Option<SocketAddr>) -> Self {
         Sftp {
             dropbox,
             user,
+            peer,
             handles: HashMap::new(),
             next: 0,
         }
+    }
+
+    /// Appends a file operation to the audit log.
+    fn audit<T>(&self, operation: &str, path: &str, bytes: u64, result: &Result<T, StatusReply>) {
+        let outcome = match result {
+            Ok(_) => "ok".to_string(),
+            Err(e) => format!(
+                "{:?}: {}",
+                e.status_code,
+                e.error_message.as_deref().unwrap_or("")
+            ),
+        };
+        self.dropbox
+            .audit
+            .record(&self.user, self.peer, operation, path, bytes, &outcome);
     }
 
     fn store(&self) -> Arc<dyn ObjectStore> {
@@ -365,30 +437,36 @@ impl russh_sftp::server::Handler for Sftp {
     }
 
     async fn opendir(&mut self, id: u32, path: String) -> Result<Handle, Self::Error> {
-        let rel = self.rel(&path)?;
-        let store = self.store();
-        let listed = store
-            .list_with_delimiter(Some(&self.dropbox.store.path(&rel)))
-            .await
-            .map_err(store_err)?;
-        let mut files = vec![File::new(".", dir_attrs()), File::new("..", dir_attrs())];
-        for p in listed.common_prefixes {
-            if let Some(name) = p.filename() {
-                files.push(File::new(name, dir_attrs()));
+        let audited_path = path.clone();
+        let result = async {
+            let rel = self.rel(&path)?;
+            let store = self.store();
+            let listed = store
+                .list_with_delimiter(Some(&self.dropbox.store.path(&rel)))
+                .await
+                .map_err(store_err)?;
+            let mut files = vec![File::new(".", dir_attrs()), File::new("..", dir_attrs())];
+            for p in listed.common_prefixes {
+                if let Some(name) = p.filename() {
+                    files.push(File::new(name, dir_attrs()));
+                }
             }
-        }
-        for o in listed.objects {
-            if let Some(name) = o.location.filename().filter(|n| *n != DIR_MARKER) {
-                files.push(File::new(
-                    name,
-                    file_attrs(o.size, o.last_modified.timestamp()),
-                ));
+            for o in listed.objects {
+                if let Some(name) = o.location.filename().filter(|n| *n != DIR_MARKER) {
+                    files.push(File::new(
+                        name,
+                        file_attrs(o.size, o.last_modified.timestamp()),
+                    ));
+                }
             }
+            let handle = self.handle(Open::Dir {
+                entries: Some(files),
+            });
+            Ok(Handle { id, handle })
         }
-        let handle = self.handle(Open::Dir {
-            entries: Some(files),
-        });
-        Ok(Handle { id, handle })
+        .await;
+        self.audit("list", &audited_path, 0, &result);
+        result
     }
 
     async fn readdir(&mut self, id: u32, handle: String) -> Result<Name, Self::Error> {
@@ -408,27 +486,33 @@ impl russh_sftp::server::Handler for Sftp {
         flags: OpenFlags,
         _attrs: FileAttributes,
     ) -> Result<Handle, Self::Error> {
-        let rel = self.rel(&filename)?;
-        if rel.matches('/').count() < 2 {
-            return Err(fail(StatusCode::Failure, "that is your home folder"));
-        }
-        let path = self.dropbox.store.path(&rel);
-        if flags.contains(OpenFlags::WRITE) {
-            let upload = self.store().put_multipart(&path).await.map_err(store_err)?;
-            let writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
-            let handle = self.handle(Open::Write {
+        let audited_path = filename.clone();
+        let result = async {
+            let rel = self.rel(&filename)?;
+            if rel.matches('/').count() < 2 {
+                return Err(fail(StatusCode::Failure, "that is your home folder"));
+            }
+            let path = self.dropbox.store.path(&rel);
+            if flags.contains(OpenFlags::WRITE) {
+                let upload = self.store().put_multipart(&path).await.map_err(store_err)?;
+                let writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+                let handle = self.handle(Open::Write {
+                    path: rel,
+                    upload: std::sync::Mutex::new(writer),
+                    written: 0,
+                });
+                return Ok(Handle { id, handle });
+            }
+            let meta = self.store().head(&path).await.map_err(store_err)?;
+            let handle = self.handle(Open::Read {
                 path: rel,
-                upload: Box::new(writer),
-                written: 0,
+                size: meta.size,
             });
-            return Ok(Handle { id, handle });
+            Ok(Handle { id, handle })
         }
-        let meta = self.store().head(&path).await.map_err(store_err)?;
-        let handle = self.handle(Open::Read {
-            path: rel,
-            size: meta.size,
-        });
-        Ok(Handle { id, handle })
+        .await;
+        self.audit("open", &audited_path, 0, &result);
+        result
     }
 
     async fn write(
@@ -448,6 +532,9 @@ impl russh_sftp::server::Handler for Sftp {
                         format!("write at offset {offset}, expected {written}: uploads must be sequential (no resume)"),
                     ));
                 }
+                let upload = upload
+                    .get_mut()
+                    .map_err(|_| fail(StatusCode::Failure, "upload state poisoned"))?;
                 upload.wait_for_capacity(4).await.map_err(store_err)?;
                 upload.write(&data);
                 *written += data.len() as u64;
@@ -490,7 +577,12 @@ impl russh_sftp::server::Handler for Sftp {
                 upload,
                 written,
             }) => {
-                upload.finish().await.map_err(store_err)?;
+                let upload = upload
+                    .into_inner()
+                    .map_err(|_| fail(StatusCode::Failure, "upload state poisoned"))?;
+                let finished = upload.finish().await.map_err(store_err);
+                self.audit("upload", &path, written, &finished);
+                finished?;
                 tracing::info!(user = %self.user, path, bytes = written, "upload complete");
                 if path.to_ascii_lowercase().ends_with(".csv") {
                     let _ = self.dropbox.uploads.send(Uploaded {
@@ -500,17 +592,27 @@ impl russh_sftp::server::Handler for Sftp {
                 }
                 Ok(status(id))
             }
+            Some(Open::Read { path, size }) => {
+                self.audit("download", &path, size, &Ok::<(), StatusReply>(()));
+                Ok(status(id))
+            }
             Some(_) => Ok(status(id)),
             None => Err(fail(StatusCode::Failure, "unknown handle")),
         }
     }
 
     async fn remove(&mut self, id: u32, filename: String) -> Result<Status, Self::Error> {
-        let rel = self.rel(&filename)?;
-        let path = self.dropbox.store.path(&rel);
-        self.store().head(&path).await.map_err(store_err)?;
-        self.store().delete(&path).await.map_err(store_err)?;
-        Ok(status(id))
+        let audited_path = filename.clone();
+        let result = async {
+            let rel = self.rel(&filename)?;
+            let path = self.dropbox.store.path(&rel);
+            self.store().head(&path).await.map_err(store_err)?;
+            self.store().delete(&path).await.map_err(store_err)?;
+            Ok(status(id))
+        }
+        .await;
+        self.audit("remove", &audited_path, 0, &result);
+        result
     }
 
     async fn mkdir(
@@ -519,41 +621,53 @@ impl russh_sftp::server::Handler for Sftp {
         path: String,
         _attrs: FileAttributes,
     ) -> Result<Status, Self::Error> {
-        let rel = self.rel(&path)?;
-        let marker = self.dropbox.store.path(&format!("{rel}/{DIR_MARKER}"));
-        self.store()
-            .put(&marker, bytes::Bytes::new().into())
-            .await
-            .map_err(store_err)?;
-        Ok(status(id))
+        let audited_path = path.clone();
+        let result = async {
+            let rel = self.rel(&path)?;
+            let marker = self.dropbox.store.path(&format!("{rel}/{DIR_MARKER}"));
+            self.store()
+                .put(&marker, bytes::Bytes::new().into())
+                .await
+                .map_err(store_err)?;
+            Ok(status(id))
+        }
+        .await;
+        self.audit("mkdir", &audited_path, 0, &result);
+        result
     }
 
     async fn rmdir(&mut self, id: u32, path: String) -> Result<Status, Self::Error> {
-        let rel = self.rel(&path)?;
-        let prefix = self.dropbox.store.path(&rel);
-        let listed = self
-            .store()
-            .list_with_delimiter(Some(&prefix))
-            .await
-            .map_err(store_err)?;
-        let others = listed
-            .objects
-            .iter()
-            .filter(|o| o.location.filename() != Some(DIR_MARKER))
-            .count();
-        if others > 0 || !listed.common_prefixes.is_empty() {
-            return Err(fail(StatusCode::Failure, "folder is not empty"));
+        let audited_path = path.clone();
+        let result = async {
+            let rel = self.rel(&path)?;
+            let prefix = self.dropbox.store.path(&rel);
+            let listed = self
+                .store()
+                .list_with_delimiter(Some(&prefix))
+                .await
+                .map_err(store_err)?;
+            let others = listed
+                .objects
+                .iter()
+                .filter(|o| o.location.filename() != Some(DIR_MARKER))
+                .count();
+            if others > 0 || !listed.common_prefixes.is_empty() {
+                return Err(fail(StatusCode::Failure, "folder is not empty"));
+            }
+            if listed.objects.is_empty() {
+                return Err(fail(StatusCode::NoSuchFile, "no such folder"));
+            }
+            let marker = self.dropbox.store.path(&format!("{rel}/{DIR_MARKER}"));
+            self.store().delete(&marker).await.map_err(store_err)?;
+            // A local store keeps the emptied folder on disk, where listings would still see it.
+            if let Some(dir) = self.dropbox.store.local_dir() {
+                let _ = std::fs::remove_dir(dir.join(&rel));
+            }
+            Ok(status(id))
         }
-        if listed.objects.is_empty() {
-            return Err(fail(StatusCode::NoSuchFile, "no such folder"));
-        }
-        let marker = self.dropbox.store.path(&format!("{rel}/{DIR_MARKER}"));
-        self.store().delete(&marker).await.map_err(store_err)?;
-        // A local store keeps the emptied folder on disk, where listings would still see it.
-        if let Some(dir) = self.dropbox.store.local_dir() {
-            let _ = std::fs::remove_dir(dir.join(&rel));
-        }
-        Ok(status(id))
+        .await;
+        self.audit("rmdir", &audited_path, 0, &result);
+        result
     }
 
     async fn rename(
@@ -562,18 +676,24 @@ impl russh_sftp::server::Handler for Sftp {
         oldpath: String,
         newpath: String,
     ) -> Result<Status, Self::Error> {
-        let (from, to) = (self.rel(&oldpath)?, self.rel(&newpath)?);
-        let (from, to) = (self.dropbox.store.path(&from), self.dropbox.store.path(&to));
-        // SFTP v3 rename refuses an existing target. Not every S3-compatible store offers
-        // copy-if-not-exists, so check, then copy and delete.
-        match self.store().head(&to).await {
-            Ok(_) => return Err(fail(StatusCode::Failure, format!("{newpath} exists"))),
-            Err(object_store::Error::NotFound { .. }) => {}
-            Err(e) => return Err(store_err(e)),
+        let audited_path = format!("{oldpath} -> {newpath}");
+        let result = async {
+            let (from, to) = (self.rel(&oldpath)?, self.rel(&newpath)?);
+            let (from, to) = (self.dropbox.store.path(&from), self.dropbox.store.path(&to));
+            // SFTP v3 rename refuses an existing target. Not every S3-compatible store offers
+            // copy-if-not-exists, so check, then copy and delete.
+            match self.store().head(&to).await {
+                Ok(_) => return Err(fail(StatusCode::Failure, format!("{newpath} exists"))),
+                Err(object_store::Error::NotFound { .. }) => {}
+                Err(e) => return Err(store_err(e)),
+            }
+            self.store().head(&from).await.map_err(store_err)?;
+            self.store().rename(&from, &to).await.map_err(store_err)?;
+            Ok(status(id))
         }
-        self.store().head(&from).await.map_err(store_err)?;
-        self.store().rename(&from, &to).await.map_err(store_err)?;
-        Ok(status(id))
+        .await;
+        self.audit("rename", &audited_path, 0, &result);
+        result
     }
 }
 

@@ -27,6 +27,12 @@ pub struct SftpConfig {
     pub port: u16,
     /// Seconds without traffic after which a session is closed.
     pub idle_timeout_secs: u64,
+    /// Failed authentications from one client address before it is banned.
+    pub max_auth_failures: u32,
+    /// How long a ban lasts, in seconds.
+    pub ban_secs: u64,
+    /// The audit log (JSON lines), relative to the project folder.
+    pub audit_log: String,
 }
 
 impl Default for SftpConfig {
@@ -35,6 +41,9 @@ impl Default for SftpConfig {
             listen: "0.0.0.0".into(),
             port: 2222,
             idle_timeout_secs: 600,
+            max_auth_failures: 5,
+            ban_secs: 300,
+            audit_log: "audit.jsonl".into(),
         }
     }
 }
@@ -219,6 +228,11 @@ listen = "{listen}"
 port = {port}
 # Seconds without traffic after which a session is closed.
 idle_timeout_secs = {idle}
+# A client address with this many failed authentications is banned for ban_secs.
+max_auth_failures = {fails}
+ban_secs = {ban}
+# Every login attempt and file operation, as JSON lines (relative to this folder).
+audit_log = "{audit}"
 "#,
             url = d.store.url,
             batch_rows = d.load.batch_rows,
@@ -226,6 +240,9 @@ idle_timeout_secs = {idle}
             listen = d.sftp.listen,
             port = d.sftp.port,
             idle = d.sftp.idle_timeout_secs,
+            fails = d.sftp.max_auth_failures,
+            ban = d.sftp.ban_secs,
+            audit = d.sftp.audit_log,
         )
     }
 }
