@@ -319,3 +319,153 @@ fn wrong_keys_unknown_users_and_passwords_are_refused() {
         .as_str()
         .is_some_and(|c| c.starts_with("127.0.0.1:"))));
 }
+
+fn sha256(path: &Path) -> String {
+    let out = Command::new("sha256sum").arg(path).output().unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn twenty_concurrent_clients_store_byte_identical_files() {
+    let p = Project::new();
+    let key = keygen(&p, "many", &["-t", "ed25519"]);
+    p.ok(&[
+        "user",
+        "add",
+        "many",
+        "--key",
+        &format!("{}.pub", key.display()),
+    ]);
+    let server = start(&p);
+    let work = p.tmp.path().join("uploads");
+    std::fs::create_dir_all(&work).unwrap();
+    // Twenty different files of 1-3 MiB, made of deterministic pseudo-random bytes.
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    for i in 0..20 {
+        let len = (1 << 20) + i * 100_003;
+        let bytes: Vec<u8> = (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect();
+        std::fs::write(work.join(format!("part-{i}.bin")), bytes).unwrap();
+    }
+    let clients: Vec<_> = (0..20)
+        .map(|i| {
+            let (work, key) = (work.clone(), key.clone());
+            let port = server.port;
+            std::thread::spawn(move || {
+                let dir = work.join(format!("c{i}"));
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::copy(
+                    work.join(format!("part-{i}.bin")),
+                    dir.join(format!("part-{i}.bin")),
+                )
+                .unwrap();
+                sftp(
+                    port,
+                    &key,
+                    "many",
+                    &dir,
+                    &format!("put part-{i}.bin\n"),
+                    &[],
+                )
+            })
+        })
+        .collect();
+    for (i, c) in clients.into_iter().enumerate() {
+        let out = c.join().unwrap();
+        assert!(
+            out.status.success(),
+            "client {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    for i in 0..20 {
+        let name = format!("part-{i}.bin");
+        assert_eq!(
+            sha256(&p.dir.join("store/raw/many").join(&name)),
+            sha256(&work.join(&name)),
+            "{name}"
+        );
+    }
+}
+
+#[test]
+fn an_upload_killed_midway_leaves_no_file_and_no_load() {
+    let p = Project::new();
+    let key = keygen(&p, "killer", &["-t", "ed25519"]);
+    p.ok(&[
+        "user",
+        "add",
+        "killer",
+        "--key",
+        &format!("{}.pub", key.display()),
+    ]);
+    let server = start(&p);
+    let work = p.tmp.path().join("kill");
+    std::fs::create_dir_all(&work).unwrap();
+    // A big CSV: the sample's rows repeated (about 400 MB), so the kill lands mid-upload.
+    {
+        use std::io::Write;
+        let text = sample_text();
+        let (header, body) = text.split_once('\n').unwrap();
+        let mut f = std::io::BufWriter::new(std::fs::File::create(work.join("big.csv")).unwrap());
+        writeln!(f, "{header}").unwrap();
+        for _ in 0..480 {
+            f.write_all(body.as_bytes()).unwrap();
+        }
+    }
+    let batch = work.join("batch");
+    std::fs::write(&batch, "put big.csv\n").unwrap();
+    let mut child = Command::new("sftp")
+        .current_dir(&work)
+        .arg("-b")
+        .arg(&batch)
+        .args(["-P", &server.port.to_string(), "-i"])
+        .arg(&key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .arg("killer@127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait until the upload is under way (the audit log shows the open), then kill it.
+    let audit = p.dir.join("audit.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .contains(r#""operation":"open""#)
+    {
+        assert!(Instant::now() < deadline, "the upload did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    child.kill().unwrap();
+    child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    // Nothing visible, nothing loaded; the abort is audited.
+    let out = sftp(server.port, &key, "killer", &work, "ls -la\n", &[]);
+    let listing = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    assert!(!listing.contains("big.csv"), "{listing}");
+    assert!(!p.dir.join("store/raw/killer/big.csv").exists());
+    assert!(!p.dir.join("store/raw/killer/big.csv.load.json").exists());
+    assert_eq!(p.value("select count(*) from meta.loads"), "0");
+    let log = std::fs::read_to_string(&audit).unwrap();
+    assert!(log.contains("aborted: session ended before close"), "{log}");
+}

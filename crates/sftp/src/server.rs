@@ -302,6 +302,38 @@ pub fn jail(path: &str) -> Result<String, StatusReply> {
     Ok(parts.join("/"))
 }
 
+impl Drop for Sftp {
+    /// A session that ends with uploads still open (client killed, connection lost)
+    /// aborts them: nothing is published under their names.
+    fn drop(&mut self) {
+        for (_, open) in self.handles.drain() {
+            if let Open::Write {
+                path,
+                upload,
+                written,
+            } = open
+            {
+                tracing::warn!(user = %self.user, path, bytes = written, "upload aborted: the session ended before close");
+                self.dropbox.audit.record(
+                    &self.user,
+                    self.peer,
+                    "upload",
+                    &path,
+                    written,
+                    "aborted: session ended before close",
+                );
+                if let (Ok(upload), Ok(rt)) =
+                    (upload.into_inner(), tokio::runtime::Handle::try_current())
+                {
+                    rt.spawn(async move {
+                        let _ = upload.abort().await;
+                    });
+                }
+            }
+        }
+    }
+}
+
 impl Sftp {
     fn new(dropbox: Arc<DropBox>, user: String, peer: Option<SocketAddr>) -> Self {
         Sftp {
