@@ -469,3 +469,59 @@ fn an_upload_killed_midway_leaves_no_file_and_no_load() {
     let log = std::fs::read_to_string(&audit).unwrap();
     assert!(log.contains("aborted: session ended before close"), "{log}");
 }
+
+#[test]
+fn paramiko_is_a_second_client() {
+    let has_paramiko = Command::new("python3")
+        .args(["-c", "import paramiko"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_paramiko {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install paramiko (see .ci/run)"
+        );
+        eprintln!("paramiko is not installed: skipping (pip install paramiko)");
+        return;
+    }
+    let p = Project::new();
+    let key = keygen(&p, "carol", &["-t", "rsa", "-b", "4096", "-m", "PEM"]);
+    p.ok(&[
+        "user",
+        "add",
+        "carol",
+        "--key",
+        &format!("{}.pub", key.display()),
+    ]);
+    let server = start(&p);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/paramiko_client.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([&server.port.to_string(), "carol"])
+        .arg(&key)
+        .arg(sample_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(seen["size"], 842968);
+    assert_eq!(seen["same"], true);
+    assert_eq!(seen["escaped"], false);
+    assert!(seen["listing"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("upload.csv")));
+    assert!(!seen["after"]
+        .as_array()
+        .unwrap()
+        .contains(&serde_json::json!("renamed.txt")));
+    let report = wait_for(
+        &p.dir.join("store/raw/carol/upload.csv.load.json"),
+        &["loaded"],
+    );
+    assert!(report.contains("\"rows_loaded\": 2186"), "{report}");
+}
