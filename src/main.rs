@@ -476,6 +476,12 @@ async fn serve(project: &Project, sftp_port: Option<u16>) -> Result<()> {
             cfg.max_auth_failures,
             std::time::Duration::from_secs(cfg.ban_secs),
         ),
+        limits: server::Limits {
+            max_file_bytes: cfg.max_file_mib << 20,
+            quota_bytes: cfg.quota_mib << 20,
+            max_sessions_per_user: cfg.max_sessions_per_user,
+        },
+        sessions: Default::default(),
     });
     println!("citybooks SFTP drop-box listening on {addr}");
     for fp in host_keys.fingerprints() {

@@ -525,3 +525,122 @@ fn paramiko_is_a_second_client() {
     );
     assert!(report.contains("\"rows_loaded\": 2186"), "{report}");
 }
+
+#[test]
+fn file_size_quota_and_session_limits_hold() {
+    let p = Project::new();
+    let key = keygen(&p, "dave", &["-t", "ed25519"]);
+    p.ok(&[
+        "user",
+        "add",
+        "dave",
+        "--key",
+        &format!("{}.pub", key.display()),
+    ]);
+    let server = start_with(
+        &p,
+        &[
+            ("CITYBOOKS_SFTP_MAX_FILE_MIB", "1"),
+            ("CITYBOOKS_SFTP_QUOTA_MIB", "3"),
+            ("CITYBOOKS_SFTP_MAX_SESSIONS_PER_USER", "1"),
+        ],
+    );
+    let work = p.tmp.path().join("limits");
+    std::fs::create_dir_all(&work).unwrap();
+    std::fs::write(work.join("big.bin"), vec![7u8; 2 << 20]).unwrap();
+    std::fs::write(work.join("part.bin"), vec![8u8; 900 << 10]).unwrap();
+    // Over the file limit: refused, and nothing truncated is left behind.
+    let out = sftp(server.port, &key, "dave", &work, "put big.bin\n", &[]);
+    assert!(!out.status.success());
+    assert!(!p.dir.join("store/raw/dave/big.bin").exists());
+    // Under the file limit but over the quota on the fourth file.
+    for i in 0..3 {
+        let out = sftp(
+            server.port,
+            &key,
+            "dave",
+            &work,
+            &format!("put part.bin p{i}.bin\n"),
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "file {i}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    let out = sftp(
+        server.port,
+        &key,
+        "dave",
+        &work,
+        "put part.bin p3.bin\n",
+        &[],
+    );
+    assert!(!out.status.success(), "the quota is full");
+    assert!(!p.dir.join("store/raw/dave/p3.bin").exists());
+    // Replacing a file counts the new size, not both.
+    let out = sftp(
+        server.port,
+        &key,
+        "dave",
+        &work,
+        "put part.bin p0.bin\n",
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // One session at a time: a second client is refused while the first is open.
+    let mut first = Command::new("sftp")
+        .current_dir(&work)
+        .args(["-P", &server.port.to_string(), "-i"])
+        .arg(&key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .arg("dave@127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let audit = p.dir.join("audit.jsonl");
+    let logins = || {
+        std::fs::read_to_string(&audit)
+            .unwrap_or_default()
+            .matches(r#""operation":"login","path":"","result":"ok""#)
+            .count()
+    };
+    let before = logins();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while logins() == before {
+        assert!(
+            Instant::now() < deadline,
+            "the first session did not log in"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let second = sftp(server.port, &key, "dave", &work, "ls\n", &[]);
+    assert!(!second.status.success(), "a second session is refused");
+    drop(first.stdin.take());
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(sftp(server.port, &key, "dave", &work, "ls\n", &[])
+        .status
+        .success());
+    let log = std::fs::read_to_string(&audit).unwrap();
+    assert!(
+        log.contains("refused: too many sessions")
+            && log.contains("aborted: upload refused: over the limit"),
+        "{log}"
+    );
+}

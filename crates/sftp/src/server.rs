@@ -39,6 +39,17 @@ pub struct DropBox {
     pub uploads: mpsc::UnboundedSender<Uploaded>,
     pub audit: Audit,
     pub throttle: Throttle,
+    pub limits: Limits,
+    /// Open SFTP sessions per user.
+    pub sessions: std::sync::Mutex<HashMap<String, u32>>,
+}
+
+/// Per-file, per-user and per-session limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_file_bytes: u64,
+    pub quota_bytes: u64,
+    pub max_sessions_per_user: u32,
 }
 
 /// SSH server settings: public-key authentication only.
@@ -196,6 +207,30 @@ impl russh::server::Handler for Connection {
     ) -> Result<(), Self::Error> {
         match (name, self.user.clone(), self.channels.remove(&id)) {
             ("sftp", Some(user), Some(channel)) => {
+                let admitted = match self.dropbox.sessions.lock() {
+                    Ok(mut open) => {
+                        let n = open.entry(user.clone()).or_insert(0);
+                        if *n >= self.dropbox.limits.max_sessions_per_user {
+                            false
+                        } else {
+                            *n += 1;
+                            true
+                        }
+                    }
+                    Err(_) => false,
+                };
+                if !admitted {
+                    self.dropbox.audit.record(
+                        &user,
+                        self.peer,
+                        "session",
+                        "",
+                        0,
+                        "refused: too many sessions",
+                    );
+                    session.channel_failure(id)?;
+                    return Ok(());
+                }
                 session.channel_success(id)?;
                 let sftp = Sftp::new(self.dropbox.clone(), user, self.peer);
                 russh_sftp::server::run(channel.into_stream(), sftp).await;
@@ -226,6 +261,8 @@ enum Open {
         /// In a Mutex only to make the session `Sync`; it is reached through `&mut`.
         upload: std::sync::Mutex<WriteMultipart>,
         written: u64,
+        /// Most bytes this upload may write: the file limit or what is left of the quota.
+        limit: u64,
     },
     Dir {
         entries: Option<Vec<File>>,
@@ -306,11 +343,17 @@ impl Drop for Sftp {
     /// A session that ends with uploads still open (client killed, connection lost)
     /// aborts them: nothing is published under their names.
     fn drop(&mut self) {
+        if let Ok(mut open) = self.dropbox.sessions.lock() {
+            if let Some(n) = open.get_mut(&self.user) {
+                *n = n.saturating_sub(1);
+            }
+        }
         for (_, open) in self.handles.drain() {
             if let Open::Write {
                 path,
                 upload,
                 written,
+                ..
             } = open
             {
                 tracing::warn!(user = %self.user, path, bytes = written, "upload aborted: the session ended before close");
@@ -526,12 +569,28 @@ impl russh_sftp::server::Handler for Sftp {
             }
             let path = self.dropbox.store.path(&rel);
             if flags.contains(OpenFlags::WRITE) {
+                // What the home holds now, less the file being replaced, against the quota.
+                let home = self.dropbox.store.path(&format!("raw/{}", self.user));
+                let objects: Vec<_> =
+                    futures::TryStreamExt::try_collect(self.store().list(Some(&home)))
+                        .await
+                        .map_err(store_err)?;
+                let used: u64 = objects
+                    .iter()
+                    .filter(|o| o.location != path)
+                    .map(|o| o.size)
+                    .sum();
+                let limits = self.dropbox.limits;
+                let limit = limits
+                    .max_file_bytes
+                    .min(limits.quota_bytes.saturating_sub(used));
                 let upload = self.store().put_multipart(&path).await.map_err(store_err)?;
                 let writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
                 let handle = self.handle(Open::Write {
                     path: rel,
                     upload: std::sync::Mutex::new(writer),
                     written: 0,
+                    limit,
                 });
                 return Ok(Handle { id, handle });
             }
@@ -554,16 +613,48 @@ impl russh_sftp::server::Handler for Sftp {
         offset: u64,
         data: Vec<u8>,
     ) -> Result<Status, Self::Error> {
+        // An upload that breaks a limit or skips ahead is aborted at once, so the client's
+        // following close cannot publish a truncated file.
+        let refusal = match self.handles.get(&handle) {
+            Some(Open::Write { written, limit, .. }) if *written + data.len() as u64 > *limit => {
+                let limits = self.dropbox.limits;
+                Some(format!(
+                    "upload refused: over the limit (a file at most {} MiB, a home at most {} MiB)",
+                    limits.max_file_bytes >> 20,
+                    limits.quota_bytes >> 20
+                ))
+            }
+            Some(Open::Write { written, .. }) if offset != *written => Some(format!(
+                "write at offset {offset}, expected {written}: uploads must be sequential (no resume)"
+            )),
+            _ => None,
+        };
+        if let Some(message) = refusal {
+            if let Some(Open::Write {
+                path,
+                upload,
+                written,
+                ..
+            }) = self.handles.remove(&handle)
+            {
+                self.dropbox.audit.record(
+                    &self.user,
+                    self.peer,
+                    "upload",
+                    &path,
+                    written,
+                    &format!("aborted: {message}"),
+                );
+                if let Ok(upload) = upload.into_inner() {
+                    let _ = upload.abort().await;
+                }
+            }
+            return Err(fail(StatusCode::Failure, message));
+        }
         match self.handles.get_mut(&handle) {
             Some(Open::Write {
                 upload, written, ..
             }) => {
-                if offset != *written {
-                    return Err(fail(
-                        StatusCode::Failure,
-                        format!("write at offset {offset}, expected {written}: uploads must be sequential (no resume)"),
-                    ));
-                }
                 let upload = upload
                     .get_mut()
                     .map_err(|_| fail(StatusCode::Failure, "upload state poisoned"))?;
@@ -608,6 +699,7 @@ impl russh_sftp::server::Handler for Sftp {
                 path,
                 upload,
                 written,
+                ..
             }) => {
                 let upload = upload
                     .into_inner()

@@ -33,6 +33,12 @@ pub struct SftpConfig {
     pub ban_secs: u64,
     /// The audit log (JSON lines), relative to the project folder.
     pub audit_log: String,
+    /// Largest file one upload may write, in MiB.
+    pub max_file_mib: u64,
+    /// Most a user's home may hold, in MiB.
+    pub quota_mib: u64,
+    /// Most SFTP sessions one user may have open at once.
+    pub max_sessions_per_user: u32,
 }
 
 impl Default for SftpConfig {
@@ -44,6 +50,9 @@ impl Default for SftpConfig {
             max_auth_failures: 5,
             ban_secs: 300,
             audit_log: "audit.jsonl".into(),
+            max_file_mib: 4096,
+            quota_mib: 51200,
+            max_sessions_per_user: 8,
         }
     }
 }
@@ -233,6 +242,10 @@ max_auth_failures = {fails}
 ban_secs = {ban}
 # Every login attempt and file operation, as JSON lines (relative to this folder).
 audit_log = "{audit}"
+# Limits: largest upload and most a user's home may hold (MiB), open sessions per user.
+max_file_mib = {max_file}
+quota_mib = {quota}
+max_sessions_per_user = {sessions}
 "#,
             url = d.store.url,
             batch_rows = d.load.batch_rows,
@@ -243,6 +256,9 @@ audit_log = "{audit}"
             fails = d.sftp.max_auth_failures,
             ban = d.sftp.ban_secs,
             audit = d.sftp.audit_log,
+            max_file = d.sftp.max_file_mib,
+            quota = d.sftp.quota_mib,
+            sessions = d.sftp.max_sessions_per_user,
         )
     }
 }
