@@ -340,7 +340,8 @@ fn twenty_concurrent_clients_store_byte_identical_files() {
         "--key",
         &format!("{}.pub", key.display()),
     ]);
-    let server = start(&p);
+    // One user, twenty sessions at once: above the default of 8 per user.
+    let server = start_with(&p, &[("CITYBOOKS_SFTP_MAX_SESSIONS_PER_USER", "20")]);
     let work = p.tmp.path().join("uploads");
     std::fs::create_dir_all(&work).unwrap();
     // Twenty different files of 1-3 MiB, made of deterministic pseudo-random bytes.
