@@ -524,11 +524,25 @@ async fn serve(project: &Project, sftp_port: Option<u16>) -> Result<()> {
         &host_keys,
         std::time::Duration::from_secs(cfg.idle_timeout_secs),
     );
-    tokio::select! {
-        r = server::serve(listener, config, dropbox) => r?,
-        _ = shutdown_signal() => println!("shutting down"),
+    server::serve(listener, config, dropbox.clone(), shutdown_signal()).await?;
+    // No new connections from here on; open sessions get the grace period to finish
+    // their uploads. Uploads still open after it are discarded, never half-published.
+    let grace = std::time::Duration::from_secs(cfg.shutdown_grace_secs);
+    let deadline = std::time::Instant::now() + grace;
+    let open = dropbox.open_sessions();
+    if open > 0 {
+        println!(
+            "shutting down: waiting up to {}s for {open} open session(s)",
+            grace.as_secs()
+        );
     }
-    worker.abort();
+    while dropbox.open_sessions() > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    // Let the loads of finished uploads end, and aborted uploads clean up.
+    drop(dropbox);
+    let _ = tokio::time::timeout(grace, worker).await;
+    println!("stopped");
     Ok(())
 }
 

@@ -645,3 +645,69 @@ fn file_size_quota_and_session_limits_hold() {
         "{log}"
     );
 }
+
+#[test]
+fn sigterm_lets_an_upload_in_flight_finish_then_stops() {
+    let p = Project::new();
+    let key = keygen(&p, "erin", &["-t", "ed25519"]);
+    p.ok(&[
+        "user",
+        "add",
+        "erin",
+        "--key",
+        &format!("{}.pub", key.display()),
+    ]);
+    let mut server = start(&p);
+    let work = p.tmp.path().join("term");
+    std::fs::create_dir_all(&work).unwrap();
+    let payload = work.join("payload.bin");
+    std::fs::write(&payload, vec![42u8; 300 << 20]).unwrap();
+    let batch = work.join("batch");
+    std::fs::write(&batch, "put payload.bin\n").unwrap();
+    let client = Command::new("sftp")
+        .current_dir(&work)
+        .arg("-b")
+        .arg(&batch)
+        .args(["-P", &server.port.to_string(), "-i"])
+        .arg(&key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .arg("erin@127.0.0.1")
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let audit = p.dir.join("audit.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .contains(r#""operation":"open""#)
+    {
+        assert!(Instant::now() < deadline, "the upload did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let pid = server.child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let out = client.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the upload in flight finished: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let status = server.child.wait().unwrap();
+    assert!(status.success(), "serve stops cleanly: {status}");
+    assert_eq!(
+        sha256(&p.dir.join("store/raw/erin/payload.bin")),
+        sha256(&payload)
+    );
+}

@@ -44,6 +44,13 @@ pub struct DropBox {
     pub sessions: std::sync::Mutex<HashMap<String, u32>>,
 }
 
+impl DropBox {
+    /// Open SFTP sessions, all users together.
+    pub fn open_sessions(&self) -> u32 {
+        self.sessions.lock().map(|s| s.values().sum()).unwrap_or(0)
+    }
+}
+
 /// Per-file, per-user and per-session limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -64,30 +71,47 @@ pub fn ssh_config(host_keys: &HostKeys, idle: Duration) -> russh::server::Config
     }
 }
 
-/// Accepts connections on `listener` until the future is dropped.
+/// Accepts connections on `listener` until `shutdown` completes. Each connection runs
+/// in its own task, so sessions already open outlive the accept loop and can finish
+/// their uploads (`DropBox::open_sessions` tells when they have).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     config: russh::server::Config,
     dropbox: Arc<DropBox>,
+    shutdown: impl std::future::Future<Output = ()>,
 ) -> std::io::Result<()> {
-    use russh::server::Server as _;
-    let mut server = Factory { dropbox };
-    server.run_on_socket(Arc::new(config), &listener).await
-}
-
-struct Factory {
-    dropbox: Arc<DropBox>,
-}
-
-impl russh::server::Server for Factory {
-    type Handler = Connection;
-
-    fn new_client(&mut self, peer: Option<SocketAddr>) -> Connection {
-        Connection {
-            dropbox: self.dropbox.clone(),
-            user: None,
-            peer,
-            channels: HashMap::new(),
+    let config = Arc::new(config);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            _ = &mut shutdown => return Ok(()),
+            accepted = listener.accept() => {
+                let (socket, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept: {e}");
+                        continue;
+                    }
+                };
+                let _ = socket.set_nodelay(true);
+                let handler = Connection {
+                    dropbox: dropbox.clone(),
+                    user: None,
+                    peer: Some(peer),
+                    channels: HashMap::new(),
+                };
+                let config = config.clone();
+                tokio::spawn(async move {
+                    match russh::server::run_stream(config, socket, handler).await {
+                        Ok(session) => {
+                            if let Err(e) = session.await {
+                                tracing::debug!(%peer, "session ended: {e}");
+                            }
+                        }
+                        Err(e) => tracing::debug!(%peer, "handshake failed: {e}"),
+                    }
+                });
+            }
         }
     }
 }

@@ -39,6 +39,8 @@ pub struct SftpConfig {
     pub quota_mib: u64,
     /// Most SFTP sessions one user may have open at once.
     pub max_sessions_per_user: u32,
+    /// On SIGINT/SIGTERM, seconds to let open sessions finish their uploads.
+    pub shutdown_grace_secs: u64,
 }
 
 impl Default for SftpConfig {
@@ -53,6 +55,7 @@ impl Default for SftpConfig {
             max_file_mib: 4096,
             quota_mib: 51200,
             max_sessions_per_user: 8,
+            shutdown_grace_secs: 30,
         }
     }
 }
@@ -246,6 +249,9 @@ audit_log = "{audit}"
 max_file_mib = {max_file}
 quota_mib = {quota}
 max_sessions_per_user = {sessions}
+# On Ctrl-C / SIGTERM: seconds open sessions get to finish their uploads; uploads still
+# open after that are discarded (never published half-written).
+shutdown_grace_secs = {grace}
 "#,
             url = d.store.url,
             batch_rows = d.load.batch_rows,
@@ -259,6 +265,7 @@ max_sessions_per_user = {sessions}
             max_file = d.sftp.max_file_mib,
             quota = d.sftp.quota_mib,
             sessions = d.sftp.max_sessions_per_user,
+            grace = d.sftp.shutdown_grace_secs,
         )
     }
 }
