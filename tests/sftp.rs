@@ -90,6 +90,21 @@ fn sftp(port: u16, key: &Path, user: &str, cwd: &Path, commands: &str, extra: &[
         .expect("OpenSSH sftp (openssh-client) is installed by .ci/run")
 }
 
+/// A project on the local store, or on S3 (s3s-fs) when `s3` is set; with the folder
+/// where its `raw/` lies on disk. None when S3 was asked for but s3s-fs is missing
+/// outside CI.
+fn project_on(s3: bool) -> Option<(Project, PathBuf, Option<S3Server>)> {
+    let p = Project::new();
+    if !s3 {
+        let raw = p.dir.join("store/raw");
+        return Some((p, raw, None));
+    }
+    let server = start_s3()?;
+    server.configure(&p);
+    let raw = server.store_dir().join("raw");
+    Some((p, raw, Some(server)))
+}
+
 /// Waits until `path` holds a load report whose status is one of `statuses`.
 fn wait_for(path: &Path, statuses: &[&str]) -> String {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -331,7 +346,18 @@ fn sha256(path: &Path) -> String {
 
 #[test]
 fn twenty_concurrent_clients_store_byte_identical_files() {
-    let p = Project::new();
+    twenty_clients(false);
+}
+
+#[test]
+fn twenty_concurrent_clients_on_s3() {
+    twenty_clients(true);
+}
+
+fn twenty_clients(s3: bool) {
+    let Some((p, raw, _s3)) = project_on(s3) else {
+        return;
+    };
     let key = keygen(&p, "many", &["-t", "ed25519"]);
     p.ok(&[
         "user",
@@ -392,7 +418,7 @@ fn twenty_concurrent_clients_store_byte_identical_files() {
     for i in 0..20 {
         let name = format!("part-{i}.bin");
         assert_eq!(
-            sha256(&p.dir.join("store/raw/many").join(&name)),
+            sha256(&raw.join("many").join(&name)),
             sha256(&work.join(&name)),
             "{name}"
         );
@@ -401,7 +427,18 @@ fn twenty_concurrent_clients_store_byte_identical_files() {
 
 #[test]
 fn an_upload_killed_midway_leaves_no_file_and_no_load() {
-    let p = Project::new();
+    killed_upload(false);
+}
+
+#[test]
+fn an_upload_killed_midway_on_s3() {
+    killed_upload(true);
+}
+
+fn killed_upload(s3: bool) {
+    let Some((p, raw, _s3)) = project_on(s3) else {
+        return;
+    };
     let key = keygen(&p, "killer", &["-t", "ed25519"]);
     p.ok(&[
         "user",
@@ -464,8 +501,8 @@ fn an_upload_killed_midway_leaves_no_file_and_no_load() {
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(!listing.contains("big.csv"), "{listing}");
-    assert!(!p.dir.join("store/raw/killer/big.csv").exists());
-    assert!(!p.dir.join("store/raw/killer/big.csv.load.json").exists());
+    assert!(!raw.join("killer/big.csv").exists());
+    assert!(!raw.join("killer/big.csv.load.json").exists());
     assert_eq!(p.value("select count(*) from meta.loads"), "0");
     let log = std::fs::read_to_string(&audit).unwrap();
     assert!(log.contains("aborted: session ended before close"), "{log}");
@@ -709,5 +746,61 @@ fn sigterm_lets_an_upload_in_flight_finish_then_stops() {
     assert_eq!(
         sha256(&p.dir.join("store/raw/erin/payload.bin")),
         sha256(&payload)
+    );
+}
+
+#[test]
+fn an_idle_session_is_closed() {
+    let p = Project::new();
+    let key = keygen(&p, "idle", &["-t", "ed25519"]);
+    p.ok(&[
+        "user",
+        "add",
+        "idle",
+        "--key",
+        &format!("{}.pub", key.display()),
+    ]);
+    let server = start_with(&p, &[("CITYBOOKS_SFTP_IDLE_TIMEOUT_SECS", "1")]);
+    let mut client = Command::new("sftp")
+        .args(["-P", &server.port.to_string(), "-i"])
+        .arg(&key)
+        .args([
+            "-o",
+            "StrictHostKeyChecking=no",
+            "-o",
+            "UserKnownHostsFile=/dev/null",
+            "-o",
+            "IdentitiesOnly=yes",
+        ])
+        .arg("idle@127.0.0.1")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    // The client sends nothing for 3 s; the server closes the session after 1 s, so the
+    // next command finds the connection gone.
+    std::thread::sleep(Duration::from_secs(3));
+    {
+        use std::io::Write;
+        let stdin = client.stdin.as_mut().unwrap();
+        let _ = stdin.write_all(b"ls\n");
+        let _ = stdin.flush();
+    }
+    drop(client.stdin.take());
+    let deadline = Instant::now() + Duration::from_secs(15);
+    let status = loop {
+        if let Some(status) = client.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client did not notice the closed session"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        !status.success(),
+        "the idle session was closed by the server"
     );
 }
