@@ -52,38 +52,31 @@ fn start_with(p: &Project, env: &[(&str, &str)]) -> Server {
     Server { child, port }
 }
 
-fn keygen(p: &Project, name: &str, args: &[&str]) -> PathBuf {
-    let path = p.tmp.path().join(name);
-    let out = Command::new("ssh-keygen")
-        .args(args)
-        .args(["-q", "-N", "", "-C", name, "-f"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    path
+/// OpenSSH's sftp client with `key` on `port`, host keys not checked; the caller adds
+/// its own options, then the destination (`user@127.0.0.1`) last.
+fn sftp_command(port: u16, key: &Path) -> Command {
+    let mut c = Command::new("sftp");
+    c.args(["-P", &port.to_string(), "-i"]).arg(key).args([
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "ConnectTimeout=10",
+    ]);
+    c
 }
 
 /// Runs `sftp -b` with `commands` in `cwd`.
 fn sftp(port: u16, key: &Path, user: &str, cwd: &Path, commands: &str, extra: &[&str]) -> Output {
     let batch = cwd.join(format!("batch-{user}"));
     std::fs::write(&batch, commands).unwrap();
-    Command::new("sftp")
+    sftp_command(port, key)
         .current_dir(cwd)
         .args(["-b"])
         .arg(&batch)
-        .args(["-P", &port.to_string(), "-i"])
-        .arg(key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-            "-o",
-            "ConnectTimeout=10",
-        ])
         .args(extra)
         .arg(format!("{user}@127.0.0.1"))
         .output()
@@ -463,20 +456,10 @@ fn killed_upload(s3: bool) {
     }
     let batch = work.join("batch");
     std::fs::write(&batch, "put big.csv\n").unwrap();
-    let mut child = Command::new("sftp")
+    let mut child = sftp_command(server.port, &key)
         .current_dir(&work)
         .arg("-b")
         .arg(&batch)
-        .args(["-P", &server.port.to_string(), "-i"])
-        .arg(&key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
         .arg("killer@127.0.0.1")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -632,18 +615,8 @@ fn file_size_quota_and_session_limits_hold() {
         String::from_utf8_lossy(&out.stderr)
     );
     // One session at a time: a second client is refused while the first is open.
-    let mut first = Command::new("sftp")
+    let mut first = sftp_command(server.port, &key)
         .current_dir(&work)
-        .args(["-P", &server.port.to_string(), "-i"])
-        .arg(&key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
         .arg("dave@127.0.0.1")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())
@@ -701,20 +674,10 @@ fn sigterm_lets_an_upload_in_flight_finish_then_stops() {
     std::fs::write(&payload, vec![42u8; 300 << 20]).unwrap();
     let batch = work.join("batch");
     std::fs::write(&batch, "put payload.bin\n").unwrap();
-    let client = Command::new("sftp")
+    let client = sftp_command(server.port, &key)
         .current_dir(&work)
         .arg("-b")
         .arg(&batch)
-        .args(["-P", &server.port.to_string(), "-i"])
-        .arg(&key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
         .arg("erin@127.0.0.1")
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -761,17 +724,7 @@ fn an_idle_session_is_closed() {
         &format!("{}.pub", key.display()),
     ]);
     let server = start_with(&p, &[("CITYBOOKS_SFTP_IDLE_TIMEOUT_SECS", "1")]);
-    let mut client = Command::new("sftp")
-        .args(["-P", &server.port.to_string(), "-i"])
-        .arg(&key)
-        .args([
-            "-o",
-            "StrictHostKeyChecking=no",
-            "-o",
-            "UserKnownHostsFile=/dev/null",
-            "-o",
-            "IdentitiesOnly=yes",
-        ])
+    let mut client = sftp_command(server.port, &key)
         .arg("idle@127.0.0.1")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

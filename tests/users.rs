@@ -9,20 +9,10 @@ use std::process::Command;
 
 use common::*;
 
-fn keygen(p: &Project, name: &str, args: &[&str]) -> std::path::PathBuf {
-    let path = p.tmp.path().join(name);
-    let out = Command::new("ssh-keygen")
-        .args(args)
-        .args(["-q", "-N", "", "-C", name, "-f"])
-        .arg(&path)
-        .output()
-        .expect("ssh-keygen (openssh-client) is installed by .ci/run");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    path.with_extension("pub")
+fn keygen_pub(p: &Project, name: &str, args: &[&str]) -> std::path::PathBuf {
+    let mut path = keygen(p, name, args).into_os_string();
+    path.push(".pub");
+    path.into()
 }
 
 fn fingerprint(path: &std::path::Path) -> String {
@@ -78,9 +68,9 @@ fn host_keys_are_openssh_keys_and_stable() {
 #[test]
 fn users_are_added_listed_and_removed_with_openssh_keys() {
     let p = Project::new();
-    let rsa = keygen(&p, "alice-rsa", &["-t", "rsa", "-b", "4096", "-m", "PEM"]);
-    let ed = keygen(&p, "alice-ed", &["-t", "ed25519"]);
-    let ec = keygen(&p, "bob-ec", &["-t", "ecdsa"]);
+    let rsa = keygen_pub(&p, "alice-rsa", &["-t", "rsa", "-b", "4096", "-m", "PEM"]);
+    let ed = keygen_pub(&p, "alice-ed", &["-t", "ed25519"]);
+    let ec = keygen_pub(&p, "bob-ec", &["-t", "ecdsa"]);
     let out = p.ok(&[
         "user",
         "add",

@@ -133,6 +133,24 @@ impl Project {
     }
 }
 
+/// Makes an SSH key pair with OpenSSH's `ssh-keygen` in the project's temporary folder;
+/// returns the private key's path (the public key is beside it, `.pub`).
+pub fn keygen(p: &Project, name: &str, args: &[&str]) -> PathBuf {
+    let path = p.tmp.path().join(name);
+    let out = Command::new("ssh-keygen")
+        .args(args)
+        .args(["-q", "-N", "", "-C", name, "-f"])
+        .arg(&path)
+        .output()
+        .expect("ssh-keygen (openssh-client) is installed by .ci/run");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    path
+}
+
 /// Cents of a decimal text, computed without the project's parser ("-12.5" -> -1250).
 pub fn cents(text: &str) -> i128 {
     let t = text.trim().replace([',', '$'], "");
