@@ -493,6 +493,15 @@ fn killed_upload(s3: bool) {
 
 #[test]
 fn paramiko_is_a_second_client() {
+    paramiko_client(false);
+}
+
+#[test]
+fn paramiko_on_s3() {
+    paramiko_client(true);
+}
+
+fn paramiko_client(s3: bool) {
     let has_paramiko = Command::new("python3")
         .args(["-c", "import paramiko"])
         .status()
@@ -505,7 +514,9 @@ fn paramiko_is_a_second_client() {
         eprintln!("paramiko is not installed: skipping (pip install paramiko)");
         return;
     }
-    let p = Project::new();
+    let Some((p, raw, _s3)) = project_on(s3) else {
+        return;
+    };
     let key = keygen(&p, "carol", &["-t", "rsa", "-b", "4096", "-m", "PEM"]);
     p.ok(&[
         "user",
@@ -540,16 +551,24 @@ fn paramiko_is_a_second_client() {
         .as_array()
         .unwrap()
         .contains(&serde_json::json!("renamed.txt")));
-    let report = wait_for(
-        &p.dir.join("store/raw/carol/upload.csv.load.json"),
-        &["loaded"],
-    );
+    let report = wait_for(&raw.join("carol/upload.csv.load.json"), &["loaded"]);
     assert!(report.contains("\"rows_loaded\": 2186"), "{report}");
 }
 
 #[test]
 fn file_size_quota_and_session_limits_hold() {
-    let p = Project::new();
+    limits(false);
+}
+
+#[test]
+fn file_size_and_quota_limits_on_s3() {
+    limits(true);
+}
+
+fn limits(s3: bool) {
+    let Some((p, raw, _s3)) = project_on(s3) else {
+        return;
+    };
     let key = keygen(&p, "dave", &["-t", "ed25519"]);
     p.ok(&[
         "user",
@@ -573,7 +592,7 @@ fn file_size_quota_and_session_limits_hold() {
     // Over the file limit: refused, and nothing truncated is left behind.
     let out = sftp(server.port, &key, "dave", &work, "put big.bin\n", &[]);
     assert!(!out.status.success());
-    assert!(!p.dir.join("store/raw/dave/big.bin").exists());
+    assert!(!raw.join("dave/big.bin").exists());
     // Under the file limit but over the quota on the fourth file.
     for i in 0..3 {
         let out = sftp(
@@ -599,7 +618,7 @@ fn file_size_quota_and_session_limits_hold() {
         &[],
     );
     assert!(!out.status.success(), "the quota is full");
-    assert!(!p.dir.join("store/raw/dave/p3.bin").exists());
+    assert!(!raw.join("dave/p3.bin").exists());
     // Replacing a file counts the new size, not both.
     let out = sftp(
         server.port,
