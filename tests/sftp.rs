@@ -52,6 +52,20 @@ fn start_with(p: &Project, env: &[(&str, &str)]) -> Server {
     Server { child, port }
 }
 
+/// Makes a key pair `key_name` with ssh-keygen and adds its public key to `user`;
+/// returns the private key's path.
+fn add_user(p: &Project, user: &str, key_name: &str, args: &[&str]) -> PathBuf {
+    let key = keygen(p, key_name, args);
+    p.ok(&[
+        "user",
+        "add",
+        user,
+        "--key",
+        &format!("{}.pub", key.display()),
+    ]);
+    key
+}
+
 /// OpenSSH's sftp client with `key` on `port`, host keys not checked; the caller adds
 /// its own options, then the destination (`user@127.0.0.1`) last.
 fn sftp_command(port: u16, key: &Path) -> Command {
@@ -351,14 +365,7 @@ fn twenty_clients(s3: bool) {
     let Some((p, raw, _s3)) = project_on(s3) else {
         return;
     };
-    let key = keygen(&p, "many", &["-t", "ed25519"]);
-    p.ok(&[
-        "user",
-        "add",
-        "many",
-        "--key",
-        &format!("{}.pub", key.display()),
-    ]);
+    let key = add_user(&p, "many", "many", &["-t", "ed25519"]);
     // One user, twenty sessions at once: above the default of 8 per user.
     let server = start_with(&p, &[("CITYBOOKS_SFTP_MAX_SESSIONS_PER_USER", "20")]);
     let work = p.tmp.path().join("uploads");
@@ -432,14 +439,7 @@ fn killed_upload(s3: bool) {
     let Some((p, raw, _s3)) = project_on(s3) else {
         return;
     };
-    let key = keygen(&p, "killer", &["-t", "ed25519"]);
-    p.ok(&[
-        "user",
-        "add",
-        "killer",
-        "--key",
-        &format!("{}.pub", key.display()),
-    ]);
+    let key = add_user(&p, "killer", "killer", &["-t", "ed25519"]);
     let server = start(&p);
     let work = p.tmp.path().join("kill");
     std::fs::create_dir_all(&work).unwrap();
@@ -517,14 +517,12 @@ fn paramiko_client(s3: bool) {
     let Some((p, raw, _s3)) = project_on(s3) else {
         return;
     };
-    let key = keygen(&p, "carol", &["-t", "rsa", "-b", "4096", "-m", "PEM"]);
-    p.ok(&[
-        "user",
-        "add",
+    let key = add_user(
+        &p,
         "carol",
-        "--key",
-        &format!("{}.pub", key.display()),
-    ]);
+        "carol",
+        &["-t", "rsa", "-b", "4096", "-m", "PEM"],
+    );
     let server = start(&p);
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/paramiko_client.py");
     let out = Command::new("python3")
@@ -569,14 +567,7 @@ fn limits(s3: bool) {
     let Some((p, raw, _s3)) = project_on(s3) else {
         return;
     };
-    let key = keygen(&p, "dave", &["-t", "ed25519"]);
-    p.ok(&[
-        "user",
-        "add",
-        "dave",
-        "--key",
-        &format!("{}.pub", key.display()),
-    ]);
+    let key = add_user(&p, "dave", "dave", &["-t", "ed25519"]);
     let server = start_with(
         &p,
         &[
@@ -678,14 +669,7 @@ fn limits(s3: bool) {
 #[test]
 fn sigterm_lets_an_upload_in_flight_finish_then_stops() {
     let p = Project::new();
-    let key = keygen(&p, "erin", &["-t", "ed25519"]);
-    p.ok(&[
-        "user",
-        "add",
-        "erin",
-        "--key",
-        &format!("{}.pub", key.display()),
-    ]);
+    let key = add_user(&p, "erin", "erin", &["-t", "ed25519"]);
     let mut server = start(&p);
     let work = p.tmp.path().join("term");
     std::fs::create_dir_all(&work).unwrap();
@@ -734,14 +718,7 @@ fn sigterm_lets_an_upload_in_flight_finish_then_stops() {
 #[test]
 fn an_idle_session_is_closed() {
     let p = Project::new();
-    let key = keygen(&p, "idle", &["-t", "ed25519"]);
-    p.ok(&[
-        "user",
-        "add",
-        "idle",
-        "--key",
-        &format!("{}.pub", key.display()),
-    ]);
+    let key = add_user(&p, "idle", "idle", &["-t", "ed25519"]);
     let server = start_with(&p, &[("CITYBOOKS_SFTP_IDLE_TIMEOUT_SECS", "1")]);
     let mut client = sftp_command(server.port, &key)
         .arg("idle@127.0.0.1")
