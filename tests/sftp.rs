@@ -52,6 +52,40 @@ fn start_with(p: &Project, env: &[(&str, &str)]) -> Server {
     Server { child, port }
 }
 
+/// Starts `sftp -b` putting `file` from `work` and returns once the server has opened
+/// the upload (the audit log says so), with the client still running.
+fn upload_in_background(
+    p: &Project,
+    port: u16,
+    key: &Path,
+    user: &str,
+    work: &Path,
+    file: &str,
+    stderr: Stdio,
+) -> Child {
+    let batch = work.join("batch");
+    std::fs::write(&batch, format!("put {file}\n")).unwrap();
+    let child = sftp_command(port, key)
+        .current_dir(work)
+        .arg("-b")
+        .arg(&batch)
+        .arg(format!("{user}@127.0.0.1"))
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .unwrap();
+    let audit = p.dir.join("audit.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .contains(r#""operation":"open""#)
+    {
+        assert!(Instant::now() < deadline, "the upload did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
 /// Makes a key pair `key_name` with ssh-keygen and adds its public key to `user`;
 /// returns the private key's path.
 fn add_user(p: &Project, user: &str, key_name: &str, args: &[&str]) -> PathBuf {
@@ -215,6 +249,11 @@ fn original_routine(p: &Project, raw: &Path) {
         .unwrap()
         .contains("\"load_id\""));
     assert_eq!(p.value("select count(*) from report.transaction"), "2186");
+    let status = p.ok(&["status"]);
+    assert!(
+        status.contains("raw/alice/ledger.csv"),
+        "the upload's load shows in status: {status}"
+    );
     assert!(p
         .value("select min(source_file) from report.transaction")
         .starts_with("raw/alice/"));
@@ -454,27 +493,15 @@ fn killed_upload(s3: bool) {
             f.write_all(body.as_bytes()).unwrap();
         }
     }
-    let batch = work.join("batch");
-    std::fs::write(&batch, "put big.csv\n").unwrap();
-    let mut child = sftp_command(server.port, &key)
-        .current_dir(&work)
-        .arg("-b")
-        .arg(&batch)
-        .arg("killer@127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    // Wait until the upload is under way (the audit log shows the open), then kill it.
-    let audit = p.dir.join("audit.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&audit)
-        .unwrap_or_default()
-        .contains(r#""operation":"open""#)
-    {
-        assert!(Instant::now() < deadline, "the upload did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let mut child = upload_in_background(
+        &p,
+        server.port,
+        &key,
+        "killer",
+        &work,
+        "big.csv",
+        Stdio::null(),
+    );
     std::thread::sleep(Duration::from_millis(300));
     child.kill().unwrap();
     child.wait().unwrap();
@@ -487,7 +514,7 @@ fn killed_upload(s3: bool) {
     assert!(!raw.join("killer/big.csv").exists());
     assert!(!raw.join("killer/big.csv.load.json").exists());
     assert_eq!(p.value("select count(*) from meta.loads"), "0");
-    let log = std::fs::read_to_string(&audit).unwrap();
+    let log = std::fs::read_to_string(p.dir.join("audit.jsonl")).unwrap();
     assert!(log.contains("aborted: session ended before close"), "{log}");
 }
 
@@ -675,26 +702,15 @@ fn sigterm_lets_an_upload_in_flight_finish_then_stops() {
     std::fs::create_dir_all(&work).unwrap();
     let payload = work.join("payload.bin");
     std::fs::write(&payload, vec![42u8; 300 << 20]).unwrap();
-    let batch = work.join("batch");
-    std::fs::write(&batch, "put payload.bin\n").unwrap();
-    let client = sftp_command(server.port, &key)
-        .current_dir(&work)
-        .arg("-b")
-        .arg(&batch)
-        .arg("erin@127.0.0.1")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let audit = p.dir.join("audit.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&audit)
-        .unwrap_or_default()
-        .contains(r#""operation":"open""#)
-    {
-        assert!(Instant::now() < deadline, "the upload did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let client = upload_in_background(
+        &p,
+        server.port,
+        &key,
+        "erin",
+        &work,
+        "payload.bin",
+        Stdio::piped(),
+    );
     let pid = server.child.id().to_string();
     assert!(Command::new("kill")
         .args(["-TERM", &pid])
