@@ -14,6 +14,32 @@ pub enum OutputFormat {
     Csv,
     Json,
     Parquet,
+    /// Arrow IPC file format.
+    Arrow,
+}
+
+impl OutputFormat {
+    /// The HTTP content type of this format.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            OutputFormat::Table => "text/plain; charset=utf-8",
+            OutputFormat::Csv => "text/csv; charset=utf-8",
+            OutputFormat::Json => "application/x-ndjson",
+            OutputFormat::Parquet => "application/vnd.apache.parquet",
+            OutputFormat::Arrow => "application/vnd.apache.arrow.file",
+        }
+    }
+
+    /// The file extension of this format.
+    pub fn extension(self) -> &'static str {
+        match self {
+            OutputFormat::Table => "txt",
+            OutputFormat::Csv => "csv",
+            OutputFormat::Json => "jsonl",
+            OutputFormat::Parquet => "parquet",
+            OutputFormat::Arrow => "arrow",
+        }
+    }
 }
 
 impl FromStr for OutputFormat {
@@ -24,8 +50,9 @@ impl FromStr for OutputFormat {
             "csv" => Ok(OutputFormat::Csv),
             "json" => Ok(OutputFormat::Json),
             "parquet" => Ok(OutputFormat::Parquet),
+            "arrow" => Ok(OutputFormat::Arrow),
             other => Err(format!(
-                "unknown format {other:?}: use table, csv, json or parquet"
+                "unknown format {other:?}: use table, csv, json, parquet or arrow"
             )),
         }
     }
@@ -80,6 +107,14 @@ pub fn write_batches<W: Write + Send>(
                 w.write(b).map_err(out_err)?;
             }
             w.close().map_err(out_err)?;
+        }
+        OutputFormat::Arrow => {
+            let mut w =
+                arrow::ipc::writer::FileWriter::try_new(out, &result.schema).map_err(out_err)?;
+            for b in batches {
+                w.write(b).map_err(out_err)?;
+            }
+            w.finish().map_err(out_err)?;
         }
     }
     Ok(())

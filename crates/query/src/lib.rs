@@ -11,8 +11,10 @@ pub mod format;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use citybooks_warehouse::Warehouse;
+use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
-use datafusion::prelude::SessionContext;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::{DataFrame, SessionContext};
 
 pub use format::{write_batches, OutputFormat};
 
@@ -57,23 +59,40 @@ impl QueryResult {
     }
 }
 
+/// Plans one read-only statement on `ctx`: a DataFrame ready to execute, or
+/// [`QueryError::ReadOnly`] for anything that would change state.
+pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryError> {
+    ctx.sql_with_options(sql, read_only())
+        .await
+        .map_err(read_only_error)
+}
+
+/// Checks an already planned statement against [`read_only`] (for servers that plan
+/// statements themselves, like the PostgreSQL wire protocol's).
+pub fn verify_read_only(plan: &LogicalPlan) -> Result<(), QueryError> {
+    read_only().verify_plan(plan).map_err(read_only_error)
+}
+
+/// Turns DataFusion's refusal of a DDL/DML/statement plan into [`QueryError::ReadOnly`].
+fn read_only_error(e: DataFusionError) -> QueryError {
+    let text = e.to_string();
+    if [
+        "DDL not supported",
+        "DML not supported",
+        "Statement not supported",
+    ]
+    .iter()
+    .any(|m| text.contains(m))
+    {
+        QueryError::ReadOnly(text.lines().next().unwrap_or_default().to_string())
+    } else {
+        QueryError::Engine(e)
+    }
+}
+
 /// Runs one read-only statement on `ctx`.
 pub async fn run(ctx: &SessionContext, sql: &str) -> Result<QueryResult, QueryError> {
-    let df = ctx.sql_with_options(sql, read_only()).await.map_err(|e| {
-        let text = e.to_string();
-        if [
-            "DDL not supported",
-            "DML not supported",
-            "Statement not supported",
-        ]
-        .iter()
-        .any(|m| text.contains(m))
-        {
-            QueryError::ReadOnly(text.lines().next().unwrap_or_default().to_string())
-        } else {
-            QueryError::Engine(e)
-        }
-    })?;
+    let df = plan(ctx, sql).await?;
     let schema: SchemaRef = std::sync::Arc::new(df.schema().as_arrow().clone());
     let batches = df.collect().await?;
     Ok(QueryResult { schema, batches })

@@ -15,12 +15,90 @@ pub struct Config {
     pub store: StoreConfig,
     pub load: LoadConfig,
     pub sftp: SftpConfig,
+    pub sql: SqlConfig,
+    pub http: HttpConfig,
+}
+
+/// `[sql]`: the PostgreSQL wire-protocol server of `citybooks serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SqlConfig {
+    /// Run it at all.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: String,
+    /// TCP port (5439 is Redshift's).
+    pub port: u16,
+    /// TLS certificate chain (PEM); with `tls_key`, TLS is offered and a bad file stops
+    /// the server. Relative to the project folder.
+    pub tls_cert: String,
+    /// TLS private key (PEM, PKCS#8 or RSA).
+    pub tls_key: String,
+    /// With TLS configured: refuse clients that do not use it.
+    pub tls_required: bool,
+    /// Longest a statement may run, in seconds (a client may lower it with
+    /// `SET statement_timeout`).
+    pub statement_timeout_secs: u64,
+    /// Most connections at once.
+    pub max_connections: usize,
+}
+
+impl Default for SqlConfig {
+    fn default() -> Self {
+        SqlConfig {
+            enabled: true,
+            listen: "0.0.0.0".into(),
+            port: 5439,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+            tls_required: false,
+            statement_timeout_secs: 300,
+            max_connections: 64,
+        }
+    }
+}
+
+/// `[http]`: the HTTP API and web dashboard of `citybooks serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Run it at all.
+    pub enabled: bool,
+    /// Address to listen on.
+    pub listen: String,
+    /// TCP port.
+    pub port: u16,
+    /// If not empty, every /api request needs `Authorization: Bearer <token>`.
+    pub token: String,
+    /// Most rows `POST /api/sql` returns as JSON (downloads are not limited).
+    pub row_limit: usize,
+    /// Longest a request's query may run, in seconds.
+    pub timeout_secs: u64,
+    /// Serve the dashboard from this folder (web/src of a checkout) instead of the copy
+    /// built into the binary: for working on the dashboard without rebuilding.
+    pub assets_dir: String,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        HttpConfig {
+            enabled: true,
+            listen: "0.0.0.0".into(),
+            port: 8080,
+            token: String::new(),
+            row_limit: 10_000,
+            timeout_secs: 60,
+            assets_dir: String::new(),
+        }
+    }
 }
 
 /// `[sftp]`: the SFTP drop-box of `citybooks serve`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct SftpConfig {
+    /// Run it at all.
+    pub enabled: bool,
     /// Address to listen on.
     pub listen: String,
     /// TCP port.
@@ -46,6 +124,7 @@ pub struct SftpConfig {
 impl Default for SftpConfig {
     fn default() -> Self {
         SftpConfig {
+            enabled: true,
             listen: "0.0.0.0".into(),
             port: 2222,
             idle_timeout_secs: 600,
@@ -236,6 +315,7 @@ target_file_mib = {target}
 [sftp]
 # The SFTP drop-box of `citybooks serve`: users (citybooks user add) upload CSV files
 # to their home raw/<user>/ in the store, and each .csv loads itself.
+enabled = {sftp_enabled}
 listen = "{listen}"
 port = {port}
 # Seconds without traffic after which a session is closed.
@@ -252,7 +332,46 @@ max_sessions_per_user = {sessions}
 # On Ctrl-C / SIGTERM: seconds open sessions get to finish their uploads; uploads still
 # open after that are discarded (never published half-written).
 shutdown_grace_secs = {grace}
+
+[sql]
+# PostgreSQL wire protocol for psql and BI tools (read-only; users: citybooks sql-user).
+enabled = {sql_enabled}
+listen = "{sql_listen}"
+port = {sql_port}
+# TLS: both files (PEM) to offer it; a certificate that cannot be used stops the server.
+tls_cert = ""
+tls_key = ""
+# With TLS: refuse clients that do not use it.
+tls_required = {tls_required}
+# Longest a statement may run (a client may lower it with SET statement_timeout).
+statement_timeout_secs = {sql_timeout}
+max_connections = {sql_conns}
+
+[http]
+# HTTP API (POST /api/sql, /health, /metrics) and the web dashboard.
+enabled = {http_enabled}
+listen = "{http_listen}"
+port = {http_port}
+# If set, every /api request needs the header `Authorization: Bearer <token>`.
+token = ""
+# Most rows POST /api/sql returns as JSON; longest a request's query may run (seconds).
+row_limit = {row_limit}
+timeout_secs = {http_timeout}
+# Serve the dashboard from a folder (web/src of a checkout) instead of the built-in copy.
+assets_dir = ""
 "#,
+            sftp_enabled = d.sftp.enabled,
+            sql_enabled = d.sql.enabled,
+            sql_listen = d.sql.listen,
+            sql_port = d.sql.port,
+            tls_required = d.sql.tls_required,
+            sql_timeout = d.sql.statement_timeout_secs,
+            sql_conns = d.sql.max_connections,
+            http_enabled = d.http.enabled,
+            http_listen = d.http.listen,
+            http_port = d.http.port,
+            row_limit = d.http.row_limit,
+            http_timeout = d.http.timeout_secs,
             url = d.store.url,
             batch_rows = d.load.batch_rows,
             target = d.load.target_file_mib,

@@ -8,7 +8,7 @@ use arrow::array::RecordBatch;
 use citybooks_model::Table;
 use citybooks_store::config::LoadConfig;
 use citybooks_store::Store;
-use datafusion::catalog::{MemTable, MemorySchemaProvider, TableProvider};
+use datafusion::catalog::{MemTable, MemorySchemaProvider, SchemaProvider, TableProvider};
 use datafusion::logical_expr::{Expr, LogicalPlan};
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
@@ -186,12 +186,19 @@ impl Warehouse {
             .with_information_schema(true)
             .with_default_catalog_and_schema("datafusion", "report");
         let ctx = SessionContext::new_with_config(config);
-        let catalog = ctx
-            .catalog("datafusion")
-            .ok_or_else(|| WarehouseError::Other("the default catalog is missing".into()))?;
-        for schema in ["report", "meta"] {
-            catalog.register_schema(schema, Arc::new(MemorySchemaProvider::new()))?;
-        }
+        self.register_tables(&ctx, as_of_load).await?;
+        Ok(ctx)
+    }
+
+    /// (Re-)registers every table on `ctx` at its latest version, or as of
+    /// `as_of_load`. Each schema (`report`, `meta`) is replaced whole, in one step, so
+    /// a query never sees a mix of versions or a missing table; queries already
+    /// running keep the versions they started with.
+    pub async fn register_tables(
+        &self,
+        ctx: &SessionContext,
+        as_of_load: Option<i64>,
+    ) -> Result<()> {
         let versions: Option<HashMap<String, i64>> = match as_of_load {
             None => None,
             Some(n) => {
@@ -203,9 +210,13 @@ impl Warehouse {
                 Some(record.table_versions()?)
             }
         };
+        let schemas: HashMap<&str, Arc<MemorySchemaProvider>> = ["report", "meta"]
+            .into_iter()
+            .map(|name| (name, Arc::new(MemorySchemaProvider::new())))
+            .collect();
         for table in Table::ALL {
             let provider: Arc<dyn TableProvider> = match (&versions, table) {
-                (None, _) => self.provider(&ctx, table, None).await?,
+                (None, _) => self.provider(ctx, table, None).await?,
                 (Some(_), Table::Loads) => {
                     let n = as_of_load.unwrap_or(i64::MAX);
                     let rows: Vec<LoadRecord> = self
@@ -220,16 +231,35 @@ impl Warehouse {
                     )?)
                 }
                 (Some(v), _) => match v.get(&table.qualified_name()) {
-                    Some(version) => self.provider(&ctx, table, Some(*version)).await?,
+                    Some(version) => self.provider(ctx, table, Some(*version)).await?,
                     None => Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?),
                 },
             };
-            ctx.register_table(
-                datafusion::common::TableReference::partial(table.schema_name(), table.name()),
-                provider,
-            )?;
+            schemas[table.schema_name()].register_table(table.name().to_string(), provider)?;
         }
-        Ok(ctx)
+        let catalog = ctx
+            .catalog("datafusion")
+            .ok_or_else(|| WarehouseError::Other("the default catalog is missing".into()))?;
+        for (name, schema) in schemas {
+            catalog.register_schema(name, schema)?;
+        }
+        Ok(())
+    }
+
+    /// A token that changes whenever a load is recorded: the newest commit file of
+    /// `meta.loads` (every load, even a no-op, ends with one). Empty before the first
+    /// load. One listing of a small folder: cheap enough to ask before queries.
+    pub async fn generation(&self) -> Result<String> {
+        let log = format!("{}/_delta_log", Table::Loads.store_path());
+        Ok(self
+            .store
+            .list(&log)
+            .await?
+            .into_iter()
+            .map(|(name, _)| name)
+            .filter(|name| name.ends_with(".json"))
+            .max()
+            .unwrap_or_default())
     }
 
     /// Every row of `meta.loads`, oldest first.
