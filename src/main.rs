@@ -9,13 +9,17 @@ use anyhow::{bail, Context, Result};
 use citybooks_model::Table;
 use citybooks_query::dashboard::{CHARTS, ORIGINAL_QUERY};
 use citybooks_query::{write_batches, OutputFormat};
-use citybooks_sftp::{guard, server, HostKeys, Users};
+use citybooks_sftp::{HostKeys, Users};
 use citybooks_store::Project;
 use citybooks_warehouse::{LoadReport, LoadStatus, Warehouse};
 use clap::{Parser, Subcommand};
 
+mod serve;
+
 /// Folder of a project holding the SFTP host keys.
 const HOST_KEYS_DIR: &str = "keys";
+/// The SQL user `citybooks demo` creates.
+const DEMO_SQL_USER: &str = "demo";
 /// Folder of a project holding the SFTP users' public keys.
 const USERS_DIR: &str = "users";
 
@@ -92,26 +96,44 @@ enum Command {
     ///
     /// Example: citybooks status
     Status,
-    /// Create a demo project, load the real sample shipped with citybooks, and print the
-    /// original dashboard's four charts and the original users' query.
+    /// Create a demo project, load the real sample shipped with citybooks, print the
+    /// original dashboard's four charts and the original users' query, then serve
+    /// everything on this machine only (dashboard, psql, SFTP) until Ctrl-C.
     ///
     /// Example: citybooks demo            (uses ./citybooks-demo)
     Demo {
         /// Folder for the demo project.
         #[arg(default_value = "citybooks-demo")]
         dir: PathBuf,
-    },
-    /// Run the SFTP drop-box in the foreground until Ctrl-C / SIGTERM.
-    ///
-    /// Users (citybooks user add) upload with any SFTP client; their home is raw/NAME/ in the
-    /// store, and every .csv they upload is loaded, one at a time in arrival order, with the
-    /// result written beside it as NAME.csv.load.json.
-    ///
-    /// Example: citybooks serve --sftp-port 2222
-    Serve {
-        /// TCP port of the SFTP server (default: [sftp] port, 2222).
+        /// Stop after loading and printing; do not serve.
         #[arg(long)]
-        sftp_port: Option<u16>,
+        no_serve: bool,
+        #[command(flatten)]
+        ports: serve::Ports,
+    },
+    /// Serve the warehouse until Ctrl-C / SIGTERM: the SFTP drop-box, the PostgreSQL wire
+    /// protocol for psql and BI tools, and the HTTP API with the web dashboard.
+    ///
+    /// Each part can be switched off in citybooks.toml ([sftp], [sql], [http] enabled = false).
+    /// SFTP users (citybooks user add) upload to raw/NAME/ in the store, and every .csv they
+    /// upload is loaded, one at a time, with the result written beside it as NAME.csv.load.json.
+    /// SQL users (citybooks sql-user add) connect with psql; everything is read-only, and a
+    /// new load is visible to the next query. Port 0 picks a free port.
+    ///
+    /// Example: citybooks serve --sql-port 5439 --http-port 8080 --sftp-port 2222
+    Serve {
+        #[command(flatten)]
+        ports: serve::Ports,
+    },
+    /// Manage the users of the PostgreSQL wire protocol (SCRAM-SHA-256 passwords).
+    ///
+    /// The password is read from stdin when stdin is not a terminal, otherwise asked for
+    /// twice. Only a salted SCRAM verifier is stored (sql-users/NAME, mode 0600).
+    ///
+    /// Example: echo 'a long passphrase' | citybooks sql-user add analyst
+    SqlUser {
+        #[command(subcommand)]
+        action: SqlUserAction,
     },
     /// Manage the SFTP drop-box's users and their SSH public keys (users/NAME.pub).
     ///
@@ -151,6 +173,25 @@ enum UserAction {
     /// Remove a user; files they uploaded stay in the store.
     ///
     /// Example: citybooks user remove finance
+    Remove { name: String },
+}
+
+#[derive(Subcommand)]
+enum SqlUserAction {
+    /// Add a user, or set a user's new password.
+    ///
+    /// Example: citybooks sql-user add analyst   (then type the password twice)
+    Add {
+        /// The user name (letters, digits, '_', '-', '.'; starts with a letter or '_').
+        name: String,
+    },
+    /// List the users.
+    ///
+    /// Example: citybooks sql-user list
+    List,
+    /// Remove a user (their open connections stay until they end).
+    ///
+    /// Example: citybooks sql-user remove analyst
     Remove { name: String },
 }
 
@@ -279,10 +320,43 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             status(&project).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Demo { dir } => demo(&dir).await,
-        Command::Serve { sftp_port } => {
+        Command::Demo {
+            dir,
+            no_serve,
+            ports,
+        } => demo(&dir, (!no_serve).then_some(ports)).await,
+        Command::Serve { ports } => {
             let project = open_project(cli.project.as_deref())?;
-            serve(&project, sftp_port).await?;
+            serve::serve(&project, &ports, None).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::SqlUser { action } => {
+            let project = open_project(cli.project.as_deref())?;
+            let users = serve::sql_users(&project);
+            match action {
+                SqlUserAction::Add { name } => {
+                    let password = read_password(&name)?;
+                    let existed = users.add(&name, &password)?;
+                    println!(
+                        "SQL user {name} {}; connect with: psql -h HOST -p {} -U {name} -d citybooks",
+                        if existed { "has a new password" } else { "added" },
+                        project.config.sql.port
+                    );
+                }
+                SqlUserAction::List => {
+                    let all = users.list()?;
+                    if all.is_empty() {
+                        println!("no SQL users yet: citybooks sql-user add NAME");
+                    }
+                    for name in all {
+                        println!("{name}");
+                    }
+                }
+                SqlUserAction::Remove { name } => {
+                    users.remove(&name)?;
+                    println!("SQL user {name} removed");
+                }
+            }
             Ok(ExitCode::SUCCESS)
         }
         Command::User { action } => {
@@ -455,115 +529,23 @@ async fn status(project: &Project) -> Result<()> {
     Ok(())
 }
 
-async fn serve(project: &Project, sftp_port: Option<u16>) -> Result<()> {
-    use std::sync::Arc;
-    let wh = warehouse(project)?;
-    let host_keys = HostKeys::ensure(&project.dir.join(HOST_KEYS_DIR))?;
-    let cfg = &project.config.sftp;
-    let port = sftp_port.unwrap_or(cfg.port);
-    let listener = tokio::net::TcpListener::bind((cfg.listen.as_str(), port))
-        .await
-        .with_context(|| format!("listening on {}:{port}", cfg.listen))?;
-    let addr = listener.local_addr()?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<server::Uploaded>();
-    let dropbox = Arc::new(server::DropBox {
-        users: Users::new(&project.dir.join(USERS_DIR)),
-        store: wh.store().clone(),
-        uploads: tx,
-        audit: guard::Audit::open(&project.dir.join(&cfg.audit_log))
-            .with_context(|| format!("opening the audit log {}", cfg.audit_log))?,
-        throttle: guard::Throttle::new(
-            cfg.max_auth_failures,
-            std::time::Duration::from_secs(cfg.ban_secs),
-        ),
-        limits: server::Limits {
-            max_file_bytes: cfg.max_file_mib << 20,
-            quota_bytes: cfg.quota_mib << 20,
-            max_sessions_per_user: cfg.max_sessions_per_user,
-        },
-        sessions: Default::default(),
-    });
-    println!("citybooks SFTP drop-box listening on {addr}");
-    for fp in host_keys.fingerprints() {
-        println!("  host key {fp}");
+/// The password of a new SQL user: stdin's first line when stdin is not a terminal,
+/// otherwise typed twice without echo.
+fn read_password(name: &str) -> Result<String> {
+    if !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin().read_line(&mut line)?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_string());
     }
-    println!(
-        "  upload with: sftp -P {} -i KEY USER@HOST   then   put data/*.csv",
-        addr.port()
-    );
-    // The after-upload queue: one load at a time, in arrival order.
-    let loader = wh.clone();
-    let worker = tokio::spawn(async move {
-        while let Some(up) = rx.recv().await {
-            let report = loader.load_object(&up.path, false, false).await;
-            let json = match &report {
-                Ok(r) => serde_json::to_string_pretty(r),
-                Err(e) => serde_json::to_string_pretty(
-                    &serde_json::json!({"status": "failed", "error": e.to_string()}),
-                ),
-            }
-            .unwrap_or_default();
-            match &report {
-                Ok(r) => println!(
-                    "load {}: {:?} {} ({} rows loaded, {} quarantined)",
-                    r.load_id, r.status, up.path, r.rows_loaded, r.rows_quarantined
-                ),
-                Err(e) => println!("load of {} failed: {e}", up.path),
-            }
-            let rel = format!("{}.load.json", up.path);
-            if let Err(e) = loader
-                .store()
-                .put_stream(&rel, json.as_bytes(), |_| {})
-                .await
-            {
-                eprintln!("citybooks: cannot write {rel}: {e}");
-            }
-        }
-    });
-    let config = server::ssh_config(
-        &host_keys,
-        std::time::Duration::from_secs(cfg.idle_timeout_secs),
-    );
-    server::serve(listener, config, dropbox.clone(), shutdown_signal()).await?;
-    // No new connections from here on; open sessions get the grace period to finish
-    // their uploads. Uploads still open after it are discarded, never half-published.
-    let grace = std::time::Duration::from_secs(cfg.shutdown_grace_secs);
-    let deadline = std::time::Instant::now() + grace;
-    let open = dropbox.open_sessions();
-    if open > 0 {
-        println!(
-            "shutting down: waiting up to {}s for {open} open session(s)",
-            grace.as_secs()
-        );
+    let first = rpassword::prompt_password(format!("password for SQL user {name}: "))?;
+    let second = rpassword::prompt_password("again: ")?;
+    if first != second {
+        bail!("the two passwords differ; nothing changed");
     }
-    while dropbox.open_sessions() > 0 && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
-    // Let the loads of finished uploads end, and aborted uploads clean up.
-    drop(dropbox);
-    let _ = tokio::time::timeout(grace, worker).await;
-    println!("stopped");
-    Ok(())
+    Ok(first)
 }
 
-async fn shutdown_signal() {
-    #[cfg(unix)]
-    {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => return std::future::pending().await,
-            };
-        tokio::select! {
-            _ = tokio::signal::ctrl_c() => {}
-            _ = term.recv() => {}
-        }
-    }
-    #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
-}
-
-async fn demo(dir: &Path) -> Result<ExitCode> {
+async fn demo(dir: &Path, serve_on: Option<serve::Ports>) -> Result<ExitCode> {
     let project = match Project::open(dir) {
         Ok(p) => p,
         Err(citybooks_store::ProjectError::NotAProject { .. }) => Project::init(dir)?,
@@ -587,5 +569,17 @@ async fn demo(dir: &Path) -> Result<ExitCode> {
         "\nnext: citybooks --project {} query \"select * from report.program limit 5\"",
         dir.display()
     );
+    let Some(ports) = serve_on else {
+        return Ok(ExitCode::SUCCESS);
+    };
+    // A demo serves this machine only, with a fresh password for its SQL user.
+    let password = serve::random_password();
+    serve::sql_users(&project).add(DEMO_SQL_USER, &password)?;
+    println!();
+    let login = serve::DemoLogin {
+        user: DEMO_SQL_USER,
+        password,
+    };
+    serve::serve(&project, &ports, Some(login)).await?;
     Ok(ExitCode::SUCCESS)
 }

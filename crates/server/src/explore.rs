@@ -1,0 +1,267 @@
+//! The dashboard's explorer, OpenBook style: totals of one fiscal year (or every
+//! year) for Revenue or Spending, related government units excluded unless asked
+//! for, drilled down one of three hierarchies of the star schema. Each view is one
+//! SQL statement over `report.*`, returned with the result so a user can run it
+//! elsewhere.
+
+/// One drill-down hierarchy: three levels of one dimension table.
+#[derive(Debug, Clone, Copy)]
+pub struct Hierarchy {
+    /// `h=` in the URL.
+    pub id: &'static str,
+    /// The dimension table joined to `report.transaction`, its alias and key.
+    table: &'static str,
+    alias: &'static str,
+    key: &'static str,
+    /// (column, label), top level first.
+    pub levels: [(&'static str, &'static str); 3],
+}
+
+/// The three hierarchies.
+pub const HIERARCHIES: [Hierarchy; 3] = [
+    Hierarchy {
+        id: "organization",
+        table: "report.program",
+        alias: "p",
+        key: "program_id",
+        levels: [
+            ("organization_group", "Organization group"),
+            ("department", "Department"),
+            ("program", "Program"),
+        ],
+    },
+    Hierarchy {
+        id: "type",
+        table: "report.type",
+        alias: "ty",
+        key: "type_id",
+        levels: [
+            ("character", "Character"),
+            ("object", "Object"),
+            ("sub_object", "Sub-object"),
+        ],
+    },
+    Hierarchy {
+        id: "fund",
+        table: "report.fund",
+        alias: "fu",
+        key: "fund_id",
+        levels: [
+            ("fund_type", "Fund type"),
+            ("fund", "Fund"),
+            ("fund_category", "Fund category"),
+        ],
+    },
+];
+
+/// Revenue or spending.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Side {
+    Revenue,
+    Spending,
+}
+
+impl Side {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Revenue => "Revenue",
+            Side::Spending => "Spending",
+        }
+    }
+}
+
+/// What a view shows.
+#[derive(Debug, Clone)]
+pub struct View {
+    /// None: every fiscal year together.
+    pub year: Option<i32>,
+    pub side: Side,
+    pub include_related: bool,
+    pub hierarchy: Hierarchy,
+    /// The names chosen at each level so far (at most two: the third level is the leaf).
+    pub path: Vec<String>,
+}
+
+/// A request the explorer cannot answer.
+#[derive(Debug, thiserror::Error)]
+pub enum ViewError {
+    #[error("year {0:?} is not a fiscal year: use a year like 2025, or `all`")]
+    Year(String),
+    #[error("side {0:?}: use Revenue or Spending")]
+    Side(String),
+    #[error("related {0:?}: use include or exclude")]
+    Related(String),
+    #[error("h {0:?}: use organization, type or fund")]
+    Hierarchy(String),
+    #[error("path has {0} levels; a hierarchy has 3, so at most 2 can be chosen")]
+    Depth(usize),
+    #[error("unknown parameter {0:?}: use year, side, related, h, path")]
+    Unknown(String),
+}
+
+fn literal(text: &str) -> String {
+    format!("'{}'", text.replace('\'', "''"))
+}
+
+impl View {
+    /// Reads a view from URL query pairs (`path` repeats, in order).
+    pub fn from_pairs<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        default_year: Option<i32>,
+    ) -> Result<View, ViewError> {
+        let mut view = View {
+            year: default_year,
+            side: Side::Spending,
+            include_related: false,
+            hierarchy: HIERARCHIES[0],
+            path: Vec::new(),
+        };
+        for (key, value) in pairs {
+            match key {
+                "year" => {
+                    view.year = match value {
+                        "all" => None,
+                        y => Some(
+                            y.parse::<i32>()
+                                .ok()
+                                .filter(|y| (1900..=2200).contains(y))
+                                .ok_or_else(|| ViewError::Year(y.to_string()))?,
+                        ),
+                    }
+                }
+                "side" => {
+                    view.side = match value.to_ascii_lowercase().as_str() {
+                        "revenue" => Side::Revenue,
+                        "spending" => Side::Spending,
+                        _ => return Err(ViewError::Side(value.to_string())),
+                    }
+                }
+                "related" => {
+                    view.include_related = match value {
+                        "include" => true,
+                        "exclude" => false,
+                        _ => return Err(ViewError::Related(value.to_string())),
+                    }
+                }
+                "h" => {
+                    view.hierarchy = *HIERARCHIES
+                        .iter()
+                        .find(|h| h.id == value)
+                        .ok_or_else(|| ViewError::Hierarchy(value.to_string()))?
+                }
+                "path" => view.path.push(value.to_string()),
+                // Parameters of the page itself may travel along.
+                "view" | "mode" => {}
+                other => return Err(ViewError::Unknown(other.to_string())),
+            }
+        }
+        if view.path.len() > 2 {
+            return Err(ViewError::Depth(view.path.len()));
+        }
+        Ok(view)
+    }
+
+    /// The level listed: the column below the chosen path.
+    pub fn column(&self) -> &'static str {
+        self.hierarchy.levels[self.path.len()].0
+    }
+
+    fn filters(&self, with_year: bool) -> String {
+        let h = &self.hierarchy;
+        let mut sql = String::from(
+            "from report.transaction t\n\
+             join report.finance f on t.finance_id = f.finance_id\n\
+             join report.program p on t.program_id = p.program_id\n",
+        );
+        if h.alias != "p" {
+            sql.push_str(&format!(
+                "join {} {} on t.{} = {}.{}\n",
+                h.table, h.alias, h.key, h.alias, h.key
+            ));
+        }
+        sql.push_str(&format!(
+            "where f.revenue_or_spending = {}",
+            literal(self.side.as_str())
+        ));
+        if with_year {
+            if let Some(year) = self.year {
+                sql.push_str(&format!("\n  and t.fiscal_year = {year}"));
+            }
+        }
+        if !self.include_related {
+            sql.push_str("\n  and p.related_govt_units = 'No'");
+        }
+        for (level, name) in self.path.iter().enumerate() {
+            sql.push_str(&format!(
+                "\n  and {}.{} = {}",
+                h.alias,
+                h.levels[level].0,
+                literal(name)
+            ));
+        }
+        sql.push('\n');
+        sql
+    }
+
+    /// The SQL of the view's table: one row per member of the listed level
+    /// (`name`, `amount`, `transactions`), largest amount first.
+    pub fn sql(&self) -> String {
+        let column = format!("{}.{}", self.hierarchy.alias, self.column());
+        format!(
+            "select {column} as name, sum(t.amount) as amount, count(*) as transactions\n{}group by {column}\norder by amount desc, name",
+            self.filters(true)
+        )
+    }
+
+    /// The SQL of the view's trend: the selection's total per fiscal year.
+    pub fn trend_sql(&self) -> String {
+        format!(
+            "select t.fiscal_year, sum(t.amount) as amount, count(*) as transactions\n{}group by t.fiscal_year\norder by t.fiscal_year",
+            self.filters(false)
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn views_read_from_the_url_and_quote_names() {
+        let v = View::from_pairs(
+            [
+                ("year", "2024"),
+                ("side", "Revenue"),
+                ("h", "type"),
+                ("path", "Taxes"),
+                ("path", "O'Farrell's"),
+            ],
+            Some(2025),
+        )
+        .unwrap();
+        assert_eq!(v.year, Some(2024));
+        assert_eq!(v.column(), "sub_object");
+        let sql = v.sql();
+        assert!(
+            sql.contains("join report.type ty on t.type_id = ty.type_id"),
+            "{sql}"
+        );
+        assert!(sql.contains("ty.object = 'O''Farrell''s'"), "{sql}");
+        assert!(sql.contains("p.related_govt_units = 'No'"), "{sql}");
+        assert!(!v.trend_sql().contains("fiscal_year ="));
+        let all = View::from_pairs([("year", "all"), ("related", "include")], Some(2025)).unwrap();
+        assert!(!all.sql().contains("fiscal_year =") && !all.sql().contains("related_govt_units"));
+        assert!(matches!(
+            View::from_pairs([("path", "a"), ("path", "b"), ("path", "c")], None),
+            Err(ViewError::Depth(3))
+        ));
+        assert!(matches!(
+            View::from_pairs([("year", "1; drop")], None),
+            Err(ViewError::Year(_))
+        ));
+        assert!(matches!(
+            View::from_pairs([("colour", "red")], None),
+            Err(ViewError::Unknown(_))
+        ));
+    }
+}

@@ -1,0 +1,19 @@
+//! citybooks' query servers, run by `citybooks serve` beside the SFTP drop-box:
+//! - [`pg`]: the PostgreSQL wire protocol (port 5439) for psql, drivers and BI tools;
+//! - [`http`]: the HTTP API (port 8080) and the embedded web dashboard;
+//! - [`live`]: the one DataFusion session both share, following new loads;
+//! - [`sqlusers`]: the SQL users and their SCRAM verifiers;
+//! - [`metrics`]: Prometheus counters and latency histograms.
+
+pub mod explore;
+pub mod http;
+pub mod live;
+pub mod metrics;
+pub mod pg;
+pub mod sqlusers;
+
+pub use http::{router, HttpOptions};
+pub use live::Live;
+pub use metrics::Metrics;
+pub use pg::{tls_acceptor, PgOptions, PgServer, PgServerError};
+pub use sqlusers::{SqlUserError, SqlUsers};

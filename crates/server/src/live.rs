@@ -1,0 +1,87 @@
+//! The warehouse as the servers see it: one DataFusion session shared by every
+//! connection and request, whose tables follow new loads without a restart.
+//!
+//! Every load ends with a commit to `meta.loads` ([`Warehouse::generation`]). Before a
+//! query, [`Live::context`] compares that marker with the one the session was built
+//! at (at most once per `check_interval`) and re-registers the tables when it moved.
+//! Queries already running keep the snapshot they planned with.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use citybooks_warehouse::{Warehouse, WarehouseError};
+use datafusion::prelude::SessionContext;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+use tokio::sync::Mutex;
+
+/// How often, at most, a query looks for a new load.
+pub const CHECK_INTERVAL: Duration = Duration::from_millis(500);
+
+struct Seen {
+    generation: String,
+    checked: Instant,
+}
+
+/// The shared, self-refreshing session.
+pub struct Live {
+    warehouse: Warehouse,
+    ctx: Arc<SessionContext>,
+    seen: Mutex<Seen>,
+    check_interval: Duration,
+}
+
+impl Live {
+    /// Opens the session on the warehouse as it is now, with the `pg_catalog` schema
+    /// PostgreSQL clients look in.
+    pub async fn open(warehouse: Warehouse) -> Result<Arc<Live>, WarehouseError> {
+        let generation = warehouse.generation().await?;
+        let ctx = warehouse.session(None).await?;
+        setup_pg_catalog(&ctx, "datafusion", EmptyContextProvider)
+            .map_err(|e| WarehouseError::Other(format!("setting up pg_catalog: {e}")))?;
+        Ok(Arc::new(Live {
+            warehouse,
+            ctx: Arc::new(ctx),
+            seen: Mutex::new(Seen {
+                generation,
+                checked: Instant::now(),
+            }),
+            check_interval: CHECK_INTERVAL,
+        }))
+    }
+
+    /// The warehouse.
+    pub fn warehouse(&self) -> &Warehouse {
+        &self.warehouse
+    }
+
+    /// The session without looking for new loads (for handlers that refresh through
+    /// [`Live::context`] first).
+    pub fn session(&self) -> Arc<SessionContext> {
+        self.ctx.clone()
+    }
+
+    /// The session, with the tables of the newest load.
+    pub async fn context(&self) -> Result<Arc<SessionContext>, WarehouseError> {
+        self.refresh(false).await?;
+        Ok(self.ctx.clone())
+    }
+
+    /// Looks for a new load now (`force`) or when the last look is older than the
+    /// check interval; re-registers the tables if there is one. Returns whether it did.
+    pub async fn refresh(&self, force: bool) -> Result<bool, WarehouseError> {
+        let mut seen = self.seen.lock().await;
+        if !force && seen.checked.elapsed() < self.check_interval {
+            return Ok(false);
+        }
+        let generation = self.warehouse.generation().await?;
+        seen.checked = Instant::now();
+        if generation == seen.generation {
+            return Ok(false);
+        }
+        self.warehouse.register_tables(&self.ctx, None).await?;
+        tracing::info!(%generation, "new load: tables refreshed");
+        seen.generation = generation;
+        Ok(true)
+    }
+}

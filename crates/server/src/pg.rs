@@ -1,0 +1,611 @@
+//! The PostgreSQL wire protocol (`citybooks serve`, port 5439) over the warehouse's
+//! DataFusion session, for psql, drivers and BI tools.
+//!
+//! `datafusion-postgres` answers the protocol and emulates `pg_catalog`; citybooks
+//! wraps it with what a shared warehouse needs and the crate's default handlers lack:
+//! - SCRAM-SHA-256 password authentication against [`SqlUsers`];
+//! - TLS that fails closed: a certificate that cannot be loaded stops the server
+//!   ([`tls_acceptor`]), and `tls_required` refuses clients that do not use it;
+//! - a read-only gate ([`ReadOnlyGate`]) in front of the engine: queries, `SHOW`,
+//!   `EXPLAIN`, transactions, cursors and `SET` of client settings pass; DDL, DML,
+//!   `COPY` and `SET` of engine settings are refused (SQLSTATE 25006);
+//! - a statement timeout and cancel (psql's Ctrl-C) that also cover the streaming of
+//!   the result, where DataFusion does most of its work (SQLSTATE 57014);
+//! - new loads visible to the next statement without a restart ([`Live`]).
+
+use std::fmt::Debug;
+use std::future::Future;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use datafusion::common::ParamValues;
+use datafusion::logical_expr::LogicalPlan;
+use datafusion::prelude::SessionContext;
+use datafusion::sql::sqlparser::ast::{Set, Statement};
+use datafusion_postgres::hooks::cursor::CursorStatementHook;
+use datafusion_postgres::hooks::set_show::SetShowHook;
+use datafusion_postgres::hooks::transactions::TransactionStatementHook;
+use datafusion_postgres::hooks::HookClient;
+use datafusion_postgres::{DfSessionService, Parser, QueryHook};
+use futures::{Sink, Stream, StreamExt};
+use pgwire::api::auth::sasl::scram::ScramAuth;
+use pgwire::api::auth::sasl::SASLAuthStartupHandler;
+use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, StartupHandler};
+use pgwire::api::cancel::CancelHandler;
+use pgwire::api::portal::Portal;
+use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
+use pgwire::api::results::{QueryResponse, Response};
+use pgwire::api::store::PortalStore;
+use pgwire::api::{
+    ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, METADATA_USER,
+};
+use pgwire::error::{ErrorInfo, PgWireError, PgWireResult};
+use pgwire::messages::cancel::CancelRequest;
+use pgwire::messages::data::DataRow;
+use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
+use pgwire::tokio::process_socket;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tokio_rustls::rustls;
+use tokio_rustls::TlsAcceptor;
+use tokio_util::sync::CancellationToken;
+
+use crate::live::Live;
+use crate::metrics::Metrics;
+use crate::sqlusers::{SqlUsers, ITERATIONS};
+
+/// Settings of the PostgreSQL server.
+#[derive(Debug, Clone)]
+pub struct PgOptions {
+    /// Longest a statement may run.
+    pub statement_timeout: Duration,
+    /// Most connections at once.
+    pub max_connections: usize,
+    /// Refuse clients that do not use TLS.
+    pub tls_required: bool,
+}
+
+/// A problem that stops the PostgreSQL server from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum PgServerError {
+    #[error("TLS: {path}: {message}")]
+    Tls { path: String, message: String },
+    #[error(
+        "TLS: tls_required is set but no certificate is configured ([sql] tls_cert and tls_key)"
+    )]
+    TlsRequiredWithoutCertificate,
+}
+
+/// Loads a TLS certificate chain and its private key (PEM). Any problem is an error:
+/// the server never falls back to plain text because a certificate is bad.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, PgServerError> {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let tls_err = |path: &Path, message: String| PgServerError::Tls {
+        path: path.display().to_string(),
+        message,
+    };
+    let read = |path: &Path| std::fs::read(path).map_err(|e| tls_err(path, e.to_string()));
+    let cert_pem = read(cert)?;
+    let certs = rustls_pemfile::certs(&mut cert_pem.as_slice())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| tls_err(cert, format!("not a PEM certificate chain: {e}")))?;
+    if certs.is_empty() {
+        return Err(tls_err(cert, "no certificate in the file".into()));
+    }
+    let key_pem = read(key)?;
+    let private_key = rustls_pemfile::private_key(&mut key_pem.as_slice())
+        .map_err(|e| tls_err(key, format!("not a PEM private key: {e}")))?
+        .ok_or_else(|| tls_err(key, "no private key in the file".into()))?;
+    let config = rustls::ServerConfig::builder()
+        .with_no_client_auth()
+        .with_single_cert(certs, private_key)
+        .map_err(|e| {
+            tls_err(
+                cert,
+                format!("certificate and key do not work together: {e}"),
+            )
+        })?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The PostgreSQL server: shared state of every connection.
+pub struct PgServer {
+    shared: Arc<Shared>,
+    tls: Option<TlsAcceptor>,
+    max_connections: usize,
+}
+
+struct Shared {
+    /// Itself, for the guards that clean up after a connection.
+    this: Weak<Shared>,
+    live: Arc<Live>,
+    service: DfSessionService,
+    users: Arc<SqlUsers>,
+    manager: Arc<ConnectionManager>,
+    /// The running statement of each connection (by backend pid): its secret key and
+    /// the token a cancel request fires.
+    running: Mutex<std::collections::HashMap<i32, (Bytes, CancellationToken)>>,
+    options: PgOptions,
+    metrics: Arc<Metrics>,
+}
+
+impl PgServer {
+    /// A server over `live`, authenticating against `users`. With `tls`, clients may
+    /// (or with `tls_required` must) use TLS.
+    pub fn new(
+        live: Arc<Live>,
+        users: SqlUsers,
+        tls: Option<TlsAcceptor>,
+        options: PgOptions,
+        metrics: Arc<Metrics>,
+    ) -> Result<PgServer, PgServerError> {
+        if options.tls_required && tls.is_none() {
+            return Err(PgServerError::TlsRequiredWithoutCertificate);
+        }
+        let hooks: Vec<Arc<dyn QueryHook>> = vec![
+            Arc::new(ReadOnlyGate),
+            Arc::new(CursorStatementHook),
+            Arc::new(SetShowHook),
+            Arc::new(TransactionStatementHook),
+        ];
+        let service = DfSessionService::new_with_hooks(live.session(), hooks);
+        Ok(PgServer {
+            max_connections: options.max_connections.max(1),
+            shared: Arc::new_cyclic(|this| Shared {
+                this: this.clone(),
+                live,
+                service,
+                users: Arc::new(users),
+                manager: Arc::new(ConnectionManager::new()),
+                running: Mutex::new(Default::default()),
+                options,
+                metrics,
+            }),
+            tls,
+        })
+    }
+
+    /// Accepts connections on `listener` until `shutdown` completes.
+    pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
+        let limiter = Arc::new(Semaphore::new(self.max_connections));
+        tokio::pin!(shutdown);
+        loop {
+            let (socket, addr) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("SQL: accept failed: {e}");
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let Ok(permit) = limiter.clone().try_acquire_owned() else {
+                tracing::warn!(%addr, "SQL: connection refused: max_connections ({}) reached", self.max_connections);
+                continue;
+            };
+            let handlers = Arc::new(Connection::new(self.shared.clone()));
+            let tls = self.tls.clone();
+            tokio::spawn(async move {
+                if let Err(e) = process_socket(socket, tls, handlers).await {
+                    tracing::debug!(%addr, "SQL connection ended: {e}");
+                }
+                drop(permit);
+            });
+        }
+    }
+}
+
+/// The handlers of one connection: its own SCRAM state machine, the shared rest.
+struct Connection {
+    shared: Arc<Shared>,
+    startup: Arc<Startup>,
+}
+
+impl Connection {
+    fn new(shared: Arc<Shared>) -> Connection {
+        let mut parameters = DefaultServerParameterProvider::default();
+        parameters.default_transaction_read_only = true;
+        parameters.is_superuser = false;
+        parameters.search_path = "report".into();
+        let mut scram = ScramAuth::new(shared.users.clone() as Arc<dyn AuthSource>);
+        scram.set_iterations(ITERATIONS);
+        let sasl = SASLAuthStartupHandler::new(Arc::new(parameters))
+            .with_scram(scram)
+            .with_connection_manager(shared.manager.clone());
+        Connection {
+            startup: Arc::new(Startup {
+                shared: shared.clone(),
+                sasl,
+            }),
+            shared,
+        }
+    }
+}
+
+impl PgWireServerHandlers for Connection {
+    fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
+        self.shared.clone()
+    }
+
+    fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
+        self.shared.clone()
+    }
+
+    fn startup_handler(&self) -> Arc<impl StartupHandler> {
+        self.startup.clone()
+    }
+
+    fn cancel_handler(&self) -> Arc<impl CancelHandler> {
+        self.shared.clone()
+    }
+}
+
+struct Startup {
+    shared: Arc<Shared>,
+    sasl: SASLAuthStartupHandler<DefaultServerParameterProvider>,
+}
+
+#[async_trait]
+impl StartupHandler for Startup {
+    async fn on_startup<C>(
+        &self,
+        client: &mut C,
+        message: PgWireFrontendMessage,
+    ) -> PgWireResult<()>
+    where
+        C: ClientInfo + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        if matches!(message, PgWireFrontendMessage::Startup(_))
+            && self.shared.options.tls_required
+            && !client.is_secure()
+        {
+            return Err(user_error(
+                "FATAL",
+                "28000",
+                "citybooks accepts only TLS connections here: connect with sslmode=require".into(),
+            ));
+        }
+        let result = self.sasl.on_startup(client, message).await;
+        match result {
+            // pgwire's SCRAM check does not know the user's name; PostgreSQL says it.
+            Err(PgWireError::InvalidPassword(name)) => {
+                let user = match name.is_empty() {
+                    true => client
+                        .metadata()
+                        .get(METADATA_USER)
+                        .cloned()
+                        .unwrap_or_default(),
+                    false => name,
+                };
+                tracing::warn!(client = %client.socket_addr(), %user, "SQL login failed: wrong password or no such user");
+                self.shared
+                    .metrics
+                    .inc("citybooks_sql_login_failures_total", &[]);
+                Err(PgWireError::InvalidPassword(user))
+            }
+            Err(e) => {
+                tracing::warn!(client = %client.socket_addr(), "SQL login failed: {e}");
+                self.shared
+                    .metrics
+                    .inc("citybooks_sql_login_failures_total", &[]);
+                Err(e)
+            }
+            ok => ok,
+        }
+    }
+}
+
+fn user_error(severity: &str, code: &str, message: String) -> PgWireError {
+    PgWireError::UserError(Box::new(ErrorInfo::new(
+        severity.to_string(),
+        code.to_string(),
+        message,
+    )))
+}
+
+/// What stops a running statement: a cancel request or the timeout.
+type Stop = Pin<Box<dyn Future<Output = PgWireError> + Send>>;
+
+fn stop(token: CancellationToken, timeout: Duration) -> Stop {
+    Box::pin(async move {
+        tokio::select! {
+            () = token.cancelled() => user_error("ERROR", "57014", "canceling statement due to user request".into()),
+            () = tokio::time::sleep(timeout) => user_error(
+                "ERROR",
+                "57014",
+                format!("canceling statement due to statement timeout ({} ms)", timeout.as_millis()),
+            ),
+        }
+    })
+}
+
+/// Ends `rows` with the stop's error as soon as it fires.
+fn guarded(mut response: QueryResponse, mut stop: Stop) -> QueryResponse {
+    let rows = std::mem::replace(&mut response.data_rows, Box::pin(futures::stream::empty()));
+    let guarded = futures::stream::unfold(
+        Some((rows, stop_placeholder(&mut stop))),
+        |state| async move {
+            let (mut rows, mut stop) = state?;
+            tokio::select! {
+                item = rows.next() => item.map(|item| (item, Some((rows, stop)))),
+                err = &mut stop => Some((Err(err), None)),
+            }
+        },
+    );
+    response.data_rows =
+        Box::pin(guarded) as Pin<Box<dyn Stream<Item = PgWireResult<DataRow>> + Send>>;
+    response
+}
+
+fn stop_placeholder(stop: &mut Stop) -> Stop {
+    std::mem::replace(stop, Box::pin(std::future::pending()))
+}
+
+/// Removes a connection's entry of [`Shared::running`] when the connection ends.
+struct RunningGuard {
+    pid: i32,
+    shared: Weak<Shared>,
+}
+
+impl Drop for RunningGuard {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.upgrade() {
+            if let Ok(mut running) = shared.running.lock() {
+                running.remove(&self.pid);
+            }
+        }
+    }
+}
+
+impl Shared {
+    /// Starts a statement: picks up new loads, registers a cancel token, and returns
+    /// the statement's stop signal and timeout.
+    async fn begin<C: ClientInfo>(
+        &self,
+        client: &C,
+    ) -> PgWireResult<(CancellationToken, Duration)> {
+        self.live.context().await.map_err(|e| {
+            user_error(
+                "ERROR",
+                "58000",
+                format!("the warehouse cannot be read: {e}"),
+            )
+        })?;
+        let (pid, secret) = client.pid_and_secret_key();
+        let token = CancellationToken::new();
+        self.running
+            .lock()
+            .expect("running statements")
+            .insert(pid, (secret.to_bytes(), token.clone()));
+        let weak = self.this.clone();
+        client
+            .session_extensions()
+            .get_or_insert_with(move || RunningGuard { pid, shared: weak });
+        // A client may ask for less time with SET statement_timeout, never for more.
+        let asked = client
+            .metadata()
+            .get("statement_timeout_ms")
+            .and_then(|ms| ms.parse::<u64>().ok())
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis);
+        let timeout = asked.map_or(self.options.statement_timeout, |t| {
+            t.min(self.options.statement_timeout)
+        });
+        self.metrics.inc("citybooks_sql_statements_total", &[]);
+        Ok((token, timeout))
+    }
+}
+
+#[async_trait]
+impl SimpleQueryHandler for Shared {
+    async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (token, timeout) = self.begin(client).await?;
+        let mut stopper = stop(token.clone(), timeout);
+        let responses = tokio::select! {
+            r = SimpleQueryHandler::do_query(&self.service, client, query) => r,
+            e = &mut stopper => Err(e),
+        };
+        let responses = responses.inspect_err(|e| self.count_error(e))?;
+        Ok(responses
+            .into_iter()
+            .map(|r| match r {
+                Response::Query(q) => Response::Query(guarded(q, stop(token.clone(), timeout))),
+                other => other,
+            })
+            .collect())
+    }
+}
+
+#[async_trait]
+impl ExtendedQueryHandler for Shared {
+    type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
+    type QueryParser = Parser;
+
+    fn query_parser(&self) -> Arc<Self::QueryParser> {
+        self.service.query_parser()
+    }
+
+    async fn do_query<C>(
+        &self,
+        client: &mut C,
+        portal: &Portal<Self::Statement>,
+        max_rows: usize,
+    ) -> PgWireResult<Response>
+    where
+        C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
+        C::PortalStore: PortalStore<Statement = Self::Statement>,
+        C::Error: Debug,
+        PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
+    {
+        let (token, timeout) = self.begin(client).await?;
+        let mut stopper = stop(token.clone(), timeout);
+        let response = tokio::select! {
+            r = ExtendedQueryHandler::do_query(&self.service, client, portal, max_rows) => r,
+            e = &mut stopper => Err(e),
+        };
+        let response = response.inspect_err(|e| self.count_error(e))?;
+        Ok(match response {
+            Response::Query(q) => Response::Query(guarded(q, stopper)),
+            other => other,
+        })
+    }
+}
+
+#[async_trait]
+impl CancelHandler for Shared {
+    async fn on_cancel_request(&self, request: CancelRequest) {
+        // pgwire's own cancel covers planning; the token also covers streaming.
+        self.manager.cancel(request.pid, &request.secret_key).await;
+        let running = self.running.lock().expect("running statements");
+        if let Some((secret, token)) = running.get(&request.pid) {
+            if *secret == request.secret_key.to_bytes() {
+                tracing::info!(pid = request.pid, "SQL: statement cancelled by the client");
+                token.cancel();
+            }
+        }
+    }
+}
+
+impl Shared {
+    fn count_error(&self, e: &PgWireError) {
+        tracing::debug!("SQL statement failed: {e}");
+        self.metrics.inc("citybooks_sql_errors_total", &[]);
+    }
+}
+
+/// The read-only gate: refuses statements that would change anything, before
+/// datafusion-postgres' own hooks and the engine see them.
+pub struct ReadOnlyGate;
+
+/// `SET` variables a client may change: they only affect how this connection's
+/// results are formatted or named.
+const CLIENT_SETTINGS: &[&str] = &[
+    "statement_timeout",
+    "datestyle",
+    "bytea_output",
+    "intervalstyle",
+    "application_name",
+    "extra_float_digits",
+    "search_path",
+    "client_encoding",
+    "client_min_messages",
+    "standard_conforming_strings",
+    "timezone",
+    "time zone",
+    "lc_messages",
+];
+
+impl ReadOnlyGate {
+    async fn check(
+        statement: &Statement,
+        ctx: &SessionContext,
+    ) -> PgWireResult<Option<LogicalPlan>> {
+        match statement {
+            Statement::Set(set) => {
+                let allowed = match set {
+                    Set::SingleAssignment { variable, .. } => CLIENT_SETTINGS
+                        .contains(&variable.to_string().to_ascii_lowercase().as_str()),
+                    Set::SetTimeZone { .. }
+                    | Set::SetNames { .. }
+                    | Set::SetNamesDefault { .. } => true,
+                    _ => false,
+                };
+                if allowed {
+                    Ok(None)
+                } else {
+                    Err(read_only(format!(
+                        "`{statement}` would change the engine's settings; a client may only set {}",
+                        CLIENT_SETTINGS.join(", ")
+                    )))
+                }
+            }
+            Statement::ShowVariable { .. }
+            | Statement::ShowVariables { .. }
+            | Statement::ShowTables { .. }
+            | Statement::ShowColumns { .. }
+            | Statement::ShowSchemas { .. }
+            | Statement::ShowCatalogs { .. }
+            | Statement::ShowFunctions { .. }
+            | Statement::StartTransaction { .. }
+            | Statement::Commit { .. }
+            | Statement::Rollback { .. }
+            | Statement::Declare { .. }
+            | Statement::Fetch { .. }
+            | Statement::Close { .. } => Ok(None),
+            _ => {
+                // Plan it exactly as datafusion-postgres will run it (its SQL text,
+                // through DataFusion's own parser, which also knows COPY ... TO). A
+                // statement that cannot be planned here cannot run there either: the
+                // engine reports its own error.
+                let Ok(plan) = ctx
+                    .state()
+                    .create_logical_plan(&statement.to_string())
+                    .await
+                else {
+                    return Ok(None);
+                };
+                citybooks_query::verify_read_only(&plan).map_err(|e| read_only(e.to_string()))?;
+                Ok(Some(plan))
+            }
+        }
+    }
+}
+
+fn read_only(message: String) -> PgWireError {
+    let message = if message.starts_with("citybooks is read-only") {
+        message
+    } else {
+        format!("citybooks is read-only: {message}")
+    };
+    user_error("ERROR", "25006", message)
+}
+
+#[async_trait]
+impl QueryHook for ReadOnlyGate {
+    async fn handle_simple_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        ReadOnlyGate::check(statement, ctx).await.err().map(Err)
+    }
+
+    async fn handle_extended_parse_query(
+        &self,
+        statement: &Statement,
+        ctx: &SessionContext,
+        _client: &(dyn ClientInfo + Send + Sync),
+    ) -> Option<PgWireResult<LogicalPlan>> {
+        match ReadOnlyGate::check(statement, ctx).await {
+            Err(e) => Some(Err(e)),
+            // Statements for later hooks (SET, SHOW, ...) are planned by them.
+            Ok(None) => None,
+            Ok(Some(plan)) => Some(Ok(plan)),
+        }
+    }
+
+    async fn handle_extended_query(
+        &self,
+        _statement: &Statement,
+        _plan: &LogicalPlan,
+        _params: &ParamValues,
+        _ctx: &SessionContext,
+        _client: &mut dyn HookClient,
+    ) -> Option<PgWireResult<Response>> {
+        None
+    }
+}

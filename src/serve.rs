@@ -1,0 +1,322 @@
+//! `citybooks serve` (and the serving part of `citybooks demo`): the SFTP drop-box,
+//! the PostgreSQL wire protocol and the HTTP API with the dashboard, around one
+//! warehouse, with one shutdown. Wiring only: the servers live in crates/sftp and
+//! crates/server.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use citybooks_server::{tls_acceptor, HttpOptions, Live, Metrics, PgOptions, PgServer, SqlUsers};
+use citybooks_sftp::{guard, server, HostKeys, Users};
+use citybooks_store::Project;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::{warehouse, HOST_KEYS_DIR, USERS_DIR};
+
+/// Folder of a project holding the SQL users' SCRAM verifiers.
+const SQL_USERS_DIR: &str = "sql-users";
+
+/// Ports given on the command line (None: the config's). 0 picks a free port.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct Ports {
+    /// TCP port of the SFTP drop-box (default: [sftp] port, 2222).
+    #[arg(long)]
+    pub sftp_port: Option<u16>,
+    /// TCP port of the PostgreSQL wire protocol (default: [sql] port, 5439).
+    #[arg(long)]
+    pub sql_port: Option<u16>,
+    /// TCP port of the HTTP API and web dashboard (default: [http] port, 8080).
+    #[arg(long)]
+    pub http_port: Option<u16>,
+}
+
+/// The project's SQL users.
+pub fn sql_users(project: &Project) -> SqlUsers {
+    SqlUsers::new(project.dir.join(SQL_USERS_DIR))
+}
+
+/// A password of 20 letters and digits.
+pub fn random_password() -> String {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    (0..20)
+        .map(|_| ALPHABET[rand::random_range(0..ALPHABET.len())] as char)
+        .collect()
+}
+
+async fn bind(listen: &str, port: u16, what: &str) -> Result<TcpListener> {
+    TcpListener::bind((listen, port)).await.with_context(|| {
+        format!("{what}: cannot listen on {listen}:{port} (in use? choose another port in citybooks.toml or on the command line)")
+    })
+}
+
+/// The SQL login `citybooks demo` made, printed as a ready psql command line.
+pub struct DemoLogin {
+    pub user: &'static str,
+    pub password: String,
+}
+
+/// Serves until Ctrl-C / SIGTERM. The demo (`demo` is Some) listens on 127.0.0.1
+/// whatever the config says.
+pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) -> Result<()> {
+    let local_only = demo.is_some();
+    let cfg = &project.config;
+    let listen = |configured: &str| {
+        if local_only {
+            "127.0.0.1".to_string()
+        } else {
+            configured.to_string()
+        }
+    };
+    // Bind everything first: a port in use stops the server before any part starts.
+    let sftp = match cfg.sftp.enabled {
+        true => Some(
+            bind(
+                &listen(&cfg.sftp.listen),
+                ports.sftp_port.unwrap_or(cfg.sftp.port),
+                "SFTP",
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    let sql = match cfg.sql.enabled {
+        true => Some(
+            bind(
+                &listen(&cfg.sql.listen),
+                ports.sql_port.unwrap_or(cfg.sql.port),
+                "SQL",
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    let http = match cfg.http.enabled {
+        true => Some(
+            bind(
+                &listen(&cfg.http.listen),
+                ports.http_port.unwrap_or(cfg.http.port),
+                "HTTP",
+            )
+            .await?,
+        ),
+        false => None,
+    };
+    if sftp.is_none() && sql.is_none() && http.is_none() {
+        bail!("nothing to serve: [sftp], [sql] and [http] are all disabled (enabled = false) in citybooks.toml");
+    }
+    let wh = warehouse(project)?;
+    let metrics = Arc::new(Metrics::default());
+    let shutdown = CancellationToken::new();
+    let mut tasks: Vec<JoinHandle<Result<()>>> = Vec::new();
+
+    if let Some(listener) = sftp {
+        tasks.push(sftp_server(project, &wh, listener, metrics.clone(), shutdown.clone()).await?);
+    }
+    let live = match sql.is_some() || http.is_some() {
+        true => Some(Live::open(wh.clone()).await?),
+        false => None,
+    };
+    if let (Some(listener), Some(live)) = (sql, &live) {
+        let tls = match (cfg.sql.tls_cert.is_empty(), cfg.sql.tls_key.is_empty()) {
+            (true, true) => None,
+            (false, false) => Some(tls_acceptor(
+                &project.dir.join(&cfg.sql.tls_cert),
+                &project.dir.join(&cfg.sql.tls_key),
+            )?),
+            _ => bail!("[sql] TLS needs both tls_cert and tls_key (or neither)"),
+        };
+        let tls_note = if tls.is_some() { ", TLS" } else { "" };
+        let server = PgServer::new(
+            live.clone(),
+            sql_users(project),
+            tls,
+            PgOptions {
+                statement_timeout: Duration::from_secs(cfg.sql.statement_timeout_secs.max(1)),
+                max_connections: cfg.sql.max_connections,
+                tls_required: cfg.sql.tls_required,
+            },
+            metrics.clone(),
+        )?;
+        let addr = listener.local_addr()?;
+        println!("citybooks SQL (PostgreSQL protocol{tls_note}) listening on {addr}");
+        match &demo {
+            Some(login) => println!(
+                "  psql: PGPASSWORD={} psql -h {} -p {} -U {} -d citybooks",
+                login.password,
+                shown_host(addr),
+                addr.port(),
+                login.user
+            ),
+            None => println!(
+                "  connect with: psql -h {} -p {} -U USER -d citybooks   (users: citybooks sql-user add USER)",
+                shown_host(addr),
+                addr.port()
+            ),
+        }
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            server.serve(listener, stop.cancelled_owned()).await;
+            Ok(())
+        }));
+    }
+    if let (Some(listener), Some(live)) = (http, &live) {
+        let options = HttpOptions {
+            token: (!cfg.http.token.is_empty()).then(|| cfg.http.token.clone()),
+            row_limit: cfg.http.row_limit.max(1),
+            timeout: Duration::from_secs(cfg.http.timeout_secs.max(1)),
+            assets_dir: (!cfg.http.assets_dir.is_empty())
+                .then(|| project.dir.join(&cfg.http.assets_dir)),
+        };
+        let router = citybooks_server::router(live.clone(), metrics.clone(), options);
+        let addr = listener.local_addr()?;
+        println!("citybooks HTTP API and dashboard listening on {addr}");
+        println!("  dashboard: http://{}:{}/", shown_host(addr), addr.port());
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(stop.cancelled_owned())
+                .await
+                .context("HTTP server")
+        }));
+    }
+    println!("ready (Ctrl-C stops)");
+
+    shutdown_signal().await;
+    shutdown.cancel();
+    for task in tasks {
+        task.await.context("a server task panicked")??;
+    }
+    println!("stopped");
+    Ok(())
+}
+
+/// Where a person on this machine reaches an address.
+fn shown_host(addr: std::net::SocketAddr) -> String {
+    if addr.ip().is_unspecified() {
+        "127.0.0.1".to_string()
+    } else {
+        addr.ip().to_string()
+    }
+}
+
+/// Starts the SFTP drop-box and its after-upload loader; the task ends after the
+/// shutdown's grace period.
+async fn sftp_server(
+    project: &Project,
+    wh: &citybooks_warehouse::Warehouse,
+    listener: TcpListener,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<Result<()>>> {
+    let cfg = project.config.sftp.clone();
+    let host_keys = HostKeys::ensure(&project.dir.join(HOST_KEYS_DIR))?;
+    let addr = listener.local_addr()?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<server::Uploaded>();
+    let dropbox = Arc::new(server::DropBox {
+        users: Users::new(&project.dir.join(USERS_DIR)),
+        store: wh.store().clone(),
+        uploads: tx,
+        audit: guard::Audit::open(&project.dir.join(&cfg.audit_log))
+            .with_context(|| format!("opening the audit log {}", cfg.audit_log))?,
+        throttle: guard::Throttle::new(cfg.max_auth_failures, Duration::from_secs(cfg.ban_secs)),
+        limits: server::Limits {
+            max_file_bytes: cfg.max_file_mib << 20,
+            quota_bytes: cfg.quota_mib << 20,
+            max_sessions_per_user: cfg.max_sessions_per_user,
+        },
+        sessions: Default::default(),
+    });
+    println!("citybooks SFTP drop-box listening on {addr}");
+    for fp in host_keys.fingerprints() {
+        println!("  host key {fp}");
+    }
+    println!(
+        "  upload with: sftp -P {} -i KEY USER@HOST   then   put data/*.csv",
+        addr.port()
+    );
+    // The after-upload queue: one load at a time, in arrival order.
+    let loader = wh.clone();
+    let worker = tokio::spawn(async move {
+        while let Some(up) = rx.recv().await {
+            metrics.inc("citybooks_uploads_total", &[]);
+            let report = loader.load_object(&up.path, false, false).await;
+            let json = match &report {
+                Ok(r) => serde_json::to_string_pretty(r),
+                Err(e) => serde_json::to_string_pretty(
+                    &serde_json::json!({"status": "failed", "error": e.to_string()}),
+                ),
+            }
+            .unwrap_or_default();
+            match &report {
+                Ok(r) => {
+                    let status = format!("{:?}", r.status).to_lowercase();
+                    metrics.inc("citybooks_loads_total", &[("status", &status)]);
+                    println!(
+                        "load {}: {status} {} ({} rows loaded, {} quarantined)",
+                        r.load_id, up.path, r.rows_loaded, r.rows_quarantined
+                    );
+                }
+                Err(e) => {
+                    metrics.inc("citybooks_loads_total", &[("status", "failed")]);
+                    println!("load of {} failed: {e}", up.path);
+                }
+            }
+            let rel = format!("{}.load.json", up.path);
+            if let Err(e) = loader
+                .store()
+                .put_stream(&rel, json.as_bytes(), |_| {})
+                .await
+            {
+                eprintln!("citybooks: cannot write {rel}: {e}");
+            }
+        }
+    });
+    let config = server::ssh_config(&host_keys, Duration::from_secs(cfg.idle_timeout_secs));
+    Ok(tokio::spawn(async move {
+        server::serve(
+            listener,
+            config,
+            dropbox.clone(),
+            shutdown.cancelled_owned(),
+        )
+        .await?;
+        // No new connections from here on; open sessions get the grace period to finish
+        // their uploads. Uploads still open after it are discarded, never half-published.
+        let grace = Duration::from_secs(cfg.shutdown_grace_secs);
+        let deadline = Instant::now() + grace;
+        let open = dropbox.open_sessions();
+        if open > 0 {
+            println!(
+                "shutting down: waiting up to {}s for {open} open session(s)",
+                grace.as_secs()
+            );
+        }
+        while dropbox.open_sessions() > 0 && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Let the loads of finished uploads end, and aborted uploads clean up.
+        drop(dropbox);
+        let _ = tokio::time::timeout(grace, worker).await;
+        Ok(())
+    }))
+}
+
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
+}

@@ -1,0 +1,87 @@
+// citybooks dashboard: the entry module. Owns the URL (every view's state lives in the
+// query string) and switches between the three views.
+//
+//   ?view=overview
+//   ?view=explore&year=2025|mode=trend&side=Spending|Revenue[&related=include]&h=organization|type|fund[&path=..]*
+//   ?view=sql&sql=<query text>
+
+import { changeToken } from './api.js';
+import { resizeCharts } from './charts.js';
+import { createOverview } from './overview.js';
+import { createExplore } from './explore.js';
+import { createSqlConsole } from './sqlconsole.js';
+
+const VIEWS = ['overview', 'explore', 'sql'];
+
+/** The query string for a view and its parameters (arrays repeat the key). */
+function search(view, params) {
+  const q = new URLSearchParams();
+  q.append('view', view);
+  for (const [k, v] of Object.entries(params || {})) {
+    if (v === undefined || v === null) continue;
+    for (const x of Array.isArray(v) ? v : [v]) q.append(k, String(x));
+  }
+  return '?' + q.toString();
+}
+
+/** A link that opens `sql` in the SQL console. */
+const sqlLink = (sql) => search('sql', { sql });
+
+/**
+ * Changes the URL to `view` with `params`: a new history entry unless `replace`; then
+ * shows it unless `silent` (the caller already shows that state).
+ */
+function navigate(view, params, { replace = false, silent = false } = {}) {
+  const target = search(view, params);
+  if (target !== location.search) {
+    history[replace ? 'replaceState' : 'pushState'](null, '', target);
+  }
+  if (!silent) route();
+}
+
+const views = {
+  overview: createOverview({ sqlLink }),
+  explore: createExplore({ navigate, sqlLink }),
+  sql: createSqlConsole({ navigate }),
+};
+
+/** Shows the view the URL names, with the URL's state. */
+function route() {
+  const params = new URLSearchParams(location.search);
+  const view = VIEWS.includes(params.get('view')) ? params.get('view') : 'overview';
+  for (const v of VIEWS) {
+    const section = document.getElementById(`view-${v}`);
+    section.hidden = v !== view;
+    const tab = document.querySelector(`.tab[data-view="${v}"]`);
+    tab.setAttribute('aria-selected', String(v === view));
+    tab.classList.toggle('active', v === view);
+  }
+  document.title = `citybooks · ${{ overview: 'Overview', explore: 'Explore', sql: 'SQL' }[view]}`;
+  views[view].apply(params);
+  // Charts drawn while their view was hidden need their real size now.
+  requestAnimationFrame(() => resizeCharts(document.getElementById(`view-${view}`)));
+}
+
+// Tabs return to the state each view had when it was left.
+for (const tab of document.querySelectorAll('.tab')) {
+  tab.addEventListener('click', () => {
+    const v = tab.dataset.view;
+    navigate(v, views[v].params() || {});
+  });
+}
+
+// In-page links (href="?view=..."): follow them without reloading; modified clicks
+// (new tab / window) keep the browser's behaviour.
+document.addEventListener('click', (e) => {
+  const a = e.target.closest('a[href]');
+  if (!a || e.defaultPrevented || e.button !== 0 || e.metaKey || e.ctrlKey || e.shiftKey || e.altKey) return;
+  const href = a.getAttribute('href');
+  if (!href.startsWith('?') && href !== '/') return;
+  e.preventDefault();
+  history.pushState(null, '', href === '/' ? search('overview', {}) : href);
+  route();
+});
+
+document.getElementById('token-button').addEventListener('click', changeToken);
+window.addEventListener('popstate', route);
+route();
