@@ -550,7 +550,7 @@ fn status_demo_and_destroy() {
     let tmp = tempfile::tempdir().unwrap();
     let out = std::process::Command::new(BIN)
         .current_dir(tmp.path())
-        .arg("demo")
+        .args(["demo", "--no-serve"])
         .output()
         .unwrap();
     assert!(

@@ -5,51 +5,18 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
 
-struct Server {
-    child: Child,
-    port: u16,
+fn start(p: &Project) -> Served {
+    p.serve(&[])
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn start(p: &Project) -> Server {
-    start_with(p, &[])
-}
-
-fn start_with(p: &Project, env: &[(&str, &str)]) -> Server {
-    let mut child = p
-        .cmd()
-        .env("CITYBOOKS_SFTP_LISTEN", "127.0.0.1")
-        .envs(env.iter().copied())
-        .args(["serve", "--sftp-port", "0"])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let first = lines.next().unwrap().unwrap();
-    let port: u16 = first
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .trim()
-        .parse()
-        .unwrap_or_else(|_| panic!("{first}"));
-    // Keep draining the server's output so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
-    Server { child, port }
+fn start_with(p: &Project, env: &[(&str, &str)]) -> Served {
+    p.serve(env)
 }
 
 /// Starts `sftp -b` putting `file` from `work` and returns once the server has opened
@@ -207,7 +174,7 @@ fn original_routine(p: &Project, raw: &Path) {
 
     // The original routine.
     let out = sftp(
-        server.port,
+        server.sftp,
         &rsa,
         "alice",
         &work,
@@ -237,7 +204,7 @@ fn original_routine(p: &Project, raw: &Path) {
     let report = wait_for(&raw.join("alice/ledger.csv.load.json"), &["loaded"]);
     assert!(report.contains("\"rows_loaded\": 2186"), "{report}");
     let out = sftp(
-        server.port,
+        server.sftp,
         &rsa,
         "alice",
         &work,
@@ -259,7 +226,7 @@ fn original_routine(p: &Project, raw: &Path) {
         .starts_with("raw/alice/"));
 
     // Bob sees only his own home; escapes are refused.
-    let out = sftp(server.port, &ed, "bob", &work, "ls -la\n", &[]);
+    let out = sftp(server.sftp, &ed, "bob", &work, "ls -la\n", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success() && !stdout.contains("ledger.csv"),
@@ -271,7 +238,7 @@ fn original_routine(p: &Project, raw: &Path) {
         "ls ../alice",
         "put data/ledger.csv ../alice/x.csv",
     ] {
-        let out = sftp(server.port, &ed, "bob", &work, &format!("{escape}\n"), &[]);
+        let out = sftp(server.sftp, &ed, "bob", &work, &format!("{escape}\n"), &[]);
         assert!(!out.status.success(), "{escape} must fail");
     }
     assert!(!raw.join("alice/x.csv").exists());
@@ -310,23 +277,23 @@ fn wrong_keys_unknown_users_and_passwords_are_refused() {
         ],
     );
     let cwd = p.tmp.path();
-    assert!(sftp(server.port, &alice, "alice", cwd, "ls\n", &[])
+    assert!(sftp(server.sftp, &alice, "alice", cwd, "ls\n", &[])
         .status
         .success());
     assert!(
-        !sftp(server.port, &mallory, "alice", cwd, "ls\n", &[])
+        !sftp(server.sftp, &mallory, "alice", cwd, "ls\n", &[])
             .status
             .success(),
         "wrong key"
     );
     assert!(
-        !sftp(server.port, &alice, "nobody", cwd, "ls\n", &[])
+        !sftp(server.sftp, &alice, "nobody", cwd, "ls\n", &[])
             .status
             .success(),
         "unknown user"
     );
     let pw = sftp(
-        server.port,
+        server.sftp,
         &alice,
         "alice",
         cwd,
@@ -349,13 +316,13 @@ fn wrong_keys_unknown_users_and_passwords_are_refused() {
     // Two failures (wrong key, unknown user) banned the address: even the right key
     // is refused until the ban ends.
     assert!(
-        !sftp(server.port, &alice, "alice", cwd, "ls\n", &[])
+        !sftp(server.sftp, &alice, "alice", cwd, "ls\n", &[])
             .status
             .success(),
         "banned address"
     );
     std::thread::sleep(Duration::from_millis(2500));
-    assert!(sftp(server.port, &alice, "alice", cwd, "ls\n", &[])
+    assert!(sftp(server.sftp, &alice, "alice", cwd, "ls\n", &[])
         .status
         .success());
     // Every attempt is in the audit log.
@@ -426,7 +393,7 @@ fn twenty_clients(s3: bool) {
     let clients: Vec<_> = (0..20)
         .map(|i| {
             let (work, key) = (work.clone(), key.clone());
-            let port = server.port;
+            let port = server.sftp;
             std::thread::spawn(move || {
                 let dir = work.join(format!("c{i}"));
                 std::fs::create_dir_all(&dir).unwrap();
@@ -495,7 +462,7 @@ fn killed_upload(s3: bool) {
     }
     let mut child = upload_in_background(
         &p,
-        server.port,
+        server.sftp,
         &key,
         "killer",
         &work,
@@ -507,7 +474,7 @@ fn killed_upload(s3: bool) {
     child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(1500));
     // Nothing visible, nothing loaded; the abort is audited.
-    let out = sftp(server.port, &key, "killer", &work, "ls -la\n", &[]);
+    let out = sftp(server.sftp, &key, "killer", &work, "ls -la\n", &[]);
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
     assert!(!listing.contains("big.csv"), "{listing}");
@@ -554,7 +521,7 @@ fn paramiko_client(s3: bool) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/paramiko_client.py");
     let out = Command::new("python3")
         .arg(script)
-        .args([&server.port.to_string(), "carol"])
+        .args([&server.sftp.to_string(), "carol"])
         .arg(&key)
         .arg(sample_path())
         .output()
@@ -608,13 +575,13 @@ fn limits(s3: bool) {
     std::fs::write(work.join("big.bin"), vec![7u8; 2 << 20]).unwrap();
     std::fs::write(work.join("part.bin"), vec![8u8; 900 << 10]).unwrap();
     // Over the file limit: refused, and nothing truncated is left behind.
-    let out = sftp(server.port, &key, "dave", &work, "put big.bin\n", &[]);
+    let out = sftp(server.sftp, &key, "dave", &work, "put big.bin\n", &[]);
     assert!(!out.status.success());
     assert!(!raw.join("dave/big.bin").exists());
     // Under the file limit but over the quota on the fourth file.
     for i in 0..3 {
         let out = sftp(
-            server.port,
+            server.sftp,
             &key,
             "dave",
             &work,
@@ -628,7 +595,7 @@ fn limits(s3: bool) {
         );
     }
     let out = sftp(
-        server.port,
+        server.sftp,
         &key,
         "dave",
         &work,
@@ -639,7 +606,7 @@ fn limits(s3: bool) {
     assert!(!raw.join("dave/p3.bin").exists());
     // Replacing a file counts the new size, not both.
     let out = sftp(
-        server.port,
+        server.sftp,
         &key,
         "dave",
         &work,
@@ -652,7 +619,7 @@ fn limits(s3: bool) {
         String::from_utf8_lossy(&out.stderr)
     );
     // One session at a time: a second client is refused while the first is open.
-    let mut first = sftp_command(server.port, &key)
+    let mut first = sftp_command(server.sftp, &key)
         .current_dir(&work)
         .arg("dave@127.0.0.1")
         .stdin(Stdio::piped())
@@ -677,12 +644,12 @@ fn limits(s3: bool) {
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(300));
-    let second = sftp(server.port, &key, "dave", &work, "ls\n", &[]);
+    let second = sftp(server.sftp, &key, "dave", &work, "ls\n", &[]);
     assert!(!second.status.success(), "a second session is refused");
     drop(first.stdin.take());
     first.wait().unwrap();
     std::thread::sleep(Duration::from_millis(300));
-    assert!(sftp(server.port, &key, "dave", &work, "ls\n", &[])
+    assert!(sftp(server.sftp, &key, "dave", &work, "ls\n", &[])
         .status
         .success());
     let log = std::fs::read_to_string(&audit).unwrap();
@@ -704,7 +671,7 @@ fn sigterm_lets_an_upload_in_flight_finish_then_stops() {
     std::fs::write(&payload, vec![42u8; 300 << 20]).unwrap();
     let client = upload_in_background(
         &p,
-        server.port,
+        server.sftp,
         &key,
         "erin",
         &work,
@@ -736,7 +703,7 @@ fn an_idle_session_is_closed() {
     let p = Project::new();
     let key = add_user(&p, "idle", "idle", &["-t", "ed25519"]);
     let server = start_with(&p, &[("CITYBOOKS_SFTP_IDLE_TIMEOUT_SECS", "1")]);
-    let mut client = sftp_command(server.port, &key)
+    let mut client = sftp_command(server.sftp, &key)
         .arg("idle@127.0.0.1")
         .stdin(Stdio::piped())
         .stdout(Stdio::null())

@@ -135,6 +135,114 @@ impl Project {
 
 /// Makes an SSH key pair with OpenSSH's `ssh-keygen` in the project's temporary folder;
 /// returns the private key's path (the public key is beside it, `.pub`).
+/// A running `citybooks serve` of a test project: every part on loopback, on ports
+/// the system picked. Killed when dropped.
+pub struct Served {
+    pub child: Child,
+    pub sftp: u16,
+    pub sql: u16,
+    pub http: u16,
+    /// What the server printed before it was ready.
+    pub banner: String,
+}
+
+impl Drop for Served {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Served {
+    /// The base URL of the HTTP server.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.http)
+    }
+}
+
+/// Reads a server's banner up to its `ready` line; the port of each part from its
+/// "listening on" line.
+pub fn read_banner(child: &mut Child) -> (String, BTreeMap<&'static str, u16>) {
+    use std::io::{BufRead, BufReader};
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut banner = String::new();
+    let mut ports = BTreeMap::new();
+    loop {
+        let line = lines
+            .next()
+            .unwrap_or_else(|| panic!("the server ended before it was ready:\n{banner}"))
+            .unwrap();
+        banner.push_str(&line);
+        banner.push('\n');
+        if line.starts_with("ready") {
+            break;
+        }
+        if line.contains("listening on") {
+            let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+            for part in ["SFTP", "SQL", "HTTP"] {
+                if line.contains(part) {
+                    ports.insert(part, port);
+                }
+            }
+        }
+    }
+    // Keep draining the server's output so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines.by_ref() {});
+    (banner, ports)
+}
+
+impl Project {
+    /// Starts `citybooks serve` with `env` added to the environment.
+    pub fn serve(&self, env: &[(&str, &str)]) -> Served {
+        let mut child = self
+            .cmd()
+            .env("CITYBOOKS_SFTP_LISTEN", "127.0.0.1")
+            .env("CITYBOOKS_SQL_LISTEN", "127.0.0.1")
+            .env("CITYBOOKS_HTTP_LISTEN", "127.0.0.1")
+            .envs(env.iter().copied())
+            .args([
+                "serve",
+                "--sftp-port",
+                "0",
+                "--sql-port",
+                "0",
+                "--http-port",
+                "0",
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let (banner, ports) = read_banner(&mut child);
+        let port = |part| ports.get(part).copied().unwrap_or(0);
+        Served {
+            sftp: port("SFTP"),
+            sql: port("SQL"),
+            http: port("HTTP"),
+            banner,
+            child,
+        }
+    }
+}
+
+/// Whether a real peer a test needs is installed (`probe` succeeds). Outside CI a
+/// missing peer skips the test with a note; in CI (`CI` set) it fails it.
+pub fn have_peer(what: &str, probe: &mut Command, install: &str) -> bool {
+    let ok = probe
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !ok {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install {what} (see .ci/run)"
+        );
+        eprintln!("{what} is not installed: skipping ({install})");
+    }
+    ok
+}
+
 pub fn keygen(p: &Project, name: &str, args: &[&str]) -> PathBuf {
     let path = p.tmp.path().join(name);
     let out = Command::new("ssh-keygen")

@@ -1,0 +1,816 @@
+//! The query servers of `citybooks serve` against real clients: `psql` (the original
+//! users' query verbatim, `\dt`, `\d`), Python's psycopg and pandas, and plain HTTP.
+//! Read-only refusals, passwords, TLS, timeouts, cancel, and a load becoming visible
+//! without a restart.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::*;
+
+const USER: &str = "analyst";
+const PASSWORD: &str = "a long passphrase";
+
+/// The original users' query, verbatim from DOMAIN.md.
+const ORIGINAL: &str = "select f.revenue_or_spending, avg(t.amount) as average_amount
+from report.transaction as t
+join report.finance as f on t.finance_id = f.finance_id
+group by f.revenue_or_spending
+order by f.revenue_or_spending;";
+
+fn add_sql_user(p: &Project, name: &str, password: &str) {
+    let mut child = p
+        .cmd()
+        .args(["sql-user", "add", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A project with the sample loaded and one SQL user, served.
+fn served(env: &[(&str, &str)]) -> (Project, Served) {
+    let p = Project::new();
+    p.load(&[&sample_path()]);
+    add_sql_user(&p, USER, PASSWORD);
+    let s = p.serve(env);
+    (p, s)
+}
+
+fn have_psql() -> bool {
+    have_peer(
+        "psql",
+        Command::new("psql").arg("--version"),
+        "apt-get install postgresql-client",
+    )
+}
+
+/// `psql` without a password prompt: `password` None sends none.
+fn psql(port: u16, user: &str, password: Option<&str>, extra: &[&str]) -> Output {
+    let mut c = Command::new("psql");
+    c.env_remove("PGPASSWORD")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-w", "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args(["-p", &port.to_string(), "-U", user, "-d", "citybooks"])
+        .args(extra);
+    if let Some(pw) = password {
+        c.env("PGPASSWORD", pw);
+    }
+    c.output().unwrap()
+}
+
+fn text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+/// Sum (cents) and count of the sample's rows per revenue_or_spending.
+fn sample_by_side() -> BTreeMap<String, (i128, i128)> {
+    let (header, rows) = sample_records();
+    let (side, amount) = (col(&header, "revenue_or_spending"), col(&header, "amount"));
+    let mut by = BTreeMap::new();
+    for r in &rows {
+        let e = by.entry(r[side].clone()).or_insert((0i128, 0i128));
+        e.0 += cents(&r[amount]);
+        e.1 += 1;
+    }
+    by
+}
+
+#[test]
+fn psql_runs_the_original_query_and_describes_the_schema() {
+    if !have_psql() {
+        return;
+    }
+    let (_p, s) = served(&[]);
+    let out = psql(
+        s.sql,
+        USER,
+        Some(PASSWORD),
+        &["-A", "-F", ",", "-t", "-c", ORIGINAL],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let got: Vec<(String, f64)> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let (side, avg) = l.split_once(',').unwrap();
+            (side.to_string(), avg.parse().unwrap())
+        })
+        .collect();
+    let expected = sample_by_side();
+    assert_eq!(got.len(), 2, "{got:?}");
+    for (side, avg) in got {
+        let (sum, n) = expected[&side];
+        let exact = sum as f64 / 100.0 / n as f64;
+        assert!((avg - exact).abs() < 1e-6, "{side}: {avg} vs {exact}");
+    }
+
+    let out = psql(s.sql, USER, Some(PASSWORD), &["-c", r"\dt report.*"]);
+    assert!(out.status.success(), "{}", text(&out));
+    let listing = text(&out);
+    for table in ["program", "type", "fund", "finance", "transaction"] {
+        assert!(
+            listing.contains(&format!("report | {table}")),
+            "\\dt lists report.{table}:\n{listing}"
+        );
+    }
+    let out = psql(
+        s.sql,
+        USER,
+        Some(PASSWORD),
+        &["-c", r"\d report.transaction"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let described = text(&out);
+    assert!(
+        described.contains("amount") && described.contains("numeric"),
+        "{described}"
+    );
+    assert!(described.contains("fiscal_year"), "{described}");
+}
+
+#[test]
+fn psql_is_refused_writes_wrong_and_missing_passwords() {
+    if !have_psql() {
+        return;
+    }
+    let (p, s) = served(&[]);
+    for write in [
+        "create table report.x as select 1",
+        "insert into report.finance values (3, 'Other')",
+        "drop table report.fund",
+        "copy report.finance to 'stolen.csv'",
+        "set datafusion.execution.batch_size = 1",
+    ] {
+        let out = psql(s.sql, USER, Some(PASSWORD), &["-c", write]);
+        assert!(!out.status.success(), "{write} was refused");
+        let t = text(&out);
+        assert!(t.contains("read-only"), "{write}: {t}");
+    }
+    assert!(!p.dir.join("stolen.csv").exists());
+    // Client settings are still fine (drivers send them).
+    let out = psql(
+        s.sql,
+        USER,
+        Some(PASSWORD),
+        &["-c", "set application_name = 'report'", "-c", "select 1"],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+
+    let out = psql(s.sql, USER, Some("not the password"), &["-c", "select 1"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("authentication failed for user \"analyst\""),
+        "{}",
+        text(&out)
+    );
+    let out = psql(s.sql, USER, None, &["-c", "select 1"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("no password supplied"),
+        "{}",
+        text(&out)
+    );
+    let out = psql(s.sql, "nobody", Some(PASSWORD), &["-c", "select 1"]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("authentication failed"),
+        "{}",
+        text(&out)
+    );
+
+    // Removing a user stops their next login.
+    p.ok(&["sql-user", "remove", USER]);
+    let out = psql(s.sql, USER, Some(PASSWORD), &["-c", "select 1"]);
+    assert!(!out.status.success());
+    assert!(p.ok(&["sql-user", "list"]).contains("no SQL users"));
+}
+
+#[test]
+fn statements_time_out_and_the_server_limit_wins() {
+    if !have_psql() {
+        return;
+    }
+    let (_p, s) = served(&[("CITYBOOKS_SQL_STATEMENT_TIMEOUT_SECS", "2")]);
+    let endless = "select sum(value) from generate_series(1, 50000000000)";
+    let started = Instant::now();
+    let out = psql(s.sql, USER, Some(PASSWORD), &["-c", endless]);
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("statement timeout (2000 ms)"),
+        "{}",
+        text(&out)
+    );
+    assert!(started.elapsed() < Duration::from_secs(20));
+    // A client may ask for less.
+    let out = psql(
+        s.sql,
+        USER,
+        Some(PASSWORD),
+        &["-c", "set statement_timeout = 300", "-c", endless],
+    );
+    assert!(
+        text(&out).contains("statement timeout (300 ms)"),
+        "{}",
+        text(&out)
+    );
+}
+
+#[test]
+fn psycopg_and_pandas_read_the_warehouse_and_can_cancel() {
+    if !have_peer(
+        "psycopg and pandas",
+        Command::new("python3").args(["-c", "import psycopg, pandas"]),
+        "pip install 'psycopg[binary]' pandas",
+    ) {
+        return;
+    }
+    let (_p, s) = served(&[]);
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/psycopg_client.py"
+        ))
+        .args([&s.sql.to_string(), USER, PASSWORD])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by = sample_by_side();
+    let rows: i128 = by.values().map(|v| v.1).sum();
+    let sum: i128 = by.values().map(|v| v.0).sum();
+    assert_eq!(seen["rows"], rows as i64);
+    assert_eq!(seen["rows_2025"], rows as i64);
+    assert_eq!(
+        cents(seen["sum"].as_str().unwrap()),
+        sum,
+        "exact to the cent"
+    );
+    assert_eq!(seen["pandas_shape"], serde_json::json!([rows as i64, 3]));
+    assert_eq!(seen["pandas_sum_cents"], sum as i64);
+    assert!(seen["pandas_groups"].as_i64().unwrap() >= 5);
+    let write = seen["write"].as_str().unwrap();
+    assert!(
+        write.starts_with("25006") && write.contains("read-only"),
+        "{write}"
+    );
+    let cancel = seen["cancel"].as_str().unwrap();
+    assert!(
+        cancel.starts_with("57014") && cancel.contains("user request"),
+        "{cancel}"
+    );
+    assert!(seen["cancel_secs"].as_f64().unwrap() < 10.0);
+    assert_eq!(seen["after_cancel"], 1);
+}
+
+#[test]
+fn a_new_load_is_visible_without_a_restart() {
+    if !have_psql() {
+        return;
+    }
+    let (p, s) = served(&[]);
+    let count = || {
+        let out = psql(
+            s.sql,
+            USER,
+            Some(PASSWORD),
+            &["-A", "-t", "-c", "select count(*) from report.transaction"],
+        );
+        assert!(out.status.success(), "{}", text(&out));
+        String::from_utf8_lossy(&out.stdout)
+            .trim()
+            .parse::<u64>()
+            .unwrap()
+    };
+    assert_eq!(count(), 2186);
+    // Fiscal year 2024: the sample's rows, moved a year back.
+    let (header, rows) = sample_records();
+    let fy = col(&header, "fiscal_year");
+    let moved: Vec<Vec<String>> = rows
+        .iter()
+        .take(100)
+        .map(|r| {
+            let mut r = r.clone();
+            r[fy] = "2024".into();
+            r
+        })
+        .collect();
+    let file = p.tmp.path().join("fy2024.csv");
+    std::fs::write(&file, api_csv(&header, &moved)).unwrap();
+    p.load(&[&file]);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while count() != 2286 {
+        assert!(Instant::now() < deadline, "the new load never showed up");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let body = http_get(&s, "/api/years").1;
+    assert_eq!(body["fiscal_years"], serde_json::json!([2025, 2024]));
+}
+
+fn openssl_cert(dir: &std::path::Path) {
+    let out = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+        ])
+        .args(["-subj", "/CN=127.0.0.1", "-keyout"])
+        .arg(dir.join("server.key"))
+        .arg("-out")
+        .arg(dir.join("server.crt"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn tls_is_offered_required_and_fails_closed() {
+    if !have_psql()
+        || !have_peer(
+            "openssl",
+            Command::new("openssl").arg("version"),
+            "apt-get install openssl",
+        )
+    {
+        return;
+    }
+    let p = Project::new();
+    p.load(&[&sample_path()]);
+    add_sql_user(&p, USER, PASSWORD);
+    openssl_cert(&p.dir);
+    let tls = [
+        ("CITYBOOKS_SQL_TLS_CERT", "server.crt"),
+        ("CITYBOOKS_SQL_TLS_KEY", "server.key"),
+        ("CITYBOOKS_SQL_TLS_REQUIRED", "true"),
+    ];
+    {
+        let s = p.serve(&tls);
+        assert!(s.banner.contains("TLS"), "{}", s.banner);
+        let out = Command::new("psql")
+            .env("PGPASSWORD", PASSWORD)
+            .args([
+                "-w",
+                "-A",
+                "-t",
+                "-c",
+                "select ssl from (select 1) x, (select 'on' as ssl) y",
+            ])
+            .arg(format!(
+                "host=127.0.0.1 port={} user={USER} dbname=citybooks sslmode=require",
+                s.sql
+            ))
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{}", text(&out));
+        let out = Command::new("psql")
+            .env("PGPASSWORD", PASSWORD)
+            .args(["-w", "-c", "select 1"])
+            .arg(format!(
+                "host=127.0.0.1 port={} user={USER} dbname=citybooks sslmode=disable",
+                s.sql
+            ))
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        assert!(text(&out).contains("only TLS"), "{}", text(&out));
+    }
+    // A certificate that cannot be used stops the server: no plain-text fallback.
+    std::fs::write(
+        p.dir.join("server.crt"),
+        "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
+    )
+    .unwrap();
+    let out = p
+        .cmd()
+        .envs(tls)
+        .args([
+            "serve",
+            "--sftp-port",
+            "0",
+            "--sql-port",
+            "0",
+            "--http-port",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let t = text(&out);
+    assert!(t.contains("TLS") && t.contains("server.crt"), "{t}");
+    assert!(!t.contains("ready"), "{t}");
+}
+
+/// GET `path`: status and JSON body.
+fn http_get(s: &Served, path: &str) -> (u16, serde_json::Value) {
+    match ureq::get(&s.url(path)).call() {
+        Ok(r) => (r.status(), r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+        Err(e) => panic!("{path}: {e}"),
+    }
+}
+
+/// POST a JSON body to `path`: status, content type and body bytes.
+fn http_post(
+    s: &Served,
+    path: &str,
+    body: serde_json::Value,
+    token: Option<&str>,
+) -> (u16, String, Vec<u8>) {
+    let mut req = ureq::post(&s.url(path));
+    if let Some(t) = token {
+        req = req.set("Authorization", &format!("Bearer {t}"));
+    }
+    let r = match req.send_json(body) {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("{path}: {e}"),
+    };
+    let (status, kind) = (r.status(), r.content_type().to_string());
+    let mut bytes = Vec::new();
+    std::io::Read::read_to_end(&mut r.into_reader(), &mut bytes).unwrap();
+    (status, kind, bytes)
+}
+
+#[test]
+fn the_http_api_answers_sql_in_every_format_with_clear_errors() {
+    let (_p, s) = served(&[("CITYBOOKS_HTTP_ROW_LIMIT", "1000")]);
+    let (status, health) = http_get(&s, "/health");
+    assert_eq!(status, 200);
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["loads"], 1);
+
+    let sql = "select revenue_or_spending, count(*) as n, sum(amount) as total from report.transaction t join report.finance f using (finance_id) group by 1 order by 1";
+    let (status, _, body) = http_post(&s, "/api/sql", serde_json::json!({ "sql": sql }), None);
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let result: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let by = sample_by_side();
+    assert_eq!(result["row_count"], 2);
+    for row in result["rows"].as_array().unwrap() {
+        let (sum, n) = by[row[0].as_str().unwrap()];
+        assert_eq!(row[1], n as i64);
+        assert_eq!(
+            cents(row[2].as_str().unwrap()),
+            sum,
+            "decimals are exact strings"
+        );
+    }
+    assert!(result["columns"][2]["type"]
+        .as_str()
+        .unwrap()
+        .starts_with("Decimal128"));
+
+    // The row limit.
+    let (_, _, body) = http_post(
+        &s,
+        "/api/sql",
+        serde_json::json!({"sql": "select * from report.transaction"}),
+        None,
+    );
+    let result: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(result["row_count"], 1000);
+    assert_eq!(result["truncated"], true);
+
+    // Downloads are whole.
+    let (status, kind, csv) = http_post(
+        &s,
+        "/api/sql",
+        serde_json::json!({"sql": "select * from report.transaction", "format": "csv"}),
+        None,
+    );
+    assert_eq!(status, 200);
+    assert!(kind.starts_with("text/csv"), "{kind}");
+    assert_eq!(String::from_utf8_lossy(&csv).lines().count(), 2187);
+    let (_, kind, parquet) = http_post(
+        &s,
+        "/api/sql",
+        serde_json::json!({"sql": sql, "format": "parquet"}),
+        None,
+    );
+    assert!(kind.contains("parquet"));
+    assert!(parquet.starts_with(b"PAR1") && parquet.ends_with(b"PAR1"));
+    let (_, kind, arrow) = http_post(
+        &s,
+        "/api/sql",
+        serde_json::json!({"sql": sql, "format": "arrow"}),
+        None,
+    );
+    assert!(kind.contains("arrow"));
+    assert!(arrow.starts_with(b"ARROW1"));
+
+    // Errors a person can act on.
+    let (status, _, body) = http_post(
+        &s,
+        "/api/sql",
+        serde_json::json!({"sql": "delete from report.fund"}),
+        None,
+    );
+    assert_eq!(status, 403);
+    assert!(String::from_utf8_lossy(&body).contains("read-only"));
+    let (status, _, body) = http_post(
+        &s,
+        "/api/sql",
+        serde_json::json!({"sql": "select nope from report.fund"}),
+        None,
+    );
+    assert_eq!(status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("nope"));
+    let (status, _, body) = http_post(
+        &s,
+        "/api/sql",
+        serde_json::json!({"query": "select 1"}),
+        None,
+    );
+    assert_eq!(status, 400);
+    assert!(
+        String::from_utf8_lossy(&body).contains("{\\\"sql\\\""),
+        "{}",
+        String::from_utf8_lossy(&body)
+    );
+    let (status, body) = http_get(&s, "/api/nothing");
+    assert_eq!(status, 404);
+    assert!(body["error"].as_str().is_some());
+
+    // Prometheus metrics count what happened.
+    let metrics = ureq::get(&s.url("/metrics"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(
+        metrics.contains("citybooks_http_requests_total{route=\"/api/sql\",status=\"200\"}"),
+        "{metrics}"
+    );
+    assert!(metrics.contains(
+        "citybooks_http_request_duration_seconds_bucket{route=\"/api/sql\",le=\"+Inf\"}"
+    ));
+}
+
+#[test]
+fn http_queries_time_out_and_cancel() {
+    let (_p, s) = served(&[("CITYBOOKS_HTTP_TIMEOUT_SECS", "2")]);
+    let endless = "select sum(value) from generate_series(1, 50000000000)";
+    let (status, _, body) = http_post(&s, "/api/sql", serde_json::json!({"sql": endless}), None);
+    assert_eq!(status, 504, "{}", String::from_utf8_lossy(&body));
+    assert!(String::from_utf8_lossy(&body).contains("timeout_secs"));
+
+    let (s2_status, body) = {
+        let url = s.url("/api/queries/q-1");
+        let canceller = std::thread::spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(10);
+            loop {
+                std::thread::sleep(Duration::from_millis(200));
+                match ureq::delete(&url).call() {
+                    Ok(r) => return r.status(),
+                    Err(_) if Instant::now() < deadline => continue,
+                    Err(e) => panic!("{e}"),
+                }
+            }
+        });
+        let (status, _, body) = http_post(
+            &s,
+            "/api/sql",
+            serde_json::json!({"sql": endless, "query_id": "q-1"}),
+            None,
+        );
+        assert_eq!(canceller.join().unwrap(), 200);
+        (status, body)
+    };
+    assert_eq!(s2_status, 400);
+    assert!(String::from_utf8_lossy(&body).contains("cancelled"));
+}
+
+#[test]
+fn the_api_token_is_required_when_set() {
+    let (_p, s) = served(&[("CITYBOOKS_HTTP_TOKEN", "s3cret-token")]);
+    let (status, body) = http_get(&s, "/api/years");
+    assert_eq!(status, 401);
+    assert!(body["error"]
+        .as_str()
+        .unwrap()
+        .contains("Authorization: Bearer"));
+    let (status, _, _) = http_post(
+        &s,
+        "/api/sql",
+        serde_json::json!({"sql": "select 1"}),
+        Some("wrong"),
+    );
+    assert_eq!(status, 401);
+    let (status, _, body) = http_post(
+        &s,
+        "/api/sql",
+        serde_json::json!({"sql": "select 1 as one"}),
+        Some("s3cret-token"),
+    );
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    // The dashboard's page and health stay reachable (the page asks for the token).
+    assert_eq!(http_get(&s, "/health").0, 200);
+    assert_eq!(ureq::get(&s.url("/")).call().unwrap().status(), 200);
+}
+
+#[test]
+fn the_explorer_sums_equal_the_sample() {
+    let (_p, s) = served(&[]);
+    let (header, rows) = sample_records();
+    let [group, dept, side, related, amount] = [
+        "organization_group",
+        "department",
+        "revenue_or_spending",
+        "related_govt_units",
+        "amount",
+    ]
+    .map(|c| col(&header, c));
+    // OpenBook's default: spending, related government units excluded.
+    let mut expected: BTreeMap<String, i128> = BTreeMap::new();
+    let mut with_related: i128 = 0;
+    for r in &rows {
+        if r[side] == "Spending" {
+            with_related += cents(&r[amount]);
+            if r[related].eq_ignore_ascii_case("no") {
+                *expected.entry(r[group].clone()).or_default() += cents(&r[amount]);
+            }
+        }
+    }
+    let (status, view) = http_get(&s, "/api/explore?year=2025&side=Spending&h=organization");
+    assert_eq!(status, 200, "{view}");
+    let got: BTreeMap<String, i128> = view["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                cents(r["amount"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        cents(view["total"].as_str().unwrap()),
+        expected.values().sum::<i128>()
+    );
+    let (_, all) = http_get(
+        &s,
+        "/api/explore?year=2025&side=Spending&h=organization&related=include",
+    );
+    assert_eq!(cents(all["total"].as_str().unwrap()), with_related);
+
+    // One level down.
+    let first = view["rows"][0]["name"].as_str().unwrap().to_string();
+    let mut depts: BTreeMap<String, i128> = BTreeMap::new();
+    for r in &rows {
+        if r[side] == "Spending" && r[related].eq_ignore_ascii_case("no") && r[group] == first {
+            *depts.entry(r[dept].clone()).or_default() += cents(&r[amount]);
+        }
+    }
+    let q: String = url_encode(&first);
+    let (_, down) = http_get(
+        &s,
+        &format!("/api/explore?year=2025&side=Spending&h=organization&path={q}"),
+    );
+    assert_eq!(down["column"], "department");
+    let got: BTreeMap<String, i128> = down["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                cents(r["amount"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, depts);
+    let (_, trend) = http_get(
+        &s,
+        &format!("/api/trend?side=Spending&h=organization&path={q}"),
+    );
+    assert_eq!(
+        cents(trend["rows"][0]["amount"].as_str().unwrap()),
+        depts.values().sum::<i128>()
+    );
+    let (status, bad) = http_get(&s, "/api/explore?h=colour");
+    assert_eq!(status, 400);
+    assert!(bad["error"]
+        .as_str()
+        .unwrap()
+        .contains("organization, type or fund"));
+}
+
+fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[test]
+fn the_dashboard_passes_its_browser_tests() {
+    let browser = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    if !have_peer(
+        "chromium and playwright-core",
+        Command::new("node")
+            .current_dir(browser)
+            .args(["-e", "require('playwright-core'); require('fs').accessSync(process.env.CHROMIUM || '/usr/bin/chromium')"]),
+        "apt-get install chromium && npm ci --prefix tests/browser",
+    ) {
+        return;
+    }
+    let (_p, s) = served(&[]);
+    let shot = std::env::var("CITYBOOKS_SCREENSHOT").unwrap_or_else(|_| {
+        std::env::temp_dir()
+            .join("citybooks-dashboard.png")
+            .display()
+            .to_string()
+    });
+    let out = Command::new("node")
+        .arg(format!("{browser}/e2e.mjs"))
+        .args(["--base", &s.url(""), "--screenshot", &shot])
+        .output()
+        .unwrap();
+    println!("{}", text(&out));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn demo_serves_the_dashboard_and_psql() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut child = Command::new(BIN)
+        .current_dir(tmp.path())
+        .args([
+            "demo",
+            "--sftp-port",
+            "0",
+            "--sql-port",
+            "0",
+            "--http-port",
+            "0",
+        ])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (banner, ports) = read_banner(&mut child);
+    let guard = Served {
+        child,
+        sftp: ports["SFTP"],
+        sql: ports["SQL"],
+        http: ports["HTTP"],
+        banner,
+    };
+    assert!(
+        guard.banner.contains("Net profit by organization group"),
+        "{}",
+        guard.banner
+    );
+    assert!(guard
+        .banner
+        .contains(&format!("dashboard: http://127.0.0.1:{}/", guard.http)));
+    let line = guard
+        .banner
+        .lines()
+        .find(|l| l.contains("PGPASSWORD="))
+        .expect("the psql line");
+    assert!(line.contains(&format!("-p {}", guard.sql)), "{line}");
+    let page = ureq::get(&guard.url("/"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(page.contains("/assets/echarts.min.js"));
+    if have_psql() {
+        let password = line
+            .split("PGPASSWORD=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        let out = psql(
+            guard.sql,
+            "demo",
+            Some(password),
+            &["-A", "-t", "-c", "select count(*) from report.transaction"],
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "2186",
+            "{}",
+            text(&out)
+        );
+    }
+}
