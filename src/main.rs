@@ -14,6 +14,7 @@ use citybooks_store::Project;
 use citybooks_warehouse::{LoadReport, LoadStatus, Warehouse};
 use clap::{Parser, Subcommand};
 
+mod fetching;
 mod serve;
 
 /// Folder of a project holding the SFTP host keys.
@@ -70,6 +71,33 @@ enum Command {
         #[arg(long)]
         no_progress: bool,
         /// Print the load reports as JSON lines instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download the ledger from the open-data portal (DataSF's Spending and Revenue,
+    /// bpnb-jwfb) and load it.
+    ///
+    /// Pages of [fetch] page_rows rows go to the store (fetch/), and the whole download is
+    /// published as one file under raw/datasf/<time>/ only when every page is in; an
+    /// interrupted fetch resumes from its last complete page. The file is then loaded like
+    /// `citybooks load` (replacing exactly its fiscal years); content equal to the last load
+    /// is a recorded no-op.
+    ///
+    /// Example: citybooks fetch --fiscal-year 2025
+    Fetch {
+        /// The Socrata portal (default: [fetch] portal, https://data.sfgov.org).
+        #[arg(long, value_name = "URL")]
+        portal: Option<String>,
+        /// Only this fiscal year.
+        #[arg(long, conflicts_with = "since", value_name = "YEAR")]
+        fiscal_year: Option<i32>,
+        /// Only this fiscal year and later ones.
+        #[arg(long, value_name = "YEAR")]
+        since: Option<i32>,
+        /// Do not draw a progress bar (it is drawn only on a terminal anyway).
+        #[arg(long)]
+        no_progress: bool,
+        /// Print the fetch and load report as one JSON line instead of text.
         #[arg(long)]
         json: bool,
     },
@@ -330,6 +358,45 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             serve::serve(&project, &ports, None).await?;
             Ok(ExitCode::SUCCESS)
         }
+        Command::Fetch {
+            portal,
+            fiscal_year,
+            since,
+            no_progress,
+            json,
+        } => {
+            let project = open_project(cli.project.as_deref())?;
+            let years = match (fiscal_year, since) {
+                (Some(y), _) => citybooks_fetch::Years::One(y),
+                (None, Some(y)) => citybooks_fetch::Years::Since(y),
+                (None, None) => citybooks_fetch::Years::All,
+            };
+            let show = !no_progress && !json && std::io::stderr().is_terminal();
+            let (fetched, report) =
+                fetching::fetch_and_load(&project, years, portal.as_deref(), show).await?;
+            if json {
+                println!("{}", serde_json::json!({"fetch": fetched, "load": report}));
+            } else {
+                println!(
+                    "fetched {} rows ({} bytes, {} page(s){}) into {}",
+                    fetched.rows,
+                    fetched.bytes,
+                    fetched.pages,
+                    if fetched.resumed_pages > 0 {
+                        format!(", {} resumed", fetched.resumed_pages)
+                    } else {
+                        String::new()
+                    },
+                    fetched.file
+                );
+                print_report(&fetched.file, &report);
+            }
+            Ok(if report.status == LoadStatus::Failed {
+                ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
+            })
+        }
         Command::SqlUser { action } => {
             let project = open_project(cli.project.as_deref())?;
             let users = serve::sql_users(&project);
@@ -484,10 +551,48 @@ async fn print_query(wh: &Warehouse, title: &str, sql: &str) -> Result<()> {
     Ok(())
 }
 
+/// The scheduled refresh: its schedule, the last refresh and the next.
+fn print_refresh(project: &Project) {
+    let schedule = &project.config.fetch.schedule;
+    let recorded = citybooks_fetch::RefreshStatus::read(&project.dir);
+    if schedule.is_empty() && recorded.is_none() {
+        return;
+    }
+    let r = recorded.unwrap_or_default();
+    let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "never".into());
+    println!(
+        "refresh {} (fetch of the current fiscal year by citybooks serve)",
+        if schedule.is_empty() { "off" } else { schedule }
+    );
+    println!(
+        "  last: {}{}",
+        shown(&r.last_success),
+        r.last_result
+            .as_ref()
+            .map(|t| format!(" — {t}"))
+            .unwrap_or_default()
+    );
+    if let Some(e) = &r.last_error {
+        println!("  last failure ({} in a row): {e}", r.failures_in_a_row);
+    }
+    if !schedule.is_empty() {
+        let next = match citybooks_fetch::Schedule::parse(schedule) {
+            Ok(s) => r
+                .next_refresh
+                .clone()
+                .or_else(|| s.next_after(chrono::Local::now()).map(|t| t.to_rfc3339()))
+                .unwrap_or_else(|| "never".into()),
+            Err(e) => e,
+        };
+        println!("  next: {next} (while citybooks serve runs)");
+    }
+}
+
 async fn status(project: &Project) -> Result<()> {
     let wh = warehouse(project)?;
     println!("project {}", project.dir.display());
     println!("store   {}", wh.store().root());
+    print_refresh(project);
     let loads = wh.loads().await?;
     if loads.is_empty() {
         println!("\nno loads yet: citybooks load FILE.csv");

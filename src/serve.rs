@@ -182,6 +182,35 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
                 .context("HTTP server")
         }));
     }
+    if !cfg.fetch.schedule.is_empty() {
+        let schedule =
+            citybooks_fetch::Schedule::parse(&cfg.fetch.schedule).map_err(anyhow::Error::msg)?;
+        let next = schedule
+            .next_after(chrono::Local::now())
+            .map_or_else(|| "never".to_string(), |t| t.to_rfc3339());
+        println!(
+            "scheduled refresh of the current fiscal year from {}: {} (next {next})",
+            cfg.fetch.portal,
+            schedule.as_str()
+        );
+        let project = project.clone();
+        let stop = shutdown.clone();
+        tasks.push(tokio::spawn(async move {
+            let dir = project.dir.clone();
+            let first = Duration::from_millis(project.config.fetch.backoff_ms.max(1));
+            let max = Duration::from_secs(project.config.fetch.retry_max_secs.max(1));
+            citybooks_fetch::schedule::run(
+                schedule,
+                dir,
+                first,
+                max,
+                || refresh(&project),
+                stop.cancelled_owned(),
+            )
+            .await;
+            Ok(())
+        }));
+    }
     println!("ready (Ctrl-C stops)");
 
     shutdown_signal().await;
@@ -191,6 +220,26 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
     }
     println!("stopped");
     Ok(())
+}
+
+/// One scheduled refresh: fetch the current fiscal year and load it. The previous
+/// warehouse stays live whatever happens (a load commits atomically or not at all).
+async fn refresh(project: &Project) -> std::result::Result<String, String> {
+    let year = crate::fetching::current_fiscal_year();
+    match crate::fetching::fetch_and_load(project, citybooks_fetch::Years::One(year), None, false)
+        .await
+    {
+        Ok((fetched, report)) => Ok(format!(
+            "fiscal year {year}: {} rows fetched, load {} {:?} ({} loaded, {} quarantined)",
+            fetched.rows,
+            report.load_id,
+            report.status,
+            report.rows_loaded,
+            report.rows_quarantined
+        )
+        .to_lowercase()),
+        Err(e) => Err(format!("fiscal year {year}: {e:#}")),
+    }
 }
 
 /// Where a person on this machine reaches an address.

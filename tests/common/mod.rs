@@ -133,8 +133,6 @@ impl Project {
     }
 }
 
-/// Makes an SSH key pair with OpenSSH's `ssh-keygen` in the project's temporary folder;
-/// returns the private key's path (the public key is beside it, `.pub`).
 /// A running `citybooks serve` of a test project: every part on loopback, on ports
 /// the system picked. Killed when dropped.
 pub struct Served {
@@ -243,6 +241,8 @@ pub fn have_peer(what: &str, probe: &mut Command, install: &str) -> bool {
     ok
 }
 
+/// Makes an SSH key pair with OpenSSH's `ssh-keygen` in the project's temporary folder;
+/// returns the private key's path (the public key is beside it, `.pub`).
 pub fn keygen(p: &Project, name: &str, args: &[&str]) -> PathBuf {
     let path = p.tmp.path().join(name);
     let out = Command::new("ssh-keygen")

@@ -17,6 +17,49 @@ pub struct Config {
     pub sftp: SftpConfig,
     pub sql: SqlConfig,
     pub http: HttpConfig,
+    pub fetch: FetchConfig,
+}
+
+/// `[fetch]`: downloading the ledger from the open-data portal (`citybooks fetch`) and
+/// the scheduled refresh of `citybooks serve`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FetchConfig {
+    /// The Socrata portal's base URL.
+    pub portal: String,
+    /// The data set's identifier (Spending and Revenue: bpnb-jwfb).
+    pub dataset: String,
+    /// A Socrata app token, sent as X-App-Token (raises the portal's rate limits).
+    pub app_token: String,
+    /// Rows per page (`$limit`; the portal's 2.0 API allows up to 50,000).
+    pub page_rows: u64,
+    /// Longest one request may take, in seconds.
+    pub timeout_secs: u64,
+    /// Attempts per page before the fetch stops (it resumes from that page next time).
+    pub attempts: u32,
+    /// First wait between attempts, in milliseconds; doubles each time.
+    pub backoff_ms: u64,
+    /// When `citybooks serve` refreshes the current fiscal year: a cron expression in
+    /// the server's local time ("0 6 * * MON": Mondays at 06:00) or "" for never.
+    pub schedule: String,
+    /// Longest wait between retries of a failed scheduled refresh, in seconds.
+    pub retry_max_secs: u64,
+}
+
+impl Default for FetchConfig {
+    fn default() -> Self {
+        FetchConfig {
+            portal: "https://data.sfgov.org".into(),
+            dataset: "bpnb-jwfb".into(),
+            app_token: String::new(),
+            page_rows: 50_000,
+            timeout_secs: 120,
+            attempts: 5,
+            backoff_ms: 2_000,
+            schedule: String::new(),
+            retry_max_secs: 3_600,
+        }
+    }
 }
 
 /// `[sql]`: the PostgreSQL wire-protocol server of `citybooks serve`.
@@ -359,7 +402,31 @@ row_limit = {row_limit}
 timeout_secs = {http_timeout}
 # Serve the dashboard from a folder (web/src of a checkout) instead of the built-in copy.
 assets_dir = ""
+
+[fetch]
+# `citybooks fetch` downloads the ledger from this Socrata portal (DataSF by default).
+portal = "{portal}"
+dataset = "{dataset}"
+# A Socrata app token (X-App-Token); also CITYBOOKS_FETCH_APP_TOKEN.
+app_token = ""
+# Rows per page, longest request (seconds), attempts per page and the first backoff (ms).
+page_rows = {page_rows}
+timeout_secs = {fetch_timeout}
+attempts = {attempts}
+backoff_ms = {backoff}
+# citybooks serve refreshes the current fiscal year on this cron schedule (local time),
+# e.g. "0 6 * * MON" for Mondays at 06:00; empty: never. A failed refresh is retried
+# with backoff up to retry_max_secs apart while the previous warehouse stays live.
+schedule = ""
+retry_max_secs = {retry_max}
 "#,
+            portal = d.fetch.portal,
+            dataset = d.fetch.dataset,
+            page_rows = d.fetch.page_rows,
+            fetch_timeout = d.fetch.timeout_secs,
+            attempts = d.fetch.attempts,
+            backoff = d.fetch.backoff_ms,
+            retry_max = d.fetch.retry_max_secs,
             sftp_enabled = d.sftp.enabled,
             sql_enabled = d.sql.enabled,
             sql_listen = d.sql.listen,

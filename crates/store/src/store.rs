@@ -283,6 +283,16 @@ impl Store {
         )))
     }
 
+    /// The whole content of a (small) object.
+    pub async fn get(&self, rel: &str) -> Result<bytes::Bytes, StoreError> {
+        let got = self
+            .inner
+            .get(&self.path(rel))
+            .await
+            .map_err(|e| self.err(e))?;
+        got.bytes().await.map_err(|e| self.err(e))
+    }
+
     /// Whether `rel` exists.
     pub async fn exists(&self, rel: &str) -> Result<bool, StoreError> {
         match self.inner.head(&self.path(rel)).await {
