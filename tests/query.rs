@@ -556,6 +556,10 @@ fn the_http_api_answers_sql_in_every_format_with_clear_errors() {
     assert!(metrics.contains(
         "citybooks_http_request_duration_seconds_bucket{route=\"/api/sql\",le=\"+Inf\"}"
     ));
+    assert!(
+        metrics.contains("citybooks_warehouse_loads{status=\"loaded\"} 1\n"),
+        "{metrics}"
+    );
 }
 
 #[test]

@@ -192,10 +192,29 @@ async fn measure(State(app): State<App>, request: Request, next: Next) -> Respon
 }
 
 async fn metrics_text(State(app): State<App>) -> impl IntoResponse {
-    (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
-        app.metrics.render(),
-    )
+    let mut text = app.metrics.render();
+    // Loads by any process (citybooks load, fetch, SFTP uploads), from meta.loads.
+    if let Ok(loads) = app.live.warehouse().loads().await {
+        let mut by_status: std::collections::BTreeMap<&str, u64> = Default::default();
+        for l in &loads {
+            *by_status
+                .entry(l.status.split(':').next().unwrap_or("failed"))
+                .or_default() += 1;
+        }
+        text.push_str("# HELP citybooks_warehouse_loads Loads recorded in meta.loads, by status.\n# TYPE citybooks_warehouse_loads gauge\n");
+        for (status, n) in by_status {
+            text.push_str(&format!(
+                "citybooks_warehouse_loads{{status=\"{status}\"}} {n}\n"
+            ));
+        }
+        if let Some(last) = loads.last() {
+            text.push_str(&format!(
+                "# HELP citybooks_warehouse_last_load_timestamp_seconds When the last load finished.\n# TYPE citybooks_warehouse_last_load_timestamp_seconds gauge\ncitybooks_warehouse_last_load_timestamp_seconds {}\n",
+                last.finished as f64 / 1e6
+            ));
+        }
+    }
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }
 
 async fn health(State(app): State<App>) -> Response {
