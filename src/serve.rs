@@ -169,6 +169,7 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
             timeout: Duration::from_secs(cfg.http.timeout_secs.max(1)),
             assets_dir: (!cfg.http.assets_dir.is_empty())
                 .then(|| project.dir.join(&cfg.http.assets_dir)),
+            cache: cfg.http.cache,
         };
         let router = citybooks_server::router(live.clone(), metrics.clone(), options);
         let addr = listener.local_addr()?;

@@ -298,6 +298,13 @@ fn a_new_load_is_visible_without_a_restart() {
             .unwrap()
     };
     assert_eq!(count(), 2186);
+    // The dashboard's answers are cached until the next load.
+    assert_eq!(
+        http_get(&s, "/api/years").1["fiscal_years"],
+        serde_json::json!([2025])
+    );
+    let again = ureq::get(&s.url("/api/years")).call().unwrap();
+    assert_eq!(again.header("x-citybooks-cache"), Some("hit"));
     // Fiscal year 2024: the sample's rows, moved a year back.
     let (header, rows) = sample_records();
     let fy = col(&header, "fiscal_year");

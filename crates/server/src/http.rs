@@ -21,7 +21,7 @@ use std::time::{Duration, Instant};
 use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
 use arrow::datatypes::{DataType, Decimal128Type, Float64Type, Int64Type, SchemaRef, UInt64Type};
 use arrow::util::display::{ArrayFormatter, FormatOptions};
-use axum::body::Body;
+use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Path, RawQuery, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
@@ -53,6 +53,8 @@ pub struct HttpOptions {
     pub timeout: Duration,
     /// Serve the dashboard from this folder instead of the built-in copy.
     pub assets_dir: Option<PathBuf>,
+    /// Keep the dashboard routes' answers until the next load.
+    pub cache: bool,
 }
 
 #[derive(Clone)]
@@ -61,7 +63,21 @@ struct App {
     metrics: Arc<Metrics>,
     options: Arc<HttpOptions>,
     running: Arc<Mutex<HashMap<String, CancellationToken>>>,
+    cache: Arc<ResultCache>,
 }
+
+/// Answers of the dashboard's routes, for the warehouse generation they were computed
+/// at (like Redshift's result cache): every analyst opening the dashboard asks the same
+/// questions, and they only change with a load. Cleared whole when a load lands.
+#[derive(Default)]
+struct ResultCache {
+    entries: Mutex<(String, HashMap<String, Bytes>)>,
+}
+
+/// Most answers kept (then the cache starts over).
+const CACHE_ENTRIES: usize = 512;
+/// Largest answer kept.
+const CACHE_ENTRY_BYTES: usize = 4 << 20;
 
 /// The HTTP server's routes.
 pub fn router(live: Arc<Live>, metrics: Arc<Metrics>, options: HttpOptions) -> Router {
@@ -70,16 +86,20 @@ pub fn router(live: Arc<Live>, metrics: Arc<Metrics>, options: HttpOptions) -> R
         metrics,
         options: Arc::new(options),
         running: Arc::default(),
+        cache: Arc::default(),
     };
-    let api = Router::new()
-        .route("/sql", post(sql))
-        .route("/queries/{id}", delete(cancel))
+    let dashboard = Router::new()
         .route("/years", get(years))
-        .route("/schema", get(schema))
-        .route("/charts", get(charts))
         .route("/charts/{id}", get(chart))
         .route("/explore", get(explore))
         .route("/trend", get(trend))
+        .layer(middleware::from_fn_with_state(app.clone(), cached));
+    let api = Router::new()
+        .route("/sql", post(sql))
+        .route("/queries/{id}", delete(cancel))
+        .route("/schema", get(schema))
+        .route("/charts", get(charts))
+        .merge(dashboard)
         .fallback(|| async {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -169,6 +189,58 @@ async fn authorize(State(app): State<App>, request: Request, next: Next) -> Resp
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Serves a dashboard route from the [`ResultCache`] when the answer for this URL at
+/// this warehouse generation is there (header `x-citybooks-cache: hit`), otherwise
+/// computes and keeps it.
+async fn cached(State(app): State<App>, request: Request, next: Next) -> Response {
+    if !app.options.cache {
+        return next.run(request).await;
+    }
+    if let Err(e) = app.live.context().await {
+        return ApiError::from(e).into_response();
+    }
+    let generation = app.live.generation().await;
+    let key = request.uri().to_string();
+    {
+        let mut entries = app.cache.entries.lock().expect("cache");
+        if entries.0 != generation {
+            *entries = (generation.clone(), HashMap::new());
+        }
+        if let Some(body) = entries.1.get(&key) {
+            return (
+                [
+                    (header::CONTENT_TYPE, "application/json"),
+                    (header::HeaderName::from_static("x-citybooks-cache"), "hit"),
+                ],
+                body.clone(),
+            )
+                .into_response();
+        }
+    }
+    let response = next.run(request).await;
+    if response.status() != StatusCode::OK {
+        return response;
+    }
+    let (parts, body) = response.into_parts();
+    let Ok(bytes) = axum::body::to_bytes(body, CACHE_ENTRY_BYTES).await else {
+        return ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "the answer was too large to send",
+        )
+        .into_response();
+    };
+    {
+        let mut entries = app.cache.entries.lock().expect("cache");
+        if entries.0 == generation {
+            if entries.1.len() >= CACHE_ENTRIES {
+                entries.1.clear();
+            }
+            entries.1.insert(key, bytes.clone());
+        }
+    }
+    Response::from_parts(parts, Body::from(bytes))
 }
 
 async fn measure(State(app): State<App>, request: Request, next: Next) -> Response {

@@ -67,6 +67,11 @@ impl Live {
         Ok(self.ctx.clone())
     }
 
+    /// The load generation the session shows now (see [`Warehouse::generation`]).
+    pub async fn generation(&self) -> String {
+        self.seen.lock().await.generation.clone()
+    }
+
     /// Looks for a new load now (`force`) or when the last look is older than the
     /// check interval; re-registers the tables if there is one. Returns whether it did.
     pub async fn refresh(&self, force: bool) -> Result<bool, WarehouseError> {

@@ -120,6 +120,9 @@ pub struct HttpConfig {
     /// Serve the dashboard from this folder (web/src of a checkout) instead of the copy
     /// built into the binary: for working on the dashboard without rebuilding.
     pub assets_dir: String,
+    /// Keep the answers of the dashboard's routes (charts, explorer, years) until the
+    /// next load.
+    pub cache: bool,
 }
 
 impl Default for HttpConfig {
@@ -132,6 +135,7 @@ impl Default for HttpConfig {
             row_limit: 10_000,
             timeout_secs: 60,
             assets_dir: String::new(),
+            cache: true,
         }
     }
 }
@@ -402,6 +406,8 @@ row_limit = {row_limit}
 timeout_secs = {http_timeout}
 # Serve the dashboard from a folder (web/src of a checkout) instead of the built-in copy.
 assets_dir = ""
+# Keep the answers of the dashboard's charts and explorer until the next load.
+cache = {http_cache}
 
 [fetch]
 # `citybooks fetch` downloads the ledger from this Socrata portal (DataSF by default).
@@ -439,6 +445,7 @@ retry_max_secs = {retry_max}
             http_port = d.http.port,
             row_limit = d.http.row_limit,
             http_timeout = d.http.timeout_secs,
+            http_cache = d.http.cache,
             url = d.store.url,
             batch_rows = d.load.batch_rows,
             target = d.load.target_file_mib,

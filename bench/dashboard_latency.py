@@ -1,0 +1,181 @@
+"""Latency of the dashboard's HTTP requests, citybooks vs DuckDB on the same data.
+
+    pip install duckdb
+    python3 bench/dashboard_latency.py [--rows 1000000,10000000] [--runs 30] [--skip-build]
+
+For each size: generates the ledger (citybooks-bench gen, the same files as bench/run.py),
+loads it into a fresh project, starts `citybooks serve` twice — with the dashboard's result
+cache off (every request computed by DataFusion) and on (the default: answers kept until
+the next load) — and each time times every request the
+dashboard page makes (the four charts and the original query, the explorer's views at
+each hierarchy and one level down, the trend, the year list): 3 warm-up requests, then
+--runs timed ones, sequential, over one keep-alive HTTP connection, body read included.
+In the same run DuckDB (in-process, its default threads) loads the warehouse's own
+Parquet files into in-memory tables and runs the same SQL (the explorer's SQL is taken
+from the API's answer, the charts' from /api/charts); results are compared. citybooks'
+figures include HTTP and JSON encoding; DuckDB's do not. Prints a Markdown table and
+writes it to bench/out/dashboard-latency.md.
+"""
+import argparse
+import glob
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from decimal import Decimal
+from urllib.parse import urlencode
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+OUT = os.path.join(ROOT, "bench", "out")
+RELEASE = os.path.join(ROOT, "target", "release")
+CB = os.path.join(RELEASE, "citybooks")
+
+
+def pct(samples, p):
+    s = sorted(samples)
+    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+
+
+def start_server(project, cache):
+    env = dict(os.environ, CITYBOOKS_HTTP_LISTEN="127.0.0.1", CITYBOOKS_SQL_LISTEN="127.0.0.1",
+               CITYBOOKS_SFTP_LISTEN="127.0.0.1", CITYBOOKS_HTTP_CACHE=str(cache).lower())
+    p = subprocess.Popen([CB, "--project", project, "serve", "--sftp-port", "0", "--sql-port", "0",
+                          "--http-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
+    port = None
+    for line in p.stdout:
+        if "HTTP" in line and "listening on" in line:
+            port = int(line.rsplit(":", 1)[1])
+        if line.startswith("ready"):
+            break
+    threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
+    return p, port
+
+
+class Api:
+    def __init__(self, port):
+        self.conn = http.client.HTTPConnection("127.0.0.1", port, timeout=600)
+
+    def get(self, path):
+        self.conn.request("GET", path)
+        r = self.conn.getresponse()
+        body = r.read()
+        if r.status != 200:
+            sys.exit(f"GET {path}: {r.status} {body[:300]!r}")
+        return json.loads(body)
+
+
+def timed(fn, runs):
+    for _ in range(3):
+        fn()
+    out = []
+    for _ in range(runs):
+        t = time.perf_counter()
+        fn()
+        out.append((time.perf_counter() - t) * 1000)
+    return out
+
+
+def duckdb_tables(con, project):
+    base = os.path.join(project, "store", "warehouse", "report")
+    con.execute("create schema report")
+    for t in ["program", "type", "fund", "finance", "transaction"]:
+        files = glob.glob(os.path.join(base, t, "**", "*.parquet"), recursive=True)
+        con.execute(f"create table report.{t} as select * from read_parquet(?, hive_partitioning=true)", [files])
+
+
+def duck_sql(sql):
+    """The one change DuckDB needs: it names generate_series' column after the
+    function, where DataFusion (and PostgreSQL) name it `value`."""
+    return sql.replace("generate_series(0, 9) as s", "generate_series(0, 9) as s(value)")
+
+
+def norm(v):
+    if isinstance(v, (Decimal, float)):
+        return f"{Decimal(str(v)):.2f}"
+    return str(v)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rows", default="1000000,10000000")
+    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--skip-build", action="store_true")
+    args = ap.parse_args()
+    import duckdb
+    if not args.skip_build:
+        subprocess.run(["cargo", "build", "--release", "-p", "citybooks", "-p", "citybooks-bench"], cwd=ROOT, check=True)
+    os.makedirs(OUT, exist_ok=True)
+    lines = ["| rows | request | computed p50 ms | computed p95 ms | cached p50 ms | cached p95 ms | DuckDB p50 ms | DuckDB p95 ms | computed / DuckDB p95 | cached / DuckDB p95 |",
+             "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    notes = []
+    for n in [int(x) for x in args.rows.split(",")]:
+        ledger = os.path.join(OUT, f"ledger-{n}-api.csv")
+        if not os.path.exists(ledger):
+            subprocess.run([os.path.join(RELEASE, "citybooks-bench"), "gen", "--rows", str(n), "--dialect", "api",
+                            "--out", ledger], check=True)
+        project = os.path.join(OUT, f"latency-{n}")
+        subprocess.run(["rm", "-rf", project], check=True)
+        subprocess.run([CB, "init", project], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run([CB, "--project", project, "load", "--no-progress", ledger], check=True, stdout=subprocess.DEVNULL)
+        con = duckdb.connect()
+        duckdb_tables(con, project)
+        timings = {}
+        for cache in (False, True):
+            server, port = start_server(project, cache)
+            try:
+                api = Api(port)
+                year = api.get("/api/years")["fiscal_years"][0]
+                charts = api.get("/api/charts")["charts"]
+                base = {"side": "Spending", "related": "exclude"}
+                explore = [("explore organization", dict(base, year=year, h="organization")),
+                           ("explore type", dict(base, year=year, h="type")),
+                           ("explore fund", dict(base, year=year, h="fund"))]
+                first = api.get("/api/explore?" + urlencode(explore[0][1]))["rows"][0]["name"]
+                explore.append(("explore organization > " + first[:24], dict(base, year=year, h="organization", path=first)))
+                requests = [("years", "/api/years", "select distinct fiscal_year from report.transaction order by fiscal_year desc")]
+                requests += [(f"chart {c['id']}", f"/api/charts/{c['id']}", c["sql"]) for c in charts]
+                for name, q in explore:
+                    path = "/api/explore?" + urlencode(q)
+                    requests.append((name, path, api.get(path)["sql"]))
+                tpath = "/api/trend?" + urlencode(dict(base, h="organization"))
+                requests.append(("trend organization", tpath, api.get(tpath)["sql"]))
+                for name, path, sql in requests:
+                    timings.setdefault(name, {})[cache] = timed(lambda: api.get(path), args.runs)
+                    if cache:
+                        continue
+                    sql = duck_sql(sql)
+                    timings[name]["duckdb"] = timed(lambda: con.execute(sql).fetchall(), args.runs)
+                    got = api.get(path)
+                    duck = con.execute(sql).fetchall()
+                    if "rows" in got and got["rows"] and isinstance(got["rows"][0], dict):
+                        a = [(str(r.get("name", r.get("fiscal_year"))), norm(r["amount"])) for r in got["rows"]]
+                        b = [(str(r[0]), norm(r[1])) for r in duck]
+                        if sorted(a) != sorted(b):
+                            notes.append(f"{n} {name}: results differ from DuckDB's")
+                    elif "row_count" in got and got["row_count"] != len(duck):
+                        notes.append(f"{n} {name}: {got['row_count']} rows vs DuckDB {len(duck)}")
+                if cache:
+                    rss = [l for l in open(f"/proc/{server.pid}/status") if l.startswith("VmRSS")][0].split()[1]
+                    loaded = con.execute("select count(*) from report.transaction").fetchone()[0]
+                    notes.append(f"{n:,} rows generated, {loaded:,} in report.transaction (DuckDB read the same Parquet files); citybooks serve RSS after the runs {int(rss) // 1024} MiB")
+            finally:
+                server.terminate()
+                server.wait()
+        for name, t in timings.items():
+            c50, c95 = pct(t[False], 50), pct(t[False], 95)
+            h50, h95 = pct(t[True], 50), pct(t[True], 95)
+            d50, d95 = pct(t["duckdb"], 50), pct(t["duckdb"], 95)
+            lines.append(f"| {n:,} | {name} | {c50:.1f} | {c95:.1f} | {h50:.1f} | {h95:.1f} | {d50:.1f} | {d95:.1f} | {c95 / d95:.2f} | {h95 / d95:.2f} |")
+            print(lines[-1], flush=True)
+    text = "\n".join(lines) + "\n\n" + "\n".join(f"- {x}" for x in notes) + "\n"
+    print(text)
+    with open(os.path.join(OUT, "dashboard-latency.md"), "w") as f:
+        f.write(text)
+
+
+if __name__ == "__main__":
+    main()
