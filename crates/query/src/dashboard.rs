@@ -41,22 +41,26 @@ order by transactions desc, p.organization_group",
   join report.type ty on t.type_id = ty.type_id
   join report.finance f on t.finance_id = f.finance_id
   where f.revenue_or_spending = 'Revenue' and ty.character like '%Taxes'
-), bounds as (
-  select min(amount) as lo, max(amount) as hi from taxes
-), binned as (
-  select least(cast(floor((amount - lo) / greatest((hi - lo) / 10, 0.01)) as bigint), 9) as bin
-  from taxes, bounds
+), w as (
+  -- One scan: the bounds ride along as window values (DataFusion inlines a CTE at
+  -- every use, so a separate bounds CTE would scan the fact table again).
+  select amount, min(amount) over () as lo, max(amount) over () as hi from taxes
 ), counts as (
-  select bin, count(*) as transactions from binned group by bin
+  select least(cast(floor((amount - lo) / greatest((hi - lo) / 10, 0.01)) as bigint), 9) as bin,
+         min(lo) as lo, min(hi) as hi, count(*) as transactions
+  from w group by 1
+), g as (
+  select s.value as bin, max(c.lo) over () as lo, max(c.hi) over () as hi,
+         coalesce(c.transactions, 0) as transactions
+  from generate_series(0, 9) as s
+  left join counts as c on c.bin = s.value
 )
-select s.value as bin,
-       round(b.lo + s.value * (b.hi - b.lo) / 10, 2) as bin_from,
-       round(b.lo + (s.value + 1) * (b.hi - b.lo) / 10, 2) as bin_to,
-       coalesce(c.transactions, 0) as transactions
-from generate_series(0, 9) as s
-cross join bounds as b
-left join counts as c on c.bin = s.value
-where b.lo is not null
+select bin,
+       round(lo + bin * (hi - lo) / 10, 2) as bin_from,
+       round(lo + (bin + 1) * (hi - lo) / 10, 2) as bin_to,
+       transactions
+from g
+where lo is not null
 order by bin",
     },
     NamedQuery {
