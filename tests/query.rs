@@ -518,34 +518,28 @@ fn the_http_api_answers_sql_in_every_format_with_clear_errors() {
     assert!(arrow.starts_with(b"ARROW1"));
 
     // Errors a person can act on.
-    let (status, _, body) = http_post(
-        &s,
-        "/api/sql",
-        serde_json::json!({"sql": "delete from report.fund"}),
-        None,
-    );
-    assert_eq!(status, 403);
-    assert!(String::from_utf8_lossy(&body).contains("read-only"));
-    let (status, _, body) = http_post(
-        &s,
-        "/api/sql",
-        serde_json::json!({"sql": "select nope from report.fund"}),
-        None,
-    );
-    assert_eq!(status, 400);
-    assert!(String::from_utf8_lossy(&body).contains("nope"));
-    let (status, _, body) = http_post(
-        &s,
-        "/api/sql",
-        serde_json::json!({"query": "select 1"}),
-        None,
-    );
-    assert_eq!(status, 400);
-    assert!(
-        String::from_utf8_lossy(&body).contains("{\\\"sql\\\""),
-        "{}",
-        String::from_utf8_lossy(&body)
-    );
+    for (body, status, says) in [
+        (
+            serde_json::json!({"sql": "delete from report.fund"}),
+            403,
+            "read-only",
+        ),
+        (
+            serde_json::json!({"sql": "select nope from report.fund"}),
+            400,
+            "nope",
+        ),
+        (
+            serde_json::json!({"query": "select 1"}),
+            400,
+            "{\\\"sql\\\"",
+        ),
+    ] {
+        let (got, _, answer) = http_post(&s, "/api/sql", body.clone(), None);
+        let answer = String::from_utf8_lossy(&answer);
+        assert_eq!(got, status, "{body}: {answer}");
+        assert!(answer.contains(says), "{body}: {answer}");
+    }
     let (status, body) = http_get(&s, "/api/nothing");
     assert_eq!(status, 404);
     assert!(body["error"].as_str().is_some());
@@ -760,29 +754,9 @@ fn the_dashboard_passes_its_browser_tests() {
 #[test]
 fn demo_serves_the_dashboard_and_psql() {
     let tmp = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
-        .current_dir(tmp.path())
-        .args([
-            "demo",
-            "--sftp-port",
-            "0",
-            "--sql-port",
-            "0",
-            "--http-port",
-            "0",
-        ])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let (banner, ports) = read_banner(&mut child);
-    let guard = Served {
-        child,
-        sftp: ports["SFTP"],
-        sql: ports["SQL"],
-        http: ports["HTTP"],
-        banner,
-    };
+    let mut demo = Command::new(BIN);
+    demo.current_dir(tmp.path()).arg("demo");
+    let guard = Served::start(demo);
     assert!(
         guard.banner.contains("Net profit by organization group"),
         "{}",

@@ -192,21 +192,22 @@ pub fn read_banner(child: &mut Child) -> (String, BTreeMap<&'static str, u16>) {
 impl Project {
     /// Starts `citybooks serve` with `env` added to the environment.
     pub fn serve(&self, env: &[(&str, &str)]) -> Served {
-        let mut child = self
-            .cmd()
-            .env("CITYBOOKS_SFTP_LISTEN", "127.0.0.1")
+        let mut cmd = self.cmd();
+        cmd.env("CITYBOOKS_SFTP_LISTEN", "127.0.0.1")
             .env("CITYBOOKS_SQL_LISTEN", "127.0.0.1")
             .env("CITYBOOKS_HTTP_LISTEN", "127.0.0.1")
             .envs(env.iter().copied())
-            .args([
-                "serve",
-                "--sftp-port",
-                "0",
-                "--sql-port",
-                "0",
-                "--http-port",
-                "0",
-            ])
+            .arg("serve");
+        Served::start(cmd)
+    }
+}
+
+impl Served {
+    /// Runs `cmd` (`serve` or `demo`) with every part on a port the system picks, and
+    /// returns once it printed `ready`.
+    pub fn start(mut cmd: Command) -> Served {
+        let mut child = cmd
+            .args(["--sftp-port", "0", "--sql-port", "0", "--http-port", "0"])
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -391,74 +391,44 @@ fn result_json(result: &QueryResult, truncated: bool, elapsed: Duration) -> Valu
 /// One column as JSON values: numbers for integers and floats, exact strings for
 /// decimals (a JSON number would lose cents beyond 2^53), text for the rest.
 fn column_json(array: &ArrayRef) -> Vec<Value> {
-    let nulls = |i: usize| array.is_null(i);
-    let cast = |to: &DataType| arrow::compute::cast(array, to).ok();
-    let n = array.len();
+    // Null where the array is null, else `value(i)`.
+    let each = |value: &dyn Fn(usize) -> Value| -> Vec<Value> {
+        (0..array.len())
+            .map(|i| {
+                if array.is_null(i) {
+                    Value::Null
+                } else {
+                    value(i)
+                }
+            })
+            .collect()
+    };
+    let cast = |to: &DataType| arrow::compute::cast(array, to).expect("numbers widen losslessly");
     match array.data_type() {
         DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
-            let a = cast(&DataType::Int64).expect("integers widen to Int64");
+            let a = cast(&DataType::Int64);
             let a = a.as_primitive::<Int64Type>();
-            (0..n)
-                .map(|i| {
-                    if nulls(i) {
-                        Value::Null
-                    } else {
-                        json!(a.value(i))
-                    }
-                })
-                .collect()
+            each(&|i| json!(a.value(i)))
         }
         DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
-            let a = cast(&DataType::UInt64).expect("integers widen to UInt64");
+            let a = cast(&DataType::UInt64);
             let a = a.as_primitive::<UInt64Type>();
-            (0..n)
-                .map(|i| {
-                    if nulls(i) {
-                        Value::Null
-                    } else {
-                        json!(a.value(i))
-                    }
-                })
-                .collect()
+            each(&|i| json!(a.value(i)))
         }
         DataType::Float16 | DataType::Float32 | DataType::Float64 => {
-            let a = cast(&DataType::Float64).expect("floats widen to Float64");
+            let a = cast(&DataType::Float64);
             let a = a.as_primitive::<Float64Type>();
-            (0..n)
-                .map(|i| {
-                    if nulls(i) {
-                        Value::Null
-                    } else {
-                        serde_json::Number::from_f64(a.value(i)).map_or(Value::Null, Value::Number)
-                    }
-                })
-                .collect()
+            each(&|i| serde_json::Number::from_f64(a.value(i)).map_or(Value::Null, Value::Number))
         }
         DataType::Boolean => {
             let a = array.as_boolean();
-            (0..n)
-                .map(|i| {
-                    if nulls(i) {
-                        Value::Null
-                    } else {
-                        json!(a.value(i))
-                    }
-                })
-                .collect()
+            each(&|i| json!(a.value(i)))
         }
         _ => {
             let options = FormatOptions::default();
             match ArrayFormatter::try_new(array.as_ref(), &options) {
-                Ok(f) => (0..n)
-                    .map(|i| {
-                        if nulls(i) {
-                            Value::Null
-                        } else {
-                            Value::String(f.value(i).to_string())
-                        }
-                    })
-                    .collect(),
-                Err(_) => vec![Value::Null; n],
+                Ok(f) => each(&|i| Value::String(f.value(i).to_string())),
+                Err(_) => vec![Value::Null; array.len()],
             }
         }
     }
@@ -634,15 +604,7 @@ impl App {
             .await?;
         let mut years = Vec::new();
         for batch in &result.batches {
-            let column = arrow::compute::cast(batch.column(0), &DataType::Int64)
-                .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-            years.extend(
-                column
-                    .as_primitive::<Int64Type>()
-                    .iter()
-                    .flatten()
-                    .map(|y| y as i32),
-            );
+            years.extend(ints(batch.column(0))?.into_iter().map(|y| y as i32));
         }
         Ok(years)
     }
@@ -716,6 +678,18 @@ fn pairs(query: &Option<String>) -> Vec<(String, String)> {
         .collect()
 }
 
+/// An integer column of an answer as i64 values (nulls as 0: the explorer's counts and
+/// years are never null).
+fn ints(array: &ArrayRef) -> Result<Vec<i64>, ApiError> {
+    let wide = arrow::compute::cast(array, &DataType::Int64)
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    Ok(wide
+        .as_primitive::<Int64Type>()
+        .iter()
+        .map(|v| v.unwrap_or(0))
+        .collect())
+}
+
 /// The exact cents of a decimal column's value (scale 2 in every amount the explorer sums).
 fn cents(array: &ArrayRef, i: usize) -> Result<i128, ApiError> {
     match array.data_type() {
@@ -753,14 +727,14 @@ async fn explore(
     let mut transactions: i64 = 0;
     for batch in &result.batches {
         let names = column_json(batch.column(0));
-        let counts = arrow::compute::cast(batch.column(2), &DataType::Int64)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let counts = counts.as_primitive::<Int64Type>();
+        let counts = ints(batch.column(2))?;
         for (i, name) in names.into_iter().enumerate() {
             let amount = cents(batch.column(1), i)?;
             total += amount;
-            transactions += counts.value(i);
-            rows.push(json!({"name": name, "amount": format_cents(amount), "transactions": counts.value(i)}));
+            transactions += counts[i];
+            rows.push(
+                json!({"name": name, "amount": format_cents(amount), "transactions": counts[i]}),
+            );
         }
     }
     let levels: Vec<Value> = view
@@ -797,19 +771,12 @@ async fn trend(State(app): State<App>, RawQuery(query): RawQuery) -> Result<Json
     let (result, _) = app.execute(&sql, None, None).await?;
     let mut rows = Vec::new();
     for batch in &result.batches {
-        let years = arrow::compute::cast(batch.column(0), &DataType::Int64)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let counts = arrow::compute::cast(batch.column(2), &DataType::Int64)
-            .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
-        let (years, counts) = (
-            years.as_primitive::<Int64Type>(),
-            counts.as_primitive::<Int64Type>(),
-        );
+        let (years, counts) = (ints(batch.column(0))?, ints(batch.column(2))?);
         for i in 0..batch.num_rows() {
             rows.push(json!({
-                "fiscal_year": years.value(i),
+                "fiscal_year": years[i],
                 "amount": format_cents(cents(batch.column(1), i)?),
-                "transactions": counts.value(i),
+                "transactions": counts[i],
             }));
         }
     }
