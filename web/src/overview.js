@@ -17,6 +17,32 @@ function col(result, name) {
 const HBAR_GRID = { left: 196, right: 28, top: 8, bottom: 28 };
 const HBAR_LABEL = { width: 180, overflow: 'truncate', color: '#2b3440' };
 
+/**
+ * A horizontal bar chart of money per category: `name` and `value` are the result's
+ * columns, `label` names the value in the tooltip, `color(value)` colours each bar.
+ */
+function horizontalBars(r, name, value, label, { color, inverse = false }) {
+  const g = col(r, name), v = col(r, value);
+  return [{
+    grid: HBAR_GRID,
+    tooltip: {
+      trigger: 'axis',
+      axisPointer: { type: 'shadow' },
+      formatter: (ps) => {
+        const row = r.rows[ps[0].dataIndex];
+        return `${escapeHtml(row[g])}<br>${label} <b>$${formatAmount(row[v])}</b>`;
+      },
+    },
+    xAxis: valueAxis({ axisLabel: { formatter: compactMoney, color: '#6b7785' } }),
+    yAxis: categoryAxis(r.rows.map((row) => row[g]), { inverse, axisLabel: HBAR_LABEL }),
+    series: [{
+      type: 'bar',
+      data: r.rows.map((row) => ({ value: Number(row[v]), itemStyle: { color: color(Number(row[v])) } })),
+      barCategoryGap: '30%',
+    }],
+  }, r.rows.length];
+}
+
 // One builder per chart id: result object → [ECharts option, number of data points].
 const BUILDERS = {
   transactions_by_organization_group(r) {
@@ -60,49 +86,16 @@ const BUILDERS = {
     }, r.rows.length];
   },
 
-  net_by_organization_group(r) {
-    const g = col(r, 'organization_group'), v = col(r, 'net');
-    return [{
-      grid: HBAR_GRID,
-      tooltip: {
-        trigger: 'axis',
-        axisPointer: { type: 'shadow' },
-        formatter: (ps) => {
-          const row = r.rows[ps[0].dataIndex];
-          return `${escapeHtml(row[g])}<br>Net <b>$${formatAmount(row[v])}</b>`;
-        },
-      },
-      xAxis: valueAxis({ axisLabel: { formatter: compactMoney, color: '#6b7785' } }),
-      yAxis: categoryAxis(r.rows.map((row) => row[g]), { axisLabel: HBAR_LABEL }),
-      series: [{
-        type: 'bar',
-        data: r.rows.map((row) => ({
-          value: Number(row[v]),
-          itemStyle: { color: Number(row[v]) < 0 ? NEGATIVE : POSITIVE },
-        })),
-        barCategoryGap: '30%',
-      }],
-    }, r.rows.length];
-  },
+  // Negative (net spending) bars to the left, in their own colour.
+  net_by_organization_group: (r) => horizontalBars(r, 'organization_group', 'net', 'Net', {
+    color: (value) => (value < 0 ? NEGATIVE : POSITIVE),
+  }),
 
-  top_fund_types_by_max_spending(r) {
-    const g = col(r, 'fund_type'), v = col(r, 'max_spending');
-    return [{
-      grid: HBAR_GRID,
-      tooltip: {
-        trigger: 'axis',
-        axisPointer: { type: 'shadow' },
-        formatter: (ps) => {
-          const row = r.rows[ps[0].dataIndex];
-          return `${escapeHtml(row[g])}<br>Largest spending <b>$${formatAmount(row[v])}</b>`;
-        },
-      },
-      xAxis: valueAxis({ axisLabel: { formatter: compactMoney, color: '#6b7785' } }),
-      // inverse: the largest (first row) at the top.
-      yAxis: categoryAxis(r.rows.map((row) => row[g]), { inverse: true, axisLabel: HBAR_LABEL }),
-      series: [{ type: 'bar', data: r.rows.map((row) => Number(row[v])), itemStyle: { color: PALETTE[0] }, barCategoryGap: '30%' }],
-    }, r.rows.length];
-  },
+  // inverse: the largest (first row) at the top.
+  top_fund_types_by_max_spending: (r) => horizontalBars(r, 'fund_type', 'max_spending', 'Largest spending', {
+    color: () => PALETTE[0],
+    inverse: true,
+  }),
 };
 
 /** Titles shown on the cards: the original dashboard's wording. */
