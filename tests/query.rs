@@ -599,7 +599,18 @@ fn http_queries_time_out_and_cancel() {
 
 #[test]
 fn the_api_token_is_required_when_set() {
-    let (_p, s) = served(&[("CITYBOOKS_HTTP_TOKEN", "s3cret-token")]);
+    // Only the HTTP part runs: the others are switched off in the configuration.
+    let (_p, s) = served(&[
+        ("CITYBOOKS_HTTP_TOKEN", "s3cret-token"),
+        ("CITYBOOKS_SFTP_ENABLED", "false"),
+        ("CITYBOOKS_SQL_ENABLED", "false"),
+    ]);
+    assert_eq!((s.sftp, s.sql), (0, 0), "{}", s.banner);
+    assert!(
+        !s.banner.contains("SFTP") && !s.banner.contains("SQL"),
+        "{}",
+        s.banner
+    );
     let (status, body) = http_get(&s, "/api/years");
     assert_eq!(status, 401);
     assert!(body["error"]
