@@ -8,12 +8,13 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use citybooks_model::Table;
 use citybooks_query::dashboard::{CHARTS, ORIGINAL_QUERY};
-use citybooks_query::{write_batches, OutputFormat};
+use citybooks_query::{write_batches, Engine, OutputFormat};
 use citybooks_sftp::{HostKeys, Users};
 use citybooks_store::Project;
 use citybooks_warehouse::{LoadReport, LoadStatus, Warehouse};
 use clap::{Parser, Subcommand};
 
+mod cluster;
 mod fetching;
 mod serve;
 
@@ -153,6 +154,22 @@ enum Command {
         #[command(flatten)]
         ports: serve::Ports,
     },
+    /// Run a Ballista scheduler (Apache DataFusion Ballista 55) until Ctrl-C / SIGTERM:
+    /// with [query] engine = "ballista", citybooks' report.* queries run on its cluster.
+    ///
+    /// Flags and defaults are those of the stock ballista-scheduler. Run it in the project
+    /// folder (or with --project) so it reaches the project's store while it plans.
+    ///
+    /// Example: citybooks scheduler --bind-port 50050
+    Scheduler(cluster::SchedulerArgs),
+    /// Run a Ballista executor (Apache DataFusion Ballista 55) until Ctrl-C / SIGTERM.
+    ///
+    /// Flags and defaults are those of the stock ballista-executor; for a second executor
+    /// on one host change all three ports. Run it in the project folder (or with --project)
+    /// so it reads the project's store (S3, or a folder every process shares).
+    ///
+    /// Example: citybooks executor --scheduler-host sched --bind-port 50051
+    Executor(cluster::ExecutorArgs),
     /// Manage the users of the PostgreSQL wire protocol (SCRAM-SHA-256 passwords).
     ///
     /// The password is read from stdin when stdin is not a terminal, otherwise asked for
@@ -224,11 +241,19 @@ enum SqlUserAction {
 }
 
 fn main() -> ExitCode {
+    let cli = Cli::parse();
     // Like other command-line tools, end quietly when the reader of our output goes
-    // away (`citybooks query ... | head`) instead of failing on a broken pipe.
+    // away (`citybooks query ... | head`) instead of failing on a broken pipe. Not the
+    // long-running servers: there a peer that closes a socket would end the process
+    // (SIGPIPE kills it silently), where Rust's default turns it into an error.
     #[cfg(unix)]
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    if !matches!(
+        cli.command,
+        Command::Serve { .. } | Command::Demo { .. } | Command::Scheduler(_) | Command::Executor(_)
+    ) {
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
     }
     let filter =
         tracing_subscriber::EnvFilter::try_from_env("CITYBOOKS_LOG").unwrap_or_else(|_| {
@@ -240,9 +265,12 @@ fn main() -> ExitCode {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
-    let cli = Cli::parse();
+    // 32 MiB stacks, as the stock Ballista scheduler's runtime has: planning and
+    // (de)serialising deep plans recurses (the tax histogram's plan overflowed 2 MiB in
+    // a debug build). Only address space is reserved up front.
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .thread_stack_size(32 << 20)
         .build()
     {
         Ok(rt) => rt,
@@ -318,6 +346,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 ExitCode::FAILURE
             })
         }
+        Command::Scheduler(args) => {
+            cluster::scheduler(cli.project.as_deref(), args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Executor(args) => {
+            cluster::executor(cli.project.as_deref(), args).await?;
+            Ok(ExitCode::SUCCESS)
+        }
         Command::Query {
             sql,
             format,
@@ -326,7 +362,8 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         } => {
             let project = open_project(cli.project.as_deref())?;
             let wh = warehouse(&project)?;
-            let result = citybooks_query::query(&wh, &sql, as_of_load).await?;
+            let engine = Engine::from_config(&project.config.query)?;
+            let result = citybooks_query::query(&engine, &wh, &sql, as_of_load).await?;
             match output {
                 Some(file) => {
                     let f = std::fs::File::create(&file)
@@ -524,6 +561,13 @@ fn print_report(path: &str, r: &LoadReport) {
     for c in &r.conformed {
         println!("  conformed (rule 6): {c}");
     }
+    if !r.lease_wait.for_holders.is_empty() {
+        println!(
+            "  waited {:.1} s for the writer lease, held by: {}",
+            r.lease_wait.seconds,
+            r.lease_wait.for_holders.join("; ")
+        );
+    }
     for q in &r.quarantine_sample {
         println!(
             "  quarantined: {}, line {}{}: {}",
@@ -546,7 +590,8 @@ fn print_report(path: &str, r: &LoadReport) {
 
 async fn print_query(wh: &Warehouse, title: &str, sql: &str) -> Result<()> {
     println!("\n== {title}");
-    let result = citybooks_query::query(wh, sql, None).await?;
+    // Status and the demo's summaries read meta.* and small aggregates: in-process.
+    let result = citybooks_query::query(&Engine::Embedded, wh, sql, None).await?;
     write_batches(&result, OutputFormat::Table, std::io::stdout())?;
     Ok(())
 }

@@ -108,6 +108,13 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
         bail!("nothing to serve: [sftp], [sql] and [http] are all disabled (enabled = false) in citybooks.toml");
     }
     let wh = warehouse(project)?;
+    let engine = citybooks_query::Engine::from_config(&cfg.query)?;
+    if let citybooks_query::Engine::Ballista(cluster) = &engine {
+        println!(
+            "queries of report.* run on the Ballista cluster at {}",
+            cluster.url
+        );
+    }
     let metrics = Arc::new(Metrics::default());
     let shutdown = CancellationToken::new();
     let mut tasks: Vec<JoinHandle<Result<()>>> = Vec::new();
@@ -116,7 +123,7 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
         tasks.push(sftp_server(project, &wh, listener, metrics.clone(), shutdown.clone()).await?);
     }
     let live = match sql.is_some() || http.is_some() {
-        true => Some(Live::open(wh.clone()).await?),
+        true => Some(Live::open(wh.clone(), engine).await?),
         false => None,
     };
     if let (Some(listener), Some(live)) = (sql, &live) {
@@ -214,7 +221,7 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
     }
     println!("ready (Ctrl-C stops)");
 
-    shutdown_signal().await;
+    stop_signal().await;
     shutdown.cancel();
     for task in tasks {
         task.await.context("a server task panicked")??;
@@ -354,7 +361,7 @@ async fn sftp_server(
     }))
 }
 
-async fn shutdown_signal() {
+pub async fn stop_signal() {
     #[cfg(unix)]
     {
         let mut term =

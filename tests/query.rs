@@ -6,8 +6,7 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::io::Write;
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -21,24 +20,6 @@ from report.transaction as t
 join report.finance as f on t.finance_id = f.finance_id
 group by f.revenue_or_spending
 order by f.revenue_or_spending;";
-
-fn add_sql_user(p: &Project, name: &str, password: &str) {
-    let mut child = p
-        .cmd()
-        .args(["sql-user", "add", name])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
-    let out = child.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
 
 /// A project with the sample loaded and one SQL user, served.
 fn served(env: &[(&str, &str)]) -> (Project, Served) {
@@ -55,20 +36,6 @@ fn have_psql() -> bool {
         Command::new("psql").arg("--version"),
         "apt-get install postgresql-client",
     )
-}
-
-/// `psql` without a password prompt: `password` None sends none.
-fn psql(port: u16, user: &str, password: Option<&str>, extra: &[&str]) -> Output {
-    let mut c = Command::new("psql");
-    c.env_remove("PGPASSWORD")
-        .env("PGCONNECT_TIMEOUT", "10")
-        .args(["-w", "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
-        .args(["-p", &port.to_string(), "-U", user, "-d", "citybooks"])
-        .args(extra);
-    if let Some(pw) = password {
-        c.env("PGPASSWORD", pw);
-    }
-    c.output().unwrap()
 }
 
 fn text(o: &Output) -> String {
@@ -420,15 +387,6 @@ fn tls_is_offered_required_and_fails_closed() {
     assert!(!t.contains("ready"), "{t}");
 }
 
-/// GET `path`: status and JSON body.
-fn http_get(s: &Served, path: &str) -> (u16, serde_json::Value) {
-    match ureq::get(&s.url(path)).call() {
-        Ok(r) => (r.status(), r.into_json().unwrap()),
-        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
-        Err(e) => panic!("{path}: {e}"),
-    }
-}
-
 /// POST a JSON body to `path`: status, content type and body bytes.
 fn http_post(
     s: &Served,
@@ -723,15 +681,6 @@ fn the_explorer_sums_equal_the_sample() {
         .as_str()
         .unwrap()
         .contains("organization, type or fund"));
-}
-
-fn url_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[test]

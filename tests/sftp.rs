@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -51,51 +51,6 @@ fn upload_in_background(
         std::thread::sleep(Duration::from_millis(20));
     }
     child
-}
-
-/// Makes a key pair `key_name` with ssh-keygen and adds its public key to `user`;
-/// returns the private key's path.
-fn add_user(p: &Project, user: &str, key_name: &str, args: &[&str]) -> PathBuf {
-    let key = keygen(p, key_name, args);
-    p.ok(&[
-        "user",
-        "add",
-        user,
-        "--key",
-        &format!("{}.pub", key.display()),
-    ]);
-    key
-}
-
-/// OpenSSH's sftp client with `key` on `port`, host keys not checked; the caller adds
-/// its own options, then the destination (`user@127.0.0.1`) last.
-fn sftp_command(port: u16, key: &Path) -> Command {
-    let mut c = Command::new("sftp");
-    c.args(["-P", &port.to_string(), "-i"]).arg(key).args([
-        "-o",
-        "StrictHostKeyChecking=no",
-        "-o",
-        "UserKnownHostsFile=/dev/null",
-        "-o",
-        "IdentitiesOnly=yes",
-        "-o",
-        "ConnectTimeout=10",
-    ]);
-    c
-}
-
-/// Runs `sftp -b` with `commands` in `cwd`.
-fn sftp(port: u16, key: &Path, user: &str, cwd: &Path, commands: &str, extra: &[&str]) -> Output {
-    let batch = cwd.join(format!("batch-{user}"));
-    std::fs::write(&batch, commands).unwrap();
-    sftp_command(port, key)
-        .current_dir(cwd)
-        .args(["-b"])
-        .arg(&batch)
-        .args(extra)
-        .arg(format!("{user}@127.0.0.1"))
-        .output()
-        .expect("OpenSSH sftp (openssh-client) is installed by .ci/run")
 }
 
 /// A project on the local store, or on S3 (s3s-fs) when `s3` is set; with the folder

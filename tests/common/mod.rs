@@ -3,6 +3,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
+use std::io::Write;
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -402,4 +403,108 @@ impl S3Server {
     pub fn store_dir(&self) -> PathBuf {
         self.root.path().join("books/city")
     }
+}
+
+/// Adds SQL user `name` with `password` (given on stdin).
+pub fn add_sql_user(p: &Project, name: &str, password: &str) {
+    let mut child = p
+        .cmd()
+        .args(["sql-user", "add", name])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// `psql` without a password prompt: `password` None sends none.
+pub fn psql(port: u16, user: &str, password: Option<&str>, extra: &[&str]) -> Output {
+    let mut c = Command::new("psql");
+    c.env_remove("PGPASSWORD")
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-w", "-X", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1"])
+        .args(["-p", &port.to_string(), "-U", user, "-d", "citybooks"])
+        .args(extra);
+    if let Some(pw) = password {
+        c.env("PGPASSWORD", pw);
+    }
+    c.output().unwrap()
+}
+
+/// GET `path`: status and JSON body.
+pub fn http_get(s: &Served, path: &str) -> (u16, serde_json::Value) {
+    match ureq::get(&s.url(path)).call() {
+        Ok(r) => (r.status(), r.into_json().unwrap()),
+        Err(ureq::Error::Status(code, r)) => (code, r.into_json().unwrap()),
+        Err(e) => panic!("{path}: {e}"),
+    }
+}
+
+/// Percent-encodes `s` for a URL query.
+pub fn url_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Makes a key pair `key_name` with ssh-keygen and adds its public key to `user`;
+/// returns the private key's path.
+pub fn add_user(p: &Project, user: &str, key_name: &str, args: &[&str]) -> PathBuf {
+    let key = keygen(p, key_name, args);
+    p.ok(&[
+        "user",
+        "add",
+        user,
+        "--key",
+        &format!("{}.pub", key.display()),
+    ]);
+    key
+}
+
+/// OpenSSH's sftp client with `key` on `port`, host keys not checked; the caller adds
+/// its own options, then the destination (`user@127.0.0.1`) last.
+pub fn sftp_command(port: u16, key: &Path) -> Command {
+    let mut c = Command::new("sftp");
+    c.args(["-P", &port.to_string(), "-i"]).arg(key).args([
+        "-o",
+        "StrictHostKeyChecking=no",
+        "-o",
+        "UserKnownHostsFile=/dev/null",
+        "-o",
+        "IdentitiesOnly=yes",
+        "-o",
+        "ConnectTimeout=10",
+    ]);
+    c
+}
+
+/// Runs `sftp -b` with `commands` in `cwd`.
+pub fn sftp(
+    port: u16,
+    key: &Path,
+    user: &str,
+    cwd: &Path,
+    commands: &str,
+    extra: &[&str],
+) -> Output {
+    let batch = cwd.join(format!("batch-{user}"));
+    std::fs::write(&batch, commands).unwrap();
+    sftp_command(port, key)
+        .current_dir(cwd)
+        .args(["-b"])
+        .arg(&batch)
+        .args(extra)
+        .arg(format!("{user}@127.0.0.1"))
+        .output()
+        .expect("OpenSSH sftp (openssh-client) is installed by .ci/run")
 }

@@ -1,11 +1,13 @@
 //! Queries over the warehouse: the read-only SQL gate, result formats, and the named
 //! queries of the original dashboard (DOMAIN.md).
 //!
-//! The DataFusion session itself comes from `citybooks-warehouse` (it knows where the
-//! tables live and how to travel in time); this crate decides what may run on it and
-//! how results leave it. Servers (PostgreSQL wire, HTTP) build on this crate.
+//! The tables come from `citybooks-warehouse` (it knows where they live and how to
+//! travel in time); this crate decides which engine plans a session ([`Engine`]:
+//! DataFusion in-process, or a Ballista cluster), what may run on it and how results
+//! leave it. Servers (PostgreSQL wire, HTTP) build on this crate.
 
 pub mod dashboard;
+pub mod engine;
 pub mod format;
 
 use arrow::array::RecordBatch;
@@ -16,6 +18,7 @@ use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 
+pub use engine::Engine;
 pub use format::{write_batches, OutputFormat};
 
 /// A query that could not run.
@@ -23,12 +26,29 @@ pub use format::{write_batches, OutputFormat};
 pub enum QueryError {
     #[error("{0}")]
     Warehouse(Box<citybooks_warehouse::WarehouseError>),
-    #[error("{0}")]
-    Engine(#[from] datafusion::error::DataFusionError),
+    #[error("{}", engine_text(.0))]
+    Engine(datafusion::error::DataFusionError),
     #[error("{0}")]
     Output(String),
+    #[error("{0}")]
+    Config(String),
     #[error("citybooks is read-only: only queries run (SELECT, WITH, VALUES, EXPLAIN, SHOW); the warehouse changes only through loads ({0})")]
     ReadOnly(String),
+}
+
+impl From<DataFusionError> for QueryError {
+    fn from(e: DataFusionError) -> Self {
+        QueryError::Engine(e)
+    }
+}
+
+/// An engine error as a sentence: one of ours carried through DataFusion (an
+/// unreachable scheduler, ...) without DataFusion's "External error: " wrapping.
+fn engine_text(e: &DataFusionError) -> String {
+    match e.find_root() {
+        DataFusionError::External(inner) => inner.to_string(),
+        _ => e.to_string(),
+    }
 }
 
 impl From<citybooks_warehouse::WarehouseError> for QueryError {
@@ -98,12 +118,14 @@ pub async fn run(ctx: &SessionContext, sql: &str) -> Result<QueryResult, QueryEr
     Ok(QueryResult { schema, batches })
 }
 
-/// Runs one read-only statement on the warehouse, optionally as of an earlier load.
+/// Runs one read-only statement on the warehouse with `engine`, optionally as of an
+/// earlier load.
 pub async fn query(
+    engine: &Engine,
     warehouse: &Warehouse,
     sql: &str,
     as_of_load: Option<i64>,
 ) -> Result<QueryResult, QueryError> {
-    let ctx = warehouse.session(as_of_load).await?;
+    let ctx = engine.session(warehouse, as_of_load).await?;
     run(&ctx, sql).await
 }

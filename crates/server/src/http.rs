@@ -143,8 +143,13 @@ impl From<QueryError> for ApiError {
     fn from(e: QueryError) -> Self {
         let status = match &e {
             QueryError::ReadOnly(_) => StatusCode::FORBIDDEN,
+            QueryError::Engine(e) if citybooks_query::engine::cluster_unreachable(e) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             QueryError::Engine(_) => StatusCode::BAD_REQUEST,
-            QueryError::Warehouse(_) | QueryError::Output(_) => StatusCode::INTERNAL_SERVER_ERROR,
+            QueryError::Warehouse(_) | QueryError::Output(_) | QueryError::Config(_) => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
         };
         ApiError::new(status, e.to_string())
     }
@@ -285,6 +290,12 @@ async fn metrics_text(State(app): State<App>) -> impl IntoResponse {
                 last.finished as f64 / 1e6
             ));
         }
+    }
+    if let citybooks_query::Engine::Ballista(cluster) = app.live.engine() {
+        let (sent, fell_back) = cluster.counts();
+        text.push_str(&format!(
+            "# HELP citybooks_cluster_queries_total Plans of report.* queries by where they ran: on the Ballista cluster, or here because the scheduler could not be reached ([query] fallback).\n# TYPE citybooks_cluster_queries_total counter\ncitybooks_cluster_queries_total{{ran=\"cluster\"}} {sent}\ncitybooks_cluster_queries_total{{ran=\"fallback\"}} {fell_back}\n"
+        ));
     }
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], text)
 }

@@ -9,6 +9,7 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use citybooks_query::Engine;
 use citybooks_warehouse::{Warehouse, WarehouseError};
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
@@ -26,21 +27,23 @@ struct Seen {
 /// The shared, self-refreshing session.
 pub struct Live {
     warehouse: Warehouse,
+    engine: Engine,
     ctx: Arc<SessionContext>,
     seen: Mutex<Seen>,
     check_interval: Duration,
 }
 
 impl Live {
-    /// Opens the session on the warehouse as it is now, with the `pg_catalog` schema
-    /// PostgreSQL clients look in.
-    pub async fn open(warehouse: Warehouse) -> Result<Arc<Live>, WarehouseError> {
+    /// Opens the session on the warehouse as it is now, planned by `engine`, with the
+    /// `pg_catalog` schema PostgreSQL clients look in.
+    pub async fn open(warehouse: Warehouse, engine: Engine) -> Result<Arc<Live>, WarehouseError> {
         let generation = warehouse.generation().await?;
-        let ctx = warehouse.session(None).await?;
+        let ctx = engine.session(&warehouse, None).await?;
         setup_pg_catalog(&ctx, "datafusion", EmptyContextProvider)
             .map_err(|e| WarehouseError::Other(format!("setting up pg_catalog: {e}")))?;
         Ok(Arc::new(Live {
             warehouse,
+            engine,
             ctx: Arc::new(ctx),
             seen: Mutex::new(Seen {
                 generation,
@@ -48,6 +51,11 @@ impl Live {
             }),
             check_interval: CHECK_INTERVAL,
         }))
+    }
+
+    /// The engine that plans the session's queries.
+    pub fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     /// The warehouse.
@@ -84,7 +92,9 @@ impl Live {
         if generation == seen.generation {
             return Ok(false);
         }
-        self.warehouse.register_tables(&self.ctx, None).await?;
+        self.warehouse
+            .register_tables(&self.ctx, None, self.engine.scans())
+            .await?;
         tracing::info!(%generation, "new load: tables refreshed");
         seen.generation = generation;
         Ok(true)

@@ -18,6 +18,32 @@ pub struct Config {
     pub sql: SqlConfig,
     pub http: HttpConfig,
     pub fetch: FetchConfig,
+    pub query: QueryConfig,
+}
+
+/// `[query]`: which engine answers queries (`citybooks query`, the SQL and HTTP
+/// servers).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QueryConfig {
+    /// "embedded" (DataFusion in this process) or "ballista" (a Ballista 55 cluster:
+    /// `citybooks scheduler` + `citybooks executor`s, or the stock binaries).
+    pub engine: String,
+    /// The Ballista scheduler, `df://HOST:PORT`.
+    pub scheduler: String,
+    /// "" (a query fails with a clear error while the scheduler cannot be reached) or
+    /// "embedded" (it runs in this process instead, with a warning).
+    pub fallback: String,
+}
+
+impl Default for QueryConfig {
+    fn default() -> Self {
+        QueryConfig {
+            engine: "embedded".into(),
+            scheduler: "df://localhost:50050".into(),
+            fallback: String::new(),
+        }
+    }
 }
 
 /// `[fetch]`: downloading the ledger from the open-data portal (`citybooks fetch`) and
@@ -225,6 +251,9 @@ pub struct LoadConfig {
     pub batch_rows: usize,
     /// Target size of one Parquet file of the fact table, in MiB.
     pub target_file_mib: u64,
+    /// The writer lease: loads on one store (from any process or host) take turns;
+    /// a crashed writer's lease runs out after this many seconds.
+    pub lease_secs: u64,
 }
 
 impl Default for LoadConfig {
@@ -232,6 +261,7 @@ impl Default for LoadConfig {
         LoadConfig {
             batch_rows: 65_536,
             target_file_mib: 128,
+            lease_secs: 30,
         }
     }
 }
@@ -358,6 +388,9 @@ allow_http = false
 batch_rows = {batch_rows}
 # Target size of one Parquet file of report.transaction, in MiB.
 target_file_mib = {target}
+# Loads on one store take turns, whichever process or host runs them (a writer lease in
+# the store, renewed while a load runs); a crashed writer's lease runs out after this.
+lease_secs = {lease}
 
 [sftp]
 # The SFTP drop-box of `citybooks serve`: users (citybooks user add) upload CSV files
@@ -425,7 +458,20 @@ backoff_ms = {backoff}
 # with backoff up to retry_max_secs apart while the previous warehouse stays live.
 schedule = ""
 retry_max_secs = {retry_max}
+
+[query]
+# Which engine answers queries: "embedded" (DataFusion in this process) or "ballista"
+# (a Ballista cluster: citybooks scheduler + citybooks executor, see the README's
+# "Scaling out"). With ballista, report.* queries run on the cluster; catalog
+# (pg_catalog, information_schema) and meta.* queries stay in this process.
+engine = "{engine}"
+scheduler = "{scheduler}"
+# "embedded": run here when the scheduler cannot be reached (with a warning) instead
+# of failing the query.
+fallback = ""
 "#,
+            engine = d.query.engine,
+            scheduler = d.query.scheduler,
             portal = d.fetch.portal,
             dataset = d.fetch.dataset,
             page_rows = d.fetch.page_rows,
@@ -449,6 +495,7 @@ retry_max_secs = {retry_max}
             url = d.store.url,
             batch_rows = d.load.batch_rows,
             target = d.load.target_file_mib,
+            lease = d.load.lease_secs,
             listen = d.sftp.listen,
             port = d.sftp.port,
             idle = d.sftp.idle_timeout_secs,

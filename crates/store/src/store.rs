@@ -150,6 +150,15 @@ impl Store {
         self.root.join(rel).unwrap_or_else(|_| self.root.clone())
     }
 
+    /// `s3://bucket/` of an S3 store (None for a local folder): where a query engine
+    /// registers [`Store::object_store`] to read the store's files by their URLs.
+    pub fn bucket_url(&self) -> Option<Url> {
+        if self.local_dir.is_some() {
+            return None;
+        }
+        Url::parse(&format!("s3://{}/", self.root.host_str()?)).ok()
+    }
+
     /// Options Delta Lake needs to reach the store (S3 endpoint, keys, ...).
     pub fn storage_options(&self) -> HashMap<String, String> {
         self.options.clone()

@@ -35,6 +35,8 @@ pub enum WarehouseError {
     Engine(#[from] datafusion::error::DataFusionError),
     #[error("no load {0} in meta.loads; `citybooks status` lists the loads")]
     NoSuchLoad(i64),
+    #[error(transparent)]
+    LeaseLost(#[from] citybooks_store::LeaseLost),
     #[error("{0}")]
     Other(String),
 }

@@ -39,6 +39,10 @@ use crate::error::{Result, WarehouseError};
 use crate::failpoint;
 use crate::loads::{ints, strings, LoadRecord, FAILED, LOADED, UNCHANGED};
 use crate::tables::{Input, Warehouse, WriteMode};
+use citybooks_store::{Lease, Waited};
+
+/// The name of the lease every load takes in the store (`leases/writer/`).
+pub const WRITER_LEASE: &str = "writer";
 
 /// How a load ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -84,6 +88,8 @@ pub struct LoadReport {
     pub quarantine_sample: Vec<QuarantinedRow>,
     pub error: Option<String>,
     pub seconds: f64,
+    /// How long the load waited for the writer lease, and for which other loads.
+    pub lease_wait: Waited,
 }
 
 /// How many quarantined rows a report repeats (the table has them all).
@@ -745,6 +751,45 @@ impl Warehouse {
         })
         .await
         .map_err(|e| WarehouseError::Other(format!("the scan of {file2} stopped: {e}")))?;
+        // Everything from here reads ids and members and commits: one writer at a time
+        // on the store, whichever process or host it runs in.
+        let ttl = std::time::Duration::from_secs(self.config.lease_secs.max(1));
+        let lease = self
+            .store()
+            .acquire_lease(WRITER_LEASE, &format!("load of {rel}"), ttl, |holder| {
+                tracing::warn!("{rel}: waiting for the writer lease, held by {holder}")
+            })
+            .await?;
+        let result = self
+            .load_scanned(
+                rel,
+                copied,
+                show_progress,
+                total,
+                scanned,
+                &lease,
+                clock,
+                started,
+            )
+            .await;
+        lease.release().await;
+        result
+    }
+
+    /// The part of a load that holds the writer lease: decide ids and members from the
+    /// warehouse as it is now, commit, record.
+    #[allow(clippy::too_many_arguments)]
+    async fn load_scanned(
+        &self,
+        rel: &str,
+        copied: bool,
+        show_progress: bool,
+        total: u64,
+        scanned: Result<Scan>,
+        lease: &Lease,
+        clock: Instant,
+        started: i64,
+    ) -> Result<LoadReport> {
         let mut report = LoadReport {
             load_id: 0,
             status: LoadStatus::Failed,
@@ -762,6 +807,7 @@ impl Warehouse {
             quarantine_sample: Vec::new(),
             error: None,
             seconds: 0.0,
+            lease_wait: lease.waited.clone(),
         };
         let loads = self.loads().await?;
         let ctx = self.session(None).await?;
@@ -774,7 +820,7 @@ impl Warehouse {
                 // Nothing loadable: record the attempt; the raw file stays in the store.
                 report.error = Some(e.to_string());
                 let versions = self.versions_now(BTreeMap::new()).await?;
-                self.record(&report, &BTreeSet::new(), started, versions)
+                self.record(lease, &report, &BTreeSet::new(), started, versions)
                     .await?;
                 report.seconds = clock.elapsed().as_secs_f64();
                 return Ok(report);
@@ -800,7 +846,7 @@ impl Warehouse {
             report.quarantine_sample.clear();
             report.years_replaced = prev.years();
             let versions = self.versions_now(BTreeMap::new()).await?;
-            self.record(&report, &BTreeSet::new(), started, versions)
+            self.record(lease, &report, &BTreeSet::new(), started, versions)
                 .await?;
             report.seconds = clock.elapsed().as_secs_f64();
             return Ok(report);
@@ -815,12 +861,12 @@ impl Warehouse {
             ));
             if !scan.quarantine.is_empty() {
                 let v = self
-                    .quarantine(load_id, rel, &scan.quarantine, &loads)
+                    .quarantine(lease, load_id, rel, &scan.quarantine, &loads)
                     .await?;
                 versions.insert(Table::Quarantine.qualified_name(), v);
             }
             let versions = self.versions_now(versions).await?;
-            self.record(&report, &BTreeSet::new(), started, versions)
+            self.record(lease, &report, &BTreeSet::new(), started, versions)
                 .await?;
             report.seconds = clock.elapsed().as_secs_f64();
             return Ok(report);
@@ -890,7 +936,13 @@ impl Warehouse {
             report.new_members.insert(table.qualified_name(), n);
             if let Some(b) = batch {
                 let v = self
-                    .commit(table, Input::Batches(vec![b]), WriteMode::Append, load_id)
+                    .commit(
+                        lease,
+                        table,
+                        Input::Batches(vec![b]),
+                        WriteMode::Append,
+                        load_id,
+                    )
                     .await?;
                 versions.insert(table.qualified_name(), v);
             }
@@ -905,6 +957,7 @@ impl Warehouse {
             )?;
             let v = self
                 .commit(
+                    lease,
                     Table::Finance,
                     Input::Batches(vec![b]),
                     WriteMode::Append,
@@ -972,6 +1025,7 @@ impl Warehouse {
             col("fiscal_year").in_list(scan.years.iter().map(|y| lit(*y)).collect(), false);
         let committed = self
             .commit(
+                lease,
                 Table::Transaction,
                 Input::Plan(plan),
                 WriteMode::Replace(predicate),
@@ -994,7 +1048,7 @@ impl Warehouse {
 
         if !scan.quarantine.is_empty() {
             let v = self
-                .quarantine(load_id, rel, &scan.quarantine, &loads)
+                .quarantine(lease, load_id, rel, &scan.quarantine, &loads)
                 .await?;
             versions.insert(Table::Quarantine.qualified_name(), v);
         }
@@ -1004,7 +1058,8 @@ impl Warehouse {
         report.rows_loaded = written;
         report.years_replaced = scan.years.iter().copied().collect();
         let versions = self.versions_now(versions).await?;
-        self.record(&report, &scan.years, started, versions).await?;
+        self.record(lease, &report, &scan.years, started, versions)
+            .await?;
         failpoint::hit("after-loads");
         report.seconds = clock.elapsed().as_secs_f64();
         Ok(report)
@@ -1015,6 +1070,7 @@ impl Warehouse {
     /// load), so a load redone after a crash leaves its bad rows once.
     async fn quarantine(
         &self,
+        lease: &Lease,
         load_id: i64,
         rel: &str,
         rows: &[QuarantinedRow],
@@ -1024,6 +1080,7 @@ impl Warehouse {
         let last_recorded = loads.iter().map(|l| l.load_id).max().unwrap_or(0);
         let orphans = col("load_id").gt(lit(last_recorded));
         self.commit(
+            lease,
             Table::Quarantine,
             Input::Batches(vec![b]),
             WriteMode::Replace(orphans),
@@ -1051,6 +1108,7 @@ impl Warehouse {
     /// Appends the load's row to `meta.loads`.
     async fn record(
         &self,
+        lease: &Lease,
         report: &LoadReport,
         years: &BTreeSet<i32>,
         started: i64,
@@ -1079,6 +1137,7 @@ impl Warehouse {
         };
         let batch = LoadRecord::to_batch(&[row])?;
         self.commit(
+            lease,
             Table::Loads,
             Input::Batches(vec![batch]),
             WriteMode::Append,

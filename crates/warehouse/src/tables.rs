@@ -1,15 +1,25 @@
 //! The Delta tables of a project, and the DataFusion session that reads them.
 
-use std::collections::HashMap;
+use std::borrow::Cow;
+use std::collections::{BTreeMap, HashMap};
 use std::num::NonZeroU64;
 use std::sync::Arc;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::{Schema, SchemaRef};
 use citybooks_model::Table;
 use citybooks_store::config::LoadConfig;
-use citybooks_store::Store;
-use datafusion::catalog::{MemTable, MemorySchemaProvider, SchemaProvider, TableProvider};
-use datafusion::logical_expr::{Expr, LogicalPlan};
+use citybooks_store::{Lease, Store};
+use datafusion::catalog::{MemTable, MemorySchemaProvider, SchemaProvider, Session, TableProvider};
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
+use datafusion::datasource::{provider_as_source, ViewTable};
+use datafusion::logical_expr::{
+    col, lit, Expr, LogicalPlan, LogicalPlanBuilder, TableProviderFilterPushDown, TableType,
+};
+use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
 use deltalake::protocol::SaveMode;
@@ -30,6 +40,59 @@ fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties
         .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
         .build()
+}
+
+/// How a session reads the `report` tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum TableScans {
+    /// delta-rs' own table providers (the embedded engine).
+    #[default]
+    Delta,
+    /// Plain Parquet tables (`ListingTable`) over exactly the files the Delta snapshot
+    /// says are current: what a Ballista scheduler can ship to its executors (a Delta
+    /// provider cannot be serialised, delta-io/delta-rs#4171). delta-rs leaves the
+    /// partition column out of the files, so the fact table is one listing per fiscal
+    /// year with the year as a literal column, unioned in a view. Files a fiscal-year
+    /// replacement retired are never listed: the tables name files, not folders.
+    Files,
+}
+
+/// The fact table under [`TableScans::Files`]: the union of its per-year listings. A
+/// view to the optimiser, which inlines its plan; a table to catalogs (psql's `\dt`,
+/// `information_schema.tables`), as `report.transaction` is with the embedded engine.
+#[derive(Debug)]
+struct YearUnion(ViewTable);
+
+#[async_trait::async_trait]
+impl TableProvider for YearUnion {
+    fn schema(&self) -> SchemaRef {
+        self.0.schema()
+    }
+
+    fn table_type(&self) -> TableType {
+        TableType::Base
+    }
+
+    fn get_logical_plan(&self) -> Option<Cow<'_, LogicalPlan>> {
+        self.0.get_logical_plan()
+    }
+
+    fn supports_filters_pushdown(
+        &self,
+        filters: &[&Expr],
+    ) -> datafusion::error::Result<Vec<TableProviderFilterPushDown>> {
+        self.0.supports_filters_pushdown(filters)
+    }
+
+    async fn scan(
+        &self,
+        state: &dyn Session,
+        projection: Option<&Vec<usize>>,
+        filters: &[Expr],
+        limit: Option<usize>,
+    ) -> datafusion::error::Result<Arc<dyn ExecutionPlan>> {
+        self.0.scan(state, projection, filters, limit).await
+    }
 }
 
 /// A project's warehouse: its store and the tables in it.
@@ -107,14 +170,17 @@ impl Warehouse {
     }
 
     /// Commits `input` to `table` in one Delta commit, creating the table on first use.
-    /// Returns the table's new version.
+    /// Returns the table's new version. Only the holder of the writer lease commits,
+    /// and only while it still holds it.
     pub(crate) async fn commit(
         &self,
+        lease: &Lease,
         table: Table,
         input: Input,
         mode: WriteMode,
         load_id: i64,
     ) -> Result<i64> {
+        lease.check().await?;
         let err = Self::delta_err(table);
         let existing = self.table(table).await?;
         let delta = match existing {
@@ -167,8 +233,12 @@ impl Warehouse {
         ctx: &SessionContext,
         table: Table,
         version: Option<i64>,
+        scans: TableScans,
     ) -> Result<Arc<dyn TableProvider>> {
         match self.table_at(table, version).await? {
+            Some(t) if scans == TableScans::Files && table.schema_name() == "report" => {
+                self.files_provider(table, &t)
+            }
             Some(t) => {
                 t.update_datafusion_session(&ctx.state())
                     .map_err(Self::delta_err(table))?;
@@ -178,27 +248,132 @@ impl Warehouse {
         }
     }
 
+    /// [`TableScans::Files`]: `table` as Parquet listings over the active files of the
+    /// snapshot `delta` holds.
+    fn files_provider(&self, table: Table, delta: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
+        let err = Self::delta_err(table);
+        let schema = table.schema();
+        let partition = table.partition_columns().first().copied();
+        let log_store = delta.log_store();
+        // Files by partition value (one group, None, for an unpartitioned table).
+        let mut groups: BTreeMap<Option<i32>, Vec<String>> = BTreeMap::new();
+        for file in delta.snapshot().map_err(&err)?.log_data().iter() {
+            let key = match partition {
+                None => None,
+                Some(column) => {
+                    let value = file.partition_values_map().get(column).cloned().flatten();
+                    let year = value.as_deref().and_then(|v| v.parse::<i32>().ok());
+                    Some(year.ok_or_else(|| {
+                        WarehouseError::Other(format!(
+                            "{}: file {} has no readable {column} ({value:?})",
+                            table.qualified_name(),
+                            file.object_store_path()
+                        ))
+                    })?)
+                }
+            };
+            groups
+                .entry(key)
+                .or_default()
+                .push(log_store.to_uri(&file.object_store_path()));
+        }
+        let file_schema: SchemaRef = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .filter(|f| Some(f.name().as_str()) != partition)
+                .cloned()
+                .collect::<Vec<_>>(),
+        ));
+        let listing = |uris: &[String]| -> Result<Arc<dyn TableProvider>> {
+            let urls = uris
+                .iter()
+                .map(ListingTableUrl::parse)
+                .collect::<datafusion::error::Result<Vec<_>>>()?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet");
+            let config = ListingTableConfig::new_with_multi_paths(urls)
+                .with_listing_options(options)
+                .with_schema(file_schema.clone());
+            Ok(Arc::new(ListingTable::try_new(config)?))
+        };
+        let Some(column) = partition else {
+            let all: Vec<String> = groups.into_values().flatten().collect();
+            if all.is_empty() {
+                return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+            }
+            return listing(&all);
+        };
+        // One listing per partition value, the value as a literal column, in the
+        // table's column order; unioned into a view the optimiser inlines (a filter on
+        // the column drops the other years' scans before anything is read).
+        let mut plan: Option<LogicalPlanBuilder> = None;
+        for (value, uris) in &groups {
+            let year = value.unwrap_or_default();
+            let source = provider_as_source(listing(uris)?);
+            let projection: Vec<Expr> = schema
+                .fields()
+                .iter()
+                .map(|f| {
+                    if f.name() == column {
+                        lit(year).alias(column)
+                    } else {
+                        col(f.name().as_str())
+                    }
+                })
+                .collect();
+            let branch = LogicalPlanBuilder::scan(
+                format!("{}_{column}_{year}", table.name()),
+                source,
+                None,
+            )?
+            .project(projection)?
+            .build()?;
+            plan = Some(match plan {
+                None => LogicalPlanBuilder::from(branch),
+                Some(p) => p.union(branch)?,
+            });
+        }
+        match plan {
+            None => Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?)),
+            Some(p) => Ok(Arc::new(YearUnion(ViewTable::new(p.build()?, None)))),
+        }
+    }
+
+    /// The session configuration every citybooks session starts from.
+    pub fn session_config() -> SessionConfig {
+        SessionConfig::new()
+            .with_information_schema(true)
+            .with_default_catalog_and_schema("datafusion", "report")
+    }
+
     /// A DataFusion session with every table registered under its schema
     /// (`report.transaction`, `meta.loads`, ...). With `as_of_load`, the tables are as
     /// they were right after that load (Delta time travel).
     pub async fn session(&self, as_of_load: Option<i64>) -> Result<SessionContext> {
-        let config = SessionConfig::new()
-            .with_information_schema(true)
-            .with_default_catalog_and_schema("datafusion", "report");
-        let ctx = SessionContext::new_with_config(config);
-        self.register_tables(&ctx, as_of_load).await?;
+        let ctx = SessionContext::new_with_config(Self::session_config());
+        self.register_tables(&ctx, as_of_load, TableScans::Delta)
+            .await?;
         Ok(ctx)
     }
 
     /// (Re-)registers every table on `ctx` at its latest version, or as of
-    /// `as_of_load`. Each schema (`report`, `meta`) is replaced whole, in one step, so
-    /// a query never sees a mix of versions or a missing table; queries already
-    /// running keep the versions they started with.
+    /// `as_of_load`, read as `scans` says. Each schema (`report`, `meta`) is replaced
+    /// whole, in one step, so a query never sees a mix of versions or a missing table;
+    /// queries already running keep the versions they started with.
     pub async fn register_tables(
         &self,
         ctx: &SessionContext,
         as_of_load: Option<i64>,
+        scans: TableScans,
     ) -> Result<()> {
+        if scans == TableScans::Files {
+            // The listings name the store's own URLs (s3://bucket/...); local files
+            // need nothing, DataFusion reads file:// itself.
+            if let Some(url) = self.store.bucket_url() {
+                ctx.register_object_store(&url, self.store.object_store());
+            }
+        }
         let versions: Option<HashMap<String, i64>> = match as_of_load {
             None => None,
             Some(n) => {
@@ -216,7 +391,7 @@ impl Warehouse {
             .collect();
         for table in Table::ALL {
             let provider: Arc<dyn TableProvider> = match (&versions, table) {
-                (None, _) => self.provider(ctx, table, None).await?,
+                (None, _) => self.provider(ctx, table, None, scans).await?,
                 (Some(_), Table::Loads) => {
                     let n = as_of_load.unwrap_or(i64::MAX);
                     let rows: Vec<LoadRecord> = self
@@ -231,7 +406,7 @@ impl Warehouse {
                     )?)
                 }
                 (Some(v), _) => match v.get(&table.qualified_name()) {
-                    Some(version) => self.provider(ctx, table, Some(*version)).await?,
+                    Some(version) => self.provider(ctx, table, Some(*version), scans).await?,
                     None => Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?),
                 },
             };
