@@ -716,9 +716,51 @@ fn cluster_failures_end_in_clear_errors_and_serve_survives() {
 
     let mut cluster = Cluster::start(&p, 2);
     let env = cluster.env();
-    let env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    let s = p.serve(&env_refs);
+    let mut env_refs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    // serve's log says when it cancels a cluster job.
+    let log_path = p.tmp.path().join("serve.log");
+    let mut cmd = p.cmd();
+    cmd.env("CITYBOOKS_SFTP_LISTEN", "127.0.0.1")
+        .env("CITYBOOKS_SQL_LISTEN", "127.0.0.1")
+        .env("CITYBOOKS_HTTP_LISTEN", "127.0.0.1")
+        .env("CITYBOOKS_LOG", "warn,citybooks_query=info")
+        .envs(env_refs.iter().copied())
+        .arg("serve")
+        .args(["--sftp-port", "0", "--sql-port", "0", "--http-port", "0"])
+        .stdout(Stdio::piped())
+        .stderr(std::fs::File::create(&log_path).unwrap());
+    let mut child = cmd.spawn().unwrap();
+    let (banner, ports) = read_banner(&mut child);
+    let s = Served {
+        sftp: 0,
+        sql: ports["SQL"],
+        http: ports["HTTP"],
+        banner,
+        child,
+    };
     let login = ["-A", "-c"];
+
+    // A statement timeout ends the statement and cancels its job on the cluster.
+    let out = psql(
+        s.sql,
+        "analyst",
+        Some("a long passphrase"),
+        &["-c", "set statement_timeout = 1500", "-c", LONG_QUERY],
+    );
+    let err = String::from_utf8_lossy(&out.stderr).to_string();
+    assert!(err.contains("statement timeout (1500 ms)"), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !std::fs::read_to_string(&log_path)
+        .unwrap_or_default()
+        .contains("cancelled the cluster job")
+    {
+        assert!(
+            Instant::now() < deadline,
+            "serve did not cancel the job:\n{}",
+            std::fs::read_to_string(&log_path).unwrap_or_default()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
 
     // An executor killed during a long query: the query fails or Ballista retries it
     // on the other executor; serve stays up and the next query succeeds.
@@ -841,9 +883,8 @@ fn cluster_failures_end_in_clear_errors_and_serve_survives() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let mut fallback = env_refs.clone();
-    fallback.push(("CITYBOOKS_QUERY_FALLBACK", "embedded"));
-    let s = p.serve(&fallback);
+    env_refs.push(("CITYBOOKS_QUERY_FALLBACK", "embedded"));
+    let s = p.serve(&env_refs);
     let ok = psql(
         s.sql,
         "analyst",

@@ -470,7 +470,12 @@ await check('SQL console: Cancel stops a long query on the server and says "canc
   page.on('request', onRequest);
   allowAborted = 1; // the page aborts its own fetch
   await page.fill(tid('sql-editor'), slow);
-  await page.click(tid('sql-run'));
+  // The 300 ms below count from when the browser has sent the POST, not from the click
+  // (on a busy machine the page may take longer than that to send it).
+  await Promise.all([
+    page.waitForRequest((r) => r.method() === 'POST' && r.url() === BASE + '/api/sql'),
+    page.click(tid('sql-run')),
+  ]);
   await page.waitForSelector(`${tid('sql-status')}[data-state="running"]`);
   await page.waitForTimeout(300); // let the request reach the server (the one sleep: it is what is being tested)
   const [del] = await Promise.all([
