@@ -68,21 +68,6 @@ def drain(p):
     threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
 
 
-def start_serve(project, env_extra):
-    env = dict(os.environ, CITYBOOKS_HTTP_LISTEN="127.0.0.1", CITYBOOKS_SQL_LISTEN="127.0.0.1",
-               CITYBOOKS_SFTP_LISTEN="127.0.0.1", CITYBOOKS_HTTP_CACHE="false", **env_extra)
-    p = subprocess.Popen([CB, "--project", project, "serve", "--sftp-port", "0", "--sql-port", "0",
-                          "--http-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
-    port = None
-    for line in p.stdout:
-        if "HTTP" in line and "listening on" in line:
-            port = int(line.rsplit(":", 1)[1])
-        if line.startswith("ready"):
-            break
-    drain(p)
-    return p, port
-
-
 def start_cluster(project, executors, work):
     procs = []
     sched = subprocess.Popen([CB, "--project", project, "scheduler", "--bind-host", "127.0.0.1", "--bind-port", "0"],
@@ -199,7 +184,7 @@ def main():
                 if executors:
                     procs, url = start_cluster(project, executors, os.path.join(project, "work"))
                     env = {"CITYBOOKS_QUERY_ENGINE": "ballista", "CITYBOOKS_QUERY_SCHEDULER": url}
-                server, port = start_serve(project, env)
+                server, port = dl.start_server(project, False, env)
                 try:
                     api = dl.Api(port)
                     reqs = requests_of(api)

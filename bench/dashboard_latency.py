@@ -40,9 +40,9 @@ def pct(samples, p):
     return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
-def start_server(project, cache):
+def start_server(project, cache, env_extra=None):
     env = dict(os.environ, CITYBOOKS_HTTP_LISTEN="127.0.0.1", CITYBOOKS_SQL_LISTEN="127.0.0.1",
-               CITYBOOKS_SFTP_LISTEN="127.0.0.1", CITYBOOKS_HTTP_CACHE=str(cache).lower())
+               CITYBOOKS_SFTP_LISTEN="127.0.0.1", CITYBOOKS_HTTP_CACHE=str(cache).lower(), **(env_extra or {}))
     p = subprocess.Popen([CB, "--project", project, "serve", "--sftp-port", "0", "--sql-port", "0",
                           "--http-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
     port = None

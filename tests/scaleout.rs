@@ -400,6 +400,58 @@ impl Cluster {
     }
 }
 
+/// The job folders in the executors' work dirs.
+fn job_folders(cluster: &Cluster) -> std::collections::BTreeSet<PathBuf> {
+    (0..cluster.executors.len())
+        .flat_map(|i| {
+            std::fs::read_dir(cluster._work.path().join(format!("executor-{i}")))
+                .into_iter()
+                .flatten()
+                .flatten()
+                .map(|e| e.path())
+        })
+        .collect()
+}
+
+/// Starts `psql` running [`LONG_QUERY`] as the test's SQL user.
+fn long_query(port: u16) -> Child {
+    Command::new("psql")
+        .env("PGPASSWORD", "a long passphrase")
+        .args([
+            "-w",
+            "-X",
+            "-A",
+            "-t",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+        ])
+        .args(["-U", "analyst", "-d", "citybooks", "-c", LONG_QUERY])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+/// Waits until an executor's work dir holds a job folder not in `before`: a job of
+/// the cluster is running.
+fn wait_for_new_job(cluster: &Cluster, before: &std::collections::BTreeSet<PathBuf>) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while job_folders(cluster) == *before {
+        assert!(
+            Instant::now() < deadline,
+            "the long query did not start on the cluster"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// `psql` as the test's SQL user.
+fn analyst(port: u16, args: &[&str]) -> std::process::Output {
+    psql(port, "analyst", Some("a long passphrase"), args)
+}
+
 /// Lines of a child's stdout, as they come.
 fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
@@ -597,8 +649,8 @@ fn the_cluster_answers_exactly_as_the_embedded_engine_on_s3() {
     let same_through_psql = || {
         for sql in all_queries() {
             let args = ["-A", "-c", sql];
-            let a = psql(on_cluster.sql, "analyst", Some("a long passphrase"), &args);
-            let b = psql(local.sql, "analyst", Some("a long passphrase"), &args);
+            let a = analyst(on_cluster.sql, &args);
+            let b = analyst(local.sql, &args);
             assert!(
                 a.status.success(),
                 "{sql}: {}",
@@ -609,12 +661,7 @@ fn the_cluster_answers_exactly_as_the_embedded_engine_on_s3() {
     };
     same_through_psql();
     // Catalog queries stay in the server: psql's \dt works on the cluster engine.
-    let dt = psql(
-        on_cluster.sql,
-        "analyst",
-        Some("a long passphrase"),
-        &["-c", "\\dt report.*"],
-    );
+    let dt = analyst(on_cluster.sql, &["-c", "\\dt report.*"]);
     assert!(String::from_utf8_lossy(&dt.stdout).contains("transaction"));
     // The report.* queries really ran on the cluster.
     let sent = metric(
@@ -646,12 +693,7 @@ fn the_cluster_answers_exactly_as_the_embedded_engine_on_s3() {
         "select fiscal_year, count(*), sum(amount) from report.transaction group by 1 order by 1";
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let out = psql(
-            on_cluster.sql,
-            "analyst",
-            Some("a long passphrase"),
-            &["-A", "-t", "-c", q],
-        );
+        let out = analyst(on_cluster.sql, &["-A", "-t", "-c", q]);
         let text = String::from_utf8_lossy(&out.stdout).to_string();
         if text.contains("2024|500|500.00") {
             assert!(
@@ -668,16 +710,8 @@ fn the_cluster_answers_exactly_as_the_embedded_engine_on_s3() {
     }
     // (The embedded server has seen the load too once it answers the new count.)
     let deadline = Instant::now() + Duration::from_secs(30);
-    while !String::from_utf8_lossy(
-        &psql(
-            local.sql,
-            "analyst",
-            Some("a long passphrase"),
-            &["-A", "-t", "-c", q],
-        )
-        .stdout,
-    )
-    .contains("2024|500|500.00")
+    while !String::from_utf8_lossy(&analyst(local.sql, &["-A", "-t", "-c", q]).stdout)
+        .contains("2024|500|500.00")
     {
         assert!(
             Instant::now() < deadline,
@@ -740,16 +774,21 @@ fn cluster_failures_end_in_clear_errors_and_serve_survives() {
     };
     let login = ["-A", "-c"];
 
-    // A statement timeout ends the statement and cancels its job on the cluster.
-    let out = psql(
-        s.sql,
-        "analyst",
-        Some("a long passphrase"),
-        &["-c", "set statement_timeout = 1500", "-c", LONG_QUERY],
-    );
+    // A statement cancelled while its job runs (psql's Ctrl-C: a cancel request)
+    // ends, and serve cancels the job on the cluster.
+    let before = job_folders(&cluster);
+    let cancelled = long_query(s.sql);
+    wait_for_new_job(&cluster, &before);
+    let sigint = Command::new("kill")
+        .args(["-INT", &cancelled.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(sigint.success());
+    let out = cancelled.wait_with_output().unwrap();
+    assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr).to_string();
-    assert!(err.contains("statement timeout (1500 ms)"), "{err}");
-    let deadline = Instant::now() + Duration::from_secs(30);
+    assert!(err.contains("cancel"), "{err}");
+    let deadline = Instant::now() + Duration::from_secs(60);
     while !std::fs::read_to_string(&log_path)
         .unwrap_or_default()
         .contains("cancelled the cluster job")
@@ -764,37 +803,9 @@ fn cluster_failures_end_in_clear_errors_and_serve_survives() {
 
     // An executor killed during a long query: the query fails or Ballista retries it
     // on the other executor; serve stays up and the next query succeeds.
-    let mut long = Command::new("psql")
-        .env("PGPASSWORD", "a long passphrase")
-        .args([
-            "-w",
-            "-X",
-            "-A",
-            "-t",
-            "-h",
-            "127.0.0.1",
-            "-p",
-            &s.sql.to_string(),
-        ])
-        .args(["-U", "analyst", "-d", "citybooks", "-c", LONG_QUERY])
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    // The job is running once an executor's work dir holds a folder for it.
-    let work = cluster._work.path().to_path_buf();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !(0..2).any(|i| {
-        std::fs::read_dir(work.join(format!("executor-{i}")))
-            .map(|d| d.count() > 0)
-            .unwrap_or(false)
-    }) {
-        assert!(
-            Instant::now() < deadline,
-            "the long query did not start on the cluster"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let before = job_folders(&cluster);
+    let mut long = long_query(s.sql);
+    wait_for_new_job(&cluster, &before);
     let killed_mid_query = long.try_wait().unwrap().is_none();
     cluster.executors[0].kill().unwrap();
     cluster.executors[0].wait().unwrap();
@@ -816,12 +827,7 @@ fn cluster_failures_end_in_clear_errors_and_serve_survives() {
         killed_mid_query,
         "the long query ended before the executor was killed"
     );
-    let next = psql(
-        s.sql,
-        "analyst",
-        Some("a long passphrase"),
-        &[&login[..], &[original]].concat(),
-    );
+    let next = analyst(s.sql, &[&login[..], &[original]].concat());
     assert!(
         next.status.success(),
         "{}",
@@ -835,12 +841,7 @@ fn cluster_failures_end_in_clear_errors_and_serve_survives() {
     // The scheduler stopped: a clear error that names it; serve stays up, and what
     // runs in the server (catalog, meta.*) still works.
     cluster.stop_scheduler();
-    let failed = psql(
-        s.sql,
-        "analyst",
-        Some("a long passphrase"),
-        &[&login[..], &[original]].concat(),
-    );
+    let failed = analyst(s.sql, &[&login[..], &[original]].concat());
     let err = String::from_utf8_lossy(&failed.stderr).to_string();
     assert!(!failed.status.success());
     assert!(
@@ -859,10 +860,8 @@ fn cluster_failures_end_in_clear_errors_and_serve_survives() {
                 .contains("cannot be reached"),
         "{status} {body}"
     );
-    let meta = psql(
+    let meta = analyst(
         s.sql,
-        "analyst",
-        Some("a long passphrase"),
         &["-A", "-t", "-c", "select count(*) from meta.loads"],
     );
     assert_eq!(String::from_utf8_lossy(&meta.stdout).trim(), "1");
@@ -885,12 +884,7 @@ fn cluster_failures_end_in_clear_errors_and_serve_survives() {
     );
     env_refs.push(("CITYBOOKS_QUERY_FALLBACK", "embedded"));
     let s = p.serve(&env_refs);
-    let ok = psql(
-        s.sql,
-        "analyst",
-        Some("a long passphrase"),
-        &[&login[..], &[original]].concat(),
-    );
+    let ok = analyst(s.sql, &[&login[..], &[original]].concat());
     assert!(
         ok.status.success(),
         "{}",
@@ -913,10 +907,8 @@ fn two_servers_on_one_s3_store_see_each_others_loads() {
     let key = add_user(&a, "finance", "finance_key", &["-t", "ed25519"]);
     let (sa, sb) = (a.serve(&[]), b.serve(&[]));
     let count = |s: &Served| {
-        let out = psql(
+        let out = analyst(
             s.sql,
-            "analyst",
-            Some("a long passphrase"),
             &["-A", "-t", "-c", "select count(*) from report.transaction"],
         );
         String::from_utf8_lossy(&out.stdout).trim().to_string()

@@ -21,6 +21,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use ballista_core::config::BALLISTA_CLIENT_PULL;
 use ballista_core::execution_plans::DistributedQueryExec;
 use ballista_core::extension::{SessionConfigExt, SessionStateExt};
 use ballista_core::planner::BallistaQueryPlanner;
@@ -216,9 +217,14 @@ fn ballista_context(cluster: Arc<Cluster>) -> DfResult<SessionContext> {
     // Ballista 55's adaptive planner (on by default) loses the sort order of a union
     // of aggregates under ORDER BY (a SanityCheckPlan error on the scheduler, and the
     // job then never finishes): plan each job's stages up front instead.
+    //
+    // The client pulls the job's status (every 50 ms) instead of having it pushed: a
+    // pulled job's id is known from its submission on, so a dropped stream can cancel
+    // it (a pushed job's id arrives with its first status, which may be its last).
     let config = Warehouse::session_config()
         .upgrade_for_ballista()
-        .with_ballista_adaptive_query_planner(false);
+        .with_ballista_adaptive_query_planner(false)
+        .set_bool(BALLISTA_CLIENT_PULL, true);
     let remote = BallistaQueryPlanner::<LogicalPlanNode>::with_extension(
         cluster.grpc_url(),
         config.ballista_config(),
@@ -398,15 +404,20 @@ impl JobGuard {
 
 impl Drop for JobGuard {
     fn drop(&mut self) {
-        let (Some(job), Ok(runtime)) = (self.job.take(), tokio::runtime::Handle::try_current())
-        else {
+        let Some(job) = self.job.take() else {
+            return;
+        };
+        tracing::debug!(job_id = ?job.job_id(), "a cluster result stream was dropped before its end");
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            tracing::warn!("no runtime to cancel the cluster job from");
             return;
         };
         let cluster = self.cluster.clone();
-        // The scheduler hands out the job id once it accepted the job: wait for it a
-        // little if the stream was dropped right after submitting.
+        // The scheduler hands out the job id once it accepted the job: wait for it if
+        // the stream was dropped right after submitting (a job whose submission was
+        // itself cut short never gets an id, and cannot be cancelled from here).
         runtime.spawn(async move {
-            for _ in 0..50 {
+            for _ in 0..300 {
                 if let Some(id) = job.job_id() {
                     cluster.cancel(id.to_string()).await;
                     return;
