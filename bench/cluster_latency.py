@@ -29,7 +29,6 @@ import subprocess
 import sys
 import threading
 import time
-from urllib.parse import urlencode
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import dashboard_latency as dl  # noqa: E402
@@ -112,22 +111,6 @@ def stop(procs):
             p.kill()
 
 
-def requests_of(api):
-    year = api.get("/api/years")["fiscal_years"][0]
-    charts = api.get("/api/charts")["charts"]
-    base = {"side": "Spending", "related": "exclude"}
-    explore = [("explore organization", dict(base, year=year, h="organization")),
-               ("explore type", dict(base, year=year, h="type")),
-               ("explore fund", dict(base, year=year, h="fund"))]
-    first = api.get("/api/explore?" + urlencode(explore[0][1]))["rows"][0]["name"]
-    explore.append(("explore organization > " + first[:24], dict(base, year=year, h="organization", path=first)))
-    reqs = [("years", "/api/years")]
-    reqs += [(f"chart {c['id']}", f"/api/charts/{c['id']}") for c in charts]
-    reqs += [(name, "/api/explore?" + urlencode(q)) for name, q in explore]
-    reqs.append(("trend organization", "/api/trend?" + urlencode(dict(base, h="organization"))))
-    return reqs
-
-
 def timed_query(project, env_extra, sql, runs=5):
     env = dict(os.environ, **env_extra)
     out = []
@@ -187,7 +170,7 @@ def main():
                 server, port = dl.start_server(project, False, env)
                 try:
                     api = dl.Api(port)
-                    reqs = requests_of(api)
+                    reqs = [(name, path) for name, path, _ in dl.dashboard_requests(api)]
                     for name, path in reqs:
                         timings.setdefault(name, {})[setup] = dl.timed(lambda: api.get(path), args.runs)
                         got = api.get(path)

@@ -88,6 +88,26 @@ def timed(fn, runs):
     return out
 
 
+def dashboard_requests(api):
+    """Every request the dashboard page makes: (name, path, the SQL it runs)."""
+    year = api.get("/api/years")["fiscal_years"][0]
+    charts = api.get("/api/charts")["charts"]
+    base = {"side": "Spending", "related": "exclude"}
+    explore = [("explore organization", dict(base, year=year, h="organization")),
+               ("explore type", dict(base, year=year, h="type")),
+               ("explore fund", dict(base, year=year, h="fund"))]
+    first = api.get("/api/explore?" + urlencode(explore[0][1]))["rows"][0]["name"]
+    explore.append(("explore organization > " + first[:24], dict(base, year=year, h="organization", path=first)))
+    requests = [("years", "/api/years", "select distinct fiscal_year from report.transaction order by fiscal_year desc")]
+    requests += [(f"chart {c['id']}", f"/api/charts/{c['id']}", c["sql"]) for c in charts]
+    for name, q in explore:
+        path = "/api/explore?" + urlencode(q)
+        requests.append((name, path, api.get(path)["sql"]))
+    tpath = "/api/trend?" + urlencode(dict(base, h="organization"))
+    requests.append(("trend organization", tpath, api.get(tpath)["sql"]))
+    return requests
+
+
 def duckdb_tables(con, project):
     base = os.path.join(project, "store", "warehouse", "report")
     con.execute("create schema report")
@@ -142,21 +162,7 @@ def main():
             server, port = start_server(project, cache)
             try:
                 api = Api(port)
-                year = api.get("/api/years")["fiscal_years"][0]
-                charts = api.get("/api/charts")["charts"]
-                base = {"side": "Spending", "related": "exclude"}
-                explore = [("explore organization", dict(base, year=year, h="organization")),
-                           ("explore type", dict(base, year=year, h="type")),
-                           ("explore fund", dict(base, year=year, h="fund"))]
-                first = api.get("/api/explore?" + urlencode(explore[0][1]))["rows"][0]["name"]
-                explore.append(("explore organization > " + first[:24], dict(base, year=year, h="organization", path=first)))
-                requests = [("years", "/api/years", "select distinct fiscal_year from report.transaction order by fiscal_year desc")]
-                requests += [(f"chart {c['id']}", f"/api/charts/{c['id']}", c["sql"]) for c in charts]
-                for name, q in explore:
-                    path = "/api/explore?" + urlencode(q)
-                    requests.append((name, path, api.get(path)["sql"]))
-                tpath = "/api/trend?" + urlencode(dict(base, h="organization"))
-                requests.append(("trend organization", tpath, api.get(tpath)["sql"]))
+                requests = dashboard_requests(api)
                 for name, path, sql in requests:
                     timings.setdefault(name, {})[cache] = timed(lambda: api.get(path), args.runs)
                     if cache:
