@@ -470,14 +470,18 @@ await check('SQL console: Cancel stops a long query on the server and says "canc
   page.on('request', onRequest);
   allowAborted = 1; // the page aborts its own fetch
   await page.fill(tid('sql-editor'), slow);
-  // The 300 ms below count from when the browser has sent the POST, not from the click
-  // (on a busy machine the page may take longer than that to send it).
   await Promise.all([
     page.waitForRequest((r) => r.method() === 'POST' && r.url() === BASE + '/api/sql'),
     page.click(tid('sql-run')),
   ]);
   await page.waitForSelector(`${tid('sql-status')}[data-state="running"]`);
-  await page.waitForTimeout(300); // let the request reach the server (the one sleep: it is what is being tested)
+  // Cancel once the server runs it (GET /api/queries lists it), with a deadline.
+  for (let i = 0; ; i++) {
+    const running = await api('/api/queries');
+    if (running.json.running.includes(queryId)) break;
+    assert(i < 600, `the server never listed query ${queryId} as running`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
   const [del] = await Promise.all([
     page.waitForResponse((r) => r.request().method() === 'DELETE' && r.url().includes('/api/queries/')),
     page.click(tid('sql-cancel')),

@@ -96,6 +96,7 @@ pub fn router(live: Arc<Live>, metrics: Arc<Metrics>, options: HttpOptions) -> R
         .layer(middleware::from_fn_with_state(app.clone(), cached));
     let api = Router::new()
         .route("/sql", post(sql))
+        .route("/queries", get(running_queries))
         .route("/queries/{id}", delete(cancel))
         .route("/schema", get(schema))
         .route("/charts", get(charts))
@@ -582,6 +583,19 @@ async fn sql(State(app): State<App>, body: axum::body::Bytes) -> Result<Response
             Ok((headers, Body::from(bytes)).into_response())
         }
     }
+}
+
+/// The ids of the `POST /api/sql` queries running now (those sent with a `query_id`).
+async fn running_queries(State(app): State<App>) -> Json<Value> {
+    let mut ids: Vec<String> = app
+        .running
+        .lock()
+        .expect("running queries")
+        .keys()
+        .cloned()
+        .collect();
+    ids.sort();
+    Json(json!({ "running": ids }))
 }
 
 async fn cancel(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
