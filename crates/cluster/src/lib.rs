@@ -153,7 +153,7 @@ pub async fn run_scheduler(
             .with_runtime_env(runtime(store.as_ref().as_ref(), None)?)
             .build())
     };
-    let mut config = SchedulerConfig {
+    let config = SchedulerConfig {
         bind_host: options.bind_host.clone(),
         executor_timeout_seconds: options.executor_timeout_seconds,
         expire_dead_executor_interval_seconds: options.expire_dead_executor_interval_seconds,
@@ -164,7 +164,6 @@ pub async fn run_scheduler(
     .with_port(addr.port())
     .with_scheduler_policy(policy(options.pull_staged))
     .with_override_session_builder(Arc::new(session_builder));
-    config.bind_host = options.bind_host.clone();
     config.validate().map_err(|source| ClusterError::Ballista {
         role: "scheduler",
         source,
