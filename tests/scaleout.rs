@@ -186,12 +186,11 @@ fn concurrent_loads_on_s3_take_turns() {
     });
 }
 
-/// Lines of a child's stderr, as they come.
-fn stderr_lines(child: &mut Child) -> mpsc::Receiver<String> {
+/// Lines of a child's output (its `stdout` or `stderr`), as they come.
+fn lines_of(output: impl std::io::Read + Send + 'static) -> mpsc::Receiver<String> {
     let (tx, rx) = mpsc::channel();
-    let err = child.stderr.take().unwrap();
     std::thread::spawn(move || {
-        for line in BufReader::new(err).lines().map_while(Result::ok) {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
             if tx.send(line).is_err() {
                 break;
             }
@@ -228,7 +227,7 @@ fn a_waiting_load_says_for_whom_and_a_killed_writer_frees_the_lease() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let writer_err = stderr_lines(&mut writer);
+    let writer_err = lines_of(writer.stderr.take().unwrap());
     wait_for_line(
         &writer_err,
         "fail point after-dimensions reached",
@@ -243,7 +242,7 @@ fn a_waiting_load_says_for_whom_and_a_killed_writer_frees_the_lease() {
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    let waiting_err = stderr_lines(&mut waiting);
+    let waiting_err = lines_of(waiting.stderr.take().unwrap());
     let said = wait_for_line(
         &waiting_err,
         "waiting for the writer lease",
@@ -322,7 +321,7 @@ impl Cluster {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let lines = stdout_lines(&mut scheduler);
+        let lines = lines_of(scheduler.stdout.take().unwrap());
         let line = wait_for_line(&lines, "listening on", "the scheduler");
         let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
         wait_for_line(&lines, "ready", "the scheduler");
@@ -450,20 +449,6 @@ fn wait_for_new_job(cluster: &Cluster, before: &std::collections::BTreeSet<PathB
 /// `psql` as the test's SQL user.
 fn analyst(port: u16, args: &[&str]) -> std::process::Output {
     psql(port, "analyst", Some("a long passphrase"), args)
-}
-
-/// Lines of a child's stdout, as they come.
-fn stdout_lines(child: &mut Child) -> mpsc::Receiver<String> {
-    let (tx, rx) = mpsc::channel();
-    let out = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(out).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 /// `citybooks query --format csv` with `env`: the CSV text (header included).

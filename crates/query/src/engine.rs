@@ -202,10 +202,10 @@ impl Engine {
         warehouse: &Warehouse,
         as_of_load: Option<i64>,
     ) -> Result<SessionContext, WarehouseError> {
-        let ctx = match self {
-            Engine::Embedded => SessionContext::new_with_config(Warehouse::session_config()),
-            Engine::Ballista(cluster) => ballista_context(cluster.clone())?,
+        let Engine::Ballista(cluster) = self else {
+            return warehouse.session(as_of_load).await;
         };
+        let ctx = ballista_context(cluster.clone())?;
         warehouse
             .register_tables(&ctx, as_of_load, self.scans())
             .await?;
