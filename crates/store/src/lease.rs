@@ -9,7 +9,11 @@
 //!   The highest number is the current lease. To take it, a process creates
 //!   `<n+1>.json` with a **conditional put** (`If-None-Match: *` on S3, a hard link on
 //!   a local folder): exactly one of several contenders succeeds, the others see
-//!   "already exists" and look again.
+//!   "already exists" and look again. Not every S3 server makes that create atomic
+//!   (s3s-fs checks for the object, then writes it: two contenders can both "create"
+//!   it, the last write wins), so on S3 a contender reads its record back after a
+//!   short settling time and goes back to waiting if another record replaced it; the
+//!   heartbeat and [`Lease::check`] read it back too.
 //! - It may take `<n+1>` only when `<n>` is released, or stale: its object has not
 //!   changed for `ttl` on the contender's own clock (so clocks of different hosts need
 //!   not agree), or its holder's `renewed_ms` is more than two `ttl` in the past, or
@@ -112,6 +116,17 @@ fn process_start(pid: u32) -> Option<u64> {
 }
 
 impl Holder {
+    /// Whether `other` is a record of the same holding (the same process taking the
+    /// lease at the same moment; renewals change only `renewed_ms` and `released`).
+    fn same_holding(&self, other: &Holder) -> bool {
+        self.host == other.host
+            && self.pid == other.pid
+            && self.node == other.node
+            && self.process_start == other.process_start
+            && self.since_ms == other.since_ms
+            && self.purpose == other.purpose
+    }
+
     /// Whether the holder is known to be gone: it ran here (same machine, same pid
     /// namespace) and its process no longer exists.
     fn gone(&self) -> bool {
@@ -143,6 +158,8 @@ pub struct Lease {
     ttl: Duration,
     /// When the last renewal succeeded (the heartbeat writes it).
     renewed: Arc<Mutex<Instant>>,
+    /// Set by the heartbeat when it found another holder's record in ours.
+    replaced: Arc<Mutex<Option<String>>>,
     heartbeat: tokio::task::JoinHandle<()>,
     /// How long taking it took, and for whom it waited.
     pub waited: Waited,
@@ -180,19 +197,31 @@ impl Store {
             }) => return Box::pin(self.current_lease(dir)).await,
             Err(e) => return Err(e),
         };
-        // An unreadable record (cut by a crash of a store without atomic puts) is a
-        // lease nobody can renew: treat it as released.
+        // An unreadable record (cut by a crash of a store without atomic puts) is
+        // held by nobody known: it goes stale when it has not changed for `ttl`.
         let holder = serde_json::from_slice(&bytes).unwrap_or_else(|_| Holder {
             host: "?".into(),
             pid: 0,
             purpose: "an unreadable lease record".into(),
-            since_ms: 0,
-            renewed_ms: 0,
-            released: true,
+            since_ms: now_ms(),
+            renewed_ms: now_ms(),
+            released: false,
             node: String::new(),
             process_start: 0,
         });
         Ok(Some((n, holder, bytes)))
+    }
+
+    /// The record of lease object `n` under `dir` as it stands (None: gone or unreadable).
+    async fn lease_record(&self, dir: &str, n: u64) -> Result<Option<Holder>, StoreError> {
+        match self.get(&Self::lease_object(dir, n)).await {
+            Ok(bytes) => Ok(serde_json::from_slice(&bytes).ok()),
+            Err(StoreError::ObjectStore {
+                source: object_store::Error::NotFound { .. },
+                ..
+            }) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     async fn lease_numbers(&self, dir: &str) -> Result<Vec<u64>, StoreError> {
@@ -277,14 +306,26 @@ impl Store {
                 .await
             {
                 Ok(_) => {
+                    // On a store whose create may race (see the module's doc), another
+                    // contender's record may land on ours just after: let it settle,
+                    // and wait again if ours was replaced.
+                    if self.local_dir().is_none() {
+                        tokio::time::sleep(poll).await;
+                        match self.lease_record(&dir, next).await? {
+                            Some(r) if r.same_holding(&holder) => {}
+                            _ => continue,
+                        }
+                    }
                     self.prune_leases(&dir, next).await;
                     let renewed = Arc::new(Mutex::new(Instant::now()));
+                    let replaced = Arc::new(Mutex::new(None));
                     let heartbeat = tokio::spawn(heartbeat(
                         self.clone(),
-                        rel,
+                        (dir.clone(), next),
                         holder.clone(),
                         ttl,
                         renewed.clone(),
+                        replaced.clone(),
                     ));
                     return Ok(Lease {
                         store: self.clone(),
@@ -293,6 +334,7 @@ impl Store {
                         holder,
                         ttl,
                         renewed,
+                        replaced,
                         heartbeat,
                         waited: Waited {
                             seconds: started.elapsed().as_secs_f64(),
@@ -326,17 +368,27 @@ fn record(holder: &Holder) -> PutPayload {
     PutPayload::from(serde_json::to_vec(holder).unwrap_or_default())
 }
 
-/// Renews the lease every `ttl / 4` until the task is aborted.
+/// Renews the lease object `n` under `dir` every `ttl / 4` until the task is aborted,
+/// or until it finds another holder's record there (then it stops and says so in
+/// `replaced`).
 async fn heartbeat(
     store: Store,
-    rel: String,
+    (dir, n): (String, u64),
     mut holder: Holder,
     ttl: Duration,
     renewed: Arc<Mutex<Instant>>,
+    replaced: Arc<Mutex<Option<String>>>,
 ) {
     let every = (ttl / 4).max(Duration::from_millis(10));
+    let rel = Store::lease_object(&dir, n);
     loop {
         tokio::time::sleep(every).await;
+        if let Ok(Some(other)) = store.lease_record(&dir, n).await {
+            if !other.same_holding(&holder) {
+                *replaced.lock().unwrap_or_else(|e| e.into_inner()) = Some(other.to_string());
+                return;
+            }
+        }
         holder.renewed_ms = now_ms();
         let put = store
             .object_store()
@@ -374,11 +426,27 @@ impl Lease {
                 self.ttl.as_secs_f64()
             )));
         }
+        if let Some(other) = self
+            .replaced
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+        {
+            return Err(lost(format!("its record was replaced by {other}")));
+        }
         match self.store.lease_numbers(&self.dir).await {
-            Ok(numbers) if numbers.last().copied().unwrap_or(0) > self.number => Err(lost(
-                "another process took it after this one stopped renewing it".into(),
-            )),
-            Ok(_) => Ok(()),
+            Ok(numbers) if numbers.last().copied().unwrap_or(0) > self.number => {
+                return Err(lost(
+                    "another process took it after this one stopped renewing it".into(),
+                ))
+            }
+            Ok(_) => {}
+            Err(e) => return Err(lost(format!("the store could not be read: {e}"))),
+        }
+        match self.store.lease_record(&self.dir, self.number).await {
+            Ok(Some(r)) if r.same_holding(&self.holder) => Ok(()),
+            Ok(Some(other)) => Err(lost(format!("its record was replaced by {other}"))),
+            Ok(None) => Err(lost("its record is gone from the store".into())),
             Err(e) => Err(lost(format!("the store could not be read: {e}"))),
         }
     }
@@ -513,6 +581,37 @@ mod tests {
         assert!(err.contains("lease") && err.contains("lost"), "{err}");
         next.check().await.unwrap();
         next.release().await;
+    }
+
+    /// What a racing contender on an S3 server without an atomic create leaves behind:
+    /// its own record written over ours. The holder must find out before committing.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_holder_whose_record_was_overwritten_has_lost_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = store(dir.path());
+        let ttl = Duration::from_millis(400);
+        let lease = s
+            .acquire_lease("writer", "first", ttl, |_| {})
+            .await
+            .unwrap();
+        lease.check().await.unwrap();
+        let intruder = Holder {
+            purpose: "second".into(),
+            since_ms: lease.holder().since_ms + 1,
+            ..lease.holder().clone()
+        };
+        let rel = Store::lease_object("leases/writer", lease.number);
+        s.object_store()
+            .put(&s.path(&rel), record(&intruder))
+            .await
+            .unwrap();
+        let err = lease.check().await.unwrap_err().to_string();
+        assert!(err.contains("replaced by second"), "{err}");
+        // The heartbeat finds it too, and stops renewing the other's record.
+        tokio::time::sleep(ttl / 2).await;
+        assert!(lease.replaced.lock().unwrap().is_some());
+        let now: Holder = serde_json::from_slice(&s.get(&rel).await.unwrap()).unwrap();
+        assert_eq!(now, intruder);
     }
 
     #[test]
