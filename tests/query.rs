@@ -1,5 +1,6 @@
 //! The query servers of `citybooks serve` against real clients: `psql` (the original
-//! users' query verbatim, `\dt`, `\d`), Python's psycopg and pandas, and plain HTTP.
+//! users' query verbatim, its describe commands with keys and comments), Python's
+//! psycopg and pandas, SQLAlchemy 2 with both PostgreSQL drivers, and plain HTTP.
 //! Read-only refusals, passwords, TLS, timeouts, cancel, and a load becoming visible
 //! without a restart.
 
@@ -109,6 +110,316 @@ fn psql_runs_the_original_query_and_describes_the_schema() {
         "{described}"
     );
     assert!(described.contains("fiscal_year"), "{described}");
+}
+
+/// What psql's describe commands print, one command at a time (each must succeed).
+fn described(port: u16, command: &str) -> String {
+    let out = psql(port, USER, Some(PASSWORD), &["-c", command]);
+    assert!(out.status.success(), "{command}: {}", text(&out));
+    text(&out)
+}
+
+#[test]
+fn psql_describes_every_table_with_its_keys_and_comments() {
+    if !have_psql() {
+        return;
+    }
+    let (_p, s) = served(&[]);
+    // Who and what psql is talking to, as PostgreSQL answers.
+    let out = psql(
+        s.sql,
+        USER,
+        Some(PASSWORD),
+        &[
+            "-A",
+            "-t",
+            "-c",
+            "select version(), current_user, session_user, current_database()",
+            "-c",
+            "show server_version",
+            "-c",
+            "begin; savepoint a; select 1; rollback to savepoint a; release savepoint a; commit",
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out));
+    let lines: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    let who: Vec<&str> = lines[0].split('|').collect();
+    assert!(who[0].starts_with("PostgreSQL 15.0 on "), "{who:?}");
+    assert!(
+        who[0].contains("citybooks") && who[0].contains("DataFusion"),
+        "{who:?}"
+    );
+    assert_eq!(&who[1..], [USER, USER, "citybooks"]);
+    assert_eq!(lines[1], "15.0");
+    assert_eq!(
+        lines[2..],
+        ["BEGIN", "SAVEPOINT", "1", "ROLLBACK", "RELEASE", "COMMIT"]
+    );
+
+    let l = described(s.sql, r"\l");
+    assert!(l.contains("citybooks"), "{l}");
+    let dn = described(s.sql, r"\dn+");
+    assert!(
+        dn.contains("report") && dn.contains("The star schema of the original ERD"),
+        "{dn}"
+    );
+    let dt = described(s.sql, r"\dt+ report.*");
+    for table in ["program", "type", "fund", "finance", "transaction"] {
+        assert!(dt.contains(&format!("report | {table}")), "{dt}");
+    }
+    assert!(dt.contains("The ledger's facts"), "{dt}");
+    for (table, key) in [
+        ("program", "program_id"),
+        ("type", "type_id"),
+        ("fund", "fund_id"),
+        ("finance", "finance_id"),
+        ("transaction", "transaction_id"),
+    ] {
+        let d = described(s.sql, &format!(r"\d+ report.{table}"));
+        assert!(
+            d.contains(&format!("\"{table}_pkey\" PRIMARY KEY, btree ({key})")),
+            "{table}: {d}"
+        );
+        if table == "transaction" {
+            assert!(d.contains("| numeric(20,2) |"), "{d}");
+            assert!(
+                d.contains("Signed amount in dollars, exact to the cent"),
+                "{d}"
+            );
+            for (column, dim) in [
+                ("program_id", "program"),
+                ("type_id", "type"),
+                ("fund_id", "fund"),
+                ("finance_id", "finance"),
+            ] {
+                assert!(
+                    d.contains(&format!(
+                        "FOREIGN KEY ({column}) REFERENCES report.{dim}({column})"
+                    )),
+                    "{d}"
+                );
+            }
+        } else {
+            assert!(
+                d.contains(&format!(
+                    "TABLE \"transaction\" CONSTRAINT \"transaction_{key}_fkey\""
+                )),
+                "{table}: {d}"
+            );
+        }
+    }
+    for table in ["loads", "quarantine"] {
+        described(s.sql, &format!(r"\d+ meta.{table}"));
+    }
+    described(s.sql, r"\du");
+    let dv = described(s.sql, r"\dv");
+    assert!(dv.contains("Did not find any relations"), "{dv}");
+    described(s.sql, r"\df");
+}
+
+#[test]
+fn sqlalchemy_and_pandas_reflect_and_read_the_star_schema_with_both_drivers() {
+    if !have_peer(
+        "SQLAlchemy with psycopg2 and psycopg",
+        Command::new("python3").args(["-c", "import sqlalchemy, psycopg2, psycopg, pandas"]),
+        "pip install sqlalchemy psycopg2-binary 'psycopg[binary]' pandas",
+    ) {
+        return;
+    }
+    let (_p, s) = served(&[]);
+    let out = Command::new("python3")
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/sqlalchemy_client.py"
+        ))
+        .args([&s.sql.to_string(), USER, PASSWORD])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let by = sample_by_side();
+    let rows: i128 = by.values().map(|v| v.1).sum();
+    let sum: i128 = by.values().map(|v| v.0).sum();
+    for driver in ["psycopg2", "psycopg"] {
+        let d = &seen[driver];
+        let ok = |k: &str| -> &serde_json::Value {
+            assert!(d[k].get("error").is_none(), "{driver} {k}: {}", d[k]);
+            &d[k]["ok"]
+        };
+        assert_eq!(d["version"], serde_json::json!([15, 0]), "{driver}");
+        assert_eq!(
+            d["who"],
+            serde_json::json!([USER, USER, "citybooks"]),
+            "{driver}"
+        );
+        assert_eq!(
+            ok("schemas"),
+            &serde_json::json!(["meta", "report"]),
+            "{driver}"
+        );
+        assert_eq!(
+            ok("tables"),
+            &serde_json::json!(["finance", "fund", "program", "transaction", "type"]),
+            "{driver}"
+        );
+        assert_eq!(
+            ok("meta_tables"),
+            &serde_json::json!(["loads", "quarantine"])
+        );
+        assert_eq!(ok("views"), &serde_json::json!([]));
+        let columns = ok("columns").as_array().unwrap();
+        let amount = columns.iter().find(|c| c["name"] == "amount").unwrap();
+        assert_eq!(amount["type"], "NUMERIC(20, 2)", "{driver}");
+        assert_eq!(amount["nullable"], false);
+        assert!(amount["comment"]
+            .as_str()
+            .unwrap()
+            .contains("exact to the cent"));
+        assert_eq!(
+            columns
+                .iter()
+                .map(|c| c["name"].as_str().unwrap())
+                .collect::<Vec<_>>()[..7],
+            [
+                "transaction_id",
+                "fiscal_year",
+                "program_id",
+                "type_id",
+                "fund_id",
+                "finance_id",
+                "amount"
+            ]
+        );
+        assert_eq!(
+            ok("pk")["constrained_columns"],
+            serde_json::json!(["transaction_id"])
+        );
+        assert_eq!(ok("pk")["name"], "transaction_pkey");
+        let fks: Vec<String> = ok("fks")
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|fk| fk.to_string())
+            .collect();
+        assert_eq!(
+            fks,
+            [
+                r#"[["finance_id"],"report","finance",["finance_id"]]"#,
+                r#"[["fund_id"],"report","fund",["fund_id"]]"#,
+                r#"[["load_id"],"meta","loads",["load_id"]]"#,
+                r#"[["program_id"],"report","program",["program_id"]]"#,
+                r#"[["type_id"],"report","type",["type_id"]]"#,
+            ],
+            "{driver}"
+        );
+        // The primary key's index is the key itself: no other index.
+        assert_eq!(ok("indexes"), &serde_json::json!([]));
+        assert!(ok("table_comment")
+            .as_str()
+            .unwrap()
+            .starts_with("The ledger's facts"));
+        assert_eq!(ok("has_table"), true);
+        assert_eq!(ok("read_sql_table")["rows"], rows as i64, "{driver}");
+        let read = ok("read_sql_query");
+        assert_eq!(read["rows"], rows as i64);
+        assert_eq!(read["all_decimal"], true, "{driver}: amounts are Decimal");
+        assert_eq!(
+            cents(read["sum"].as_str().unwrap()),
+            sum,
+            "{driver}: exact to the cent"
+        );
+        let (revenue, revenue_rows) = by["Revenue"];
+        assert_eq!(ok("bound")["n"], revenue_rows as i64, "{driver}");
+        assert_eq!(cents(ok("bound")["total"].as_str().unwrap()), revenue);
+        assert_eq!(ok("savepoint"), 1);
+    }
+}
+
+/// Checks what the Node.js and Go clients printed: SCRAM login, the version and login,
+/// a bound parameter, the revenue total exact to the cent.
+fn check_driver(name: &str, out: &Output, total_key: &str, n_key: &str) -> serde_json::Value {
+    assert!(out.status.success(), "{name}: {}", text(out));
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let (revenue, revenue_rows) = sample_by_side()["Revenue"];
+    assert!(
+        seen["version"]
+            .as_str()
+            .unwrap()
+            .starts_with("PostgreSQL 15.0 on "),
+        "{name}: {seen}"
+    );
+    assert_eq!(
+        cents(seen[total_key].as_str().unwrap()),
+        revenue,
+        "{name}: {seen}"
+    );
+    assert_eq!(
+        seen[n_key].to_string().trim_matches('"'),
+        revenue_rows.to_string()
+    );
+    seen
+}
+
+#[test]
+fn node_pg_and_go_lib_pq_connect_and_query_exactly() {
+    let node_ready = have_peer(
+        "node with the pg driver",
+        Command::new("node").args([
+            "-e",
+            concat!(
+                "require.resolve('pg', {paths: ['",
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/peers/node']})"
+            ),
+        ]),
+        "npm ci --prefix tests/peers/node",
+    );
+    let go_ready = have_peer(
+        "go with lib/pq",
+        Command::new("test").args(["-d", "/usr/share/gocode/src/github.com/lib/pq"]),
+        "apt-get install golang-go golang-github-lib-pq-dev",
+    );
+    if !node_ready && !go_ready {
+        return;
+    }
+    let (p, s) = served(&[]);
+    if node_ready {
+        let out = Command::new("node")
+            .arg(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/tests/peers/node/client.mjs"
+            ))
+            .args([&s.sql.to_string(), USER, PASSWORD])
+            .output()
+            .unwrap();
+        let seen = check_driver("node pg", &out, "bound_total", "bound_n");
+        assert_eq!(
+            seen["who"],
+            serde_json::json!({"u": USER, "d": "citybooks"})
+        );
+        assert_eq!(
+            seen["amount_type"], "string",
+            "numeric arrives as exact text"
+        );
+        let fks = seen["foreign_keys"].as_array().unwrap();
+        assert_eq!(fks.len(), 6, "{seen}");
+    }
+    if go_ready {
+        let out = Command::new("go")
+            .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/peers/go"))
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GO111MODULE", "off")
+            .env("GOFLAGS", "")
+            .env("GOCACHE", p.tmp.path().join("gocache"))
+            .args(["run", "client.go", &s.sql.to_string(), USER, PASSWORD])
+            .output()
+            .unwrap();
+        let seen = check_driver("go lib/pq", &out, "total", "n");
+        assert_eq!(seen["who"], USER);
+    }
 }
 
 #[test]

@@ -11,6 +11,18 @@ use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
 use crate::money::{PRECISION, SCALE};
 
+/// The SQL schemas and what each holds (SQL clients show it as the schema's comment).
+pub const SCHEMAS: &[(&str, &str)] = &[
+    (
+        "report",
+        "The star schema of the original ERD: the ledger's facts (transaction) and its dimensions (program, type, fund, finance).",
+    ),
+    (
+        "meta",
+        "How the warehouse was built: every load (loads) and every row a load set aside (quarantine).",
+    ),
+];
+
 /// A table of the warehouse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
@@ -95,6 +107,89 @@ impl Table {
             Table::Loads => Some("load_id"),
             Table::Quarantine => None,
         }
+    }
+
+    /// The columns of this table that refer to another table's key: `(column,
+    /// referenced table)`; the referenced column is that table's [`Table::id_column`].
+    pub fn foreign_keys(self) -> &'static [(&'static str, Table)] {
+        match self {
+            Table::Transaction => &[
+                ("program_id", Table::Program),
+                ("type_id", Table::Type),
+                ("fund_id", Table::Fund),
+                ("finance_id", Table::Finance),
+                ("load_id", Table::Loads),
+            ],
+            Table::Quarantine => &[("load_id", Table::Loads)],
+            _ => &[],
+        }
+    }
+
+    /// What the table holds, in a sentence (SQL clients show it as the table's comment).
+    pub fn description(self) -> &'static str {
+        match self {
+            Table::Program => "Who spends or receives: organization group > department > program (the program hierarchy of San Francisco's Spending and Revenue ledger).",
+            Table::Type => "What the money is for: character > object > sub-object (the type hierarchy; character is the broadest, e.g. Salaries, Property Taxes).",
+            Table::Fund => "Which fund: fund type > fund > fund category.",
+            Table::Finance => "Revenue or spending: Spending = 1, Revenue = 2.",
+            Table::Transaction => "The ledger's facts: one row per fiscal year, program, type, fund and revenue-or-spending, with a signed amount in exact dollars and cents, and the lineage of the row (load, source file and line).",
+            Table::Loads => "Every load into the warehouse: its source file, outcome, row counts, fiscal years replaced and the Delta version of every table it committed.",
+            Table::Quarantine => "Rows a load could not accept, with the file, line, field and reason, and the raw line as it was.",
+        }
+    }
+
+    /// What a column holds (SQL clients show it as the column's comment).
+    pub fn column_description(self, column: &str) -> Option<&'static str> {
+        let d = match (self, column) {
+            (_, "program_id") => "Key of report.program.",
+            (_, "type_id") => "Key of report.type.",
+            (_, "fund_id") => "Key of report.fund.",
+            (_, "finance_id") => "Key of report.finance.",
+            (Table::Transaction, "transaction_id") => "Key of the row; stable across loads of the same fiscal year content.",
+            (Table::Transaction, "fiscal_year") => "Fiscal year: July 1 to June 30, named by the year it ends in (2025 = 2024-07-01 to 2025-06-30).",
+            (Table::Transaction, "amount") => "Signed amount in dollars, exact to the cent (numeric(20,2)). Transfer adjustments are negative and must stay in totals.",
+            (_, "load_id") => "The load that brought the row (meta.loads).",
+            (Table::Transaction, "source_file") | (Table::Loads, "source_file") | (Table::Quarantine, "source_file") => "The raw file in the store the row came from.",
+            (Table::Transaction, "source_line") => "Line of the row in its source file (1 is the header).",
+            (_, "data_as_of") => "When the publisher last updated the row (the API export's data_as_of), if the file said.",
+            (Table::Program, "program") => "Program name; 'No Program' where the source had none.",
+            (Table::Program, "program_code") => "Program code; 'No Program Code' where the source had none.",
+            (Table::Program, "department") => "Department name.",
+            (Table::Program, "department_code") => "Department code.",
+            (Table::Program, "organization_group") => "Organization group name (7 groups).",
+            (Table::Program, "organization_group_code") => "Organization group code (1 to 7).",
+            (Table::Program, "related_govt_units") => "Yes for entities related to but separate from the City (e.g. the Community College District), else No.",
+            (Table::Type, "character") => "Character: the broadest level of the type hierarchy.",
+            (Table::Type, "character_code") => "Character code.",
+            (Table::Type, "object") => "Object: the middle level of the type hierarchy.",
+            (Table::Type, "object_code") => "Object code.",
+            (Table::Type, "sub_object") => "Sub-object: the finest level of the type hierarchy.",
+            (Table::Type, "sub_object_code") => "Sub-object code.",
+            (Table::Fund, "fund_type") => "Fund type: the broadest level of the fund hierarchy.",
+            (Table::Fund, "fund_type_code") => "Fund type code.",
+            (Table::Fund, "fund") => "Fund name.",
+            (Table::Fund, "fund_code") => "Fund code.",
+            (Table::Fund, "fund_category") => "Fund category: the finest level of the fund hierarchy.",
+            (Table::Fund, "fund_category_code") => "Fund category code.",
+            (Table::Finance, "revenue_or_spending") => "Revenue or Spending.",
+            (Table::Loads, "content_hash") => "SHA-256 of the raw file.",
+            (Table::Loads, "dialect") => "Which export the file was: the portal's CSV or the API's.",
+            (Table::Loads, "status") => "loaded, skipped (same content as an earlier load) or failed: with the reason.",
+            (Table::Loads, "rows_read") => "Data rows in the file.",
+            (Table::Loads, "rows_loaded") => "Rows committed to report.transaction.",
+            (Table::Loads, "rows_quarantined") => "Rows set aside in meta.quarantine.",
+            (Table::Loads, "years_replaced") => "Fiscal years the load replaced whole.",
+            (Table::Loads, "conformed") => "Conformance decisions of the load (rule 6: one code per name).",
+            (Table::Loads, "table_versions") => "The Delta version of every table after the load (for time travel).",
+            (Table::Loads, "started") => "When the load started.",
+            (Table::Loads, "finished") => "When the load ended.",
+            (Table::Quarantine, "line") => "Line of the row in its source file (1 is the header).",
+            (Table::Quarantine, "field") => "The field that was wrong, if one was.",
+            (Table::Quarantine, "reason") => "Why the row was not accepted.",
+            (Table::Quarantine, "raw") => "The line as it stood in the file.",
+            _ => return None,
+        };
+        Some(d)
     }
 
     /// Partition columns of the Delta table.
@@ -226,5 +321,24 @@ mod tests {
             "warehouse/report/transaction"
         );
         assert_eq!(Table::Quarantine.qualified_name(), "meta.quarantine");
+    }
+
+    #[test]
+    fn every_column_is_described_and_every_key_refers_to_a_key() {
+        for t in Table::ALL {
+            assert!(!t.description().is_empty());
+            for f in t.schema().fields() {
+                assert!(
+                    t.column_description(f.name()).is_some(),
+                    "{}.{} has no description",
+                    t.qualified_name(),
+                    f.name()
+                );
+            }
+            for (column, target) in t.foreign_keys() {
+                assert!(t.schema().field_with_name(column).is_ok());
+                assert_eq!(target.id_column(), Some(*column));
+            }
+        }
     }
 }

@@ -642,7 +642,7 @@ async fn years(State(app): State<App>) -> Result<Json<Value>, ApiError> {
 async fn schema(State(app): State<App>) -> Result<Json<Value>, ApiError> {
     let ctx = app.live.context().await?;
     let mut tables = Vec::new();
-    let catalog = ctx.catalog("datafusion").ok_or_else(|| {
+    let catalog = ctx.catalog(citybooks_warehouse::CATALOG).ok_or_else(|| {
         ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "the session has no catalog",

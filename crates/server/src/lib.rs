@@ -10,6 +10,7 @@ pub mod http;
 pub mod live;
 pub mod metrics;
 pub mod pg;
+pub mod pgcompat;
 pub mod sqlusers;
 
 pub use http::{router, HttpOptions};

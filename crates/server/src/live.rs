@@ -12,8 +12,6 @@ use std::time::{Duration, Instant};
 use citybooks_query::Engine;
 use citybooks_warehouse::{Warehouse, WarehouseError};
 use datafusion::prelude::SessionContext;
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
 use tokio::sync::Mutex;
 
 /// How often, at most, a query looks for a new load.
@@ -39,7 +37,8 @@ impl Live {
     pub async fn open(warehouse: Warehouse, engine: Engine) -> Result<Arc<Live>, WarehouseError> {
         let generation = warehouse.generation().await?;
         let ctx = engine.session(&warehouse, None).await?;
-        setup_pg_catalog(&ctx, "datafusion", EmptyContextProvider)
+        crate::pgcompat::install(&ctx)
+            .await
             .map_err(|e| WarehouseError::Other(format!("setting up pg_catalog: {e}")))?;
         Ok(Arc::new(Live {
             warehouse,

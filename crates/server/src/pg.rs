@@ -26,6 +26,7 @@ use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::SessionContext;
 use datafusion::sql::sqlparser::ast::{Set, Statement};
+use datafusion_postgres::arrow_pg::datatypes::df;
 use datafusion_postgres::hooks::cursor::CursorStatementHook;
 use datafusion_postgres::hooks::set_show::SetShowHook;
 use datafusion_postgres::hooks::transactions::TransactionStatementHook;
@@ -36,9 +37,10 @@ use pgwire::api::auth::sasl::scram::ScramAuth;
 use pgwire::api::auth::sasl::SASLAuthStartupHandler;
 use pgwire::api::auth::{AuthSource, DefaultServerParameterProvider, StartupHandler};
 use pgwire::api::cancel::CancelHandler;
+use pgwire::api::portal::Format;
 use pgwire::api::portal::Portal;
 use pgwire::api::query::{ExtendedQueryHandler, SimpleQueryHandler};
-use pgwire::api::results::{QueryResponse, Response};
+use pgwire::api::results::{QueryResponse, Response, Tag};
 use pgwire::api::store::PortalStore;
 use pgwire::api::{
     ClientInfo, ClientPortalStore, ConnectionManager, PgWireServerHandlers, METADATA_USER,
@@ -48,6 +50,7 @@ use pgwire::messages::cancel::CancelRequest;
 use pgwire::messages::data::DataRow;
 use pgwire::messages::{PgWireBackendMessage, PgWireFrontendMessage};
 use pgwire::tokio::process_socket;
+use pgwire::types::format::FormatOptions;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::rustls;
@@ -212,6 +215,7 @@ impl Connection {
         parameters.default_transaction_read_only = true;
         parameters.is_superuser = false;
         parameters.search_path = "report".into();
+        parameters.server_version = crate::pgcompat::SERVER_VERSION.into();
         let mut scram = ScramAuth::new(shared.users.clone() as Arc<dyn AuthSource>);
         scram.set_iterations(ITERATIONS);
         let sasl = SASLAuthStartupHandler::new(Arc::new(parameters))
@@ -509,9 +513,13 @@ const CLIENT_SETTINGS: &[&str] = &[
 ];
 
 impl ReadOnlyGate {
+    /// Refuses `statement` if it would change anything; returns its plan when it
+    /// plans here. A statement that does not plan is left to the later hooks and the
+    /// engine, unless it is a `substitute` (then its planning error is the answer).
     async fn check(
         statement: &Statement,
         ctx: &SessionContext,
+        substitute: bool,
     ) -> PgWireResult<Option<LogicalPlan>> {
         match statement {
             Statement::Set(set) => {
@@ -550,12 +558,14 @@ impl ReadOnlyGate {
                 // through DataFusion's own parser, which also knows COPY ... TO). A
                 // statement that cannot be planned here cannot run there either: the
                 // engine reports its own error.
-                let Ok(plan) = ctx
+                let plan = match ctx
                     .state()
                     .create_logical_plan(&statement.to_string())
                     .await
-                else {
-                    return Ok(None);
+                {
+                    Ok(plan) => plan,
+                    Err(e) if substitute => return Err(PgWireError::ApiError(Box::new(e))),
+                    Err(_) => return Ok(None),
                 };
                 citybooks_query::verify_read_only(&plan).map_err(|e| read_only(e.to_string()))?;
                 Ok(Some(plan))
@@ -573,24 +583,89 @@ fn read_only(message: String) -> PgWireError {
     user_error("ERROR", "25006", message)
 }
 
+/// The login of a connection.
+fn login(client: &(impl ClientInfo + ?Sized)) -> String {
+    client
+        .metadata()
+        .get(METADATA_USER)
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// The statement to plan in place of `statement`, if PostgreSQL's form of it is one
+/// DataFusion cannot plan (see [`crate::pgcompat`]), or it asks for a setting of ours.
+fn substitute(statement: &Statement, login: &str) -> Option<Statement> {
+    if let Statement::ShowVariable { variable } = statement {
+        let name = variable
+            .iter()
+            .map(|i| i.value.to_ascii_lowercase())
+            .collect::<Vec<_>>()
+            .join(" ");
+        let value = match name.as_str() {
+            "server_version" => crate::pgcompat::SERVER_VERSION,
+            "server_version_num" => crate::pgcompat::SERVER_VERSION_NUM,
+            _ => return None,
+        };
+        let sql = format!("select '{value}' as {name}");
+        return datafusion::sql::sqlparser::parser::Parser::parse_sql(
+            &datafusion::sql::sqlparser::dialect::PostgreSqlDialect {},
+            &sql,
+        )
+        .ok()?
+        .pop();
+    }
+    crate::pgcompat::rewrite(statement, login)
+}
+
+/// A plan that returns nothing, for statements answered with a tag only.
+fn no_rows() -> LogicalPlan {
+    LogicalPlan::EmptyRelation(datafusion::logical_expr::EmptyRelation {
+        produce_one_row: false,
+        schema: Arc::new(datafusion::common::DFSchema::empty()),
+    })
+}
+
 #[async_trait]
 impl QueryHook for ReadOnlyGate {
     async fn handle_simple_query(
         &self,
         statement: &Statement,
         ctx: &SessionContext,
-        _client: &mut dyn HookClient,
+        client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        ReadOnlyGate::check(statement, ctx).await.err().map(Err)
+        if let Some(tag) = crate::pgcompat::is_savepoint(statement) {
+            return Some(Ok(Response::Execution(Tag::new(tag))));
+        }
+        if let Statement::Deallocate { name, .. } = statement {
+            // psycopg 3 deallocates the statements it prepared when its cache is full.
+            if !name.value.eq_ignore_ascii_case("all") {
+                client.portal_store().rm_statement(&name.value);
+            }
+            return Some(Ok(Response::Execution(Tag::new("DEALLOCATE"))));
+        }
+        let substitute = substitute(statement, &login(client));
+        let statement = substitute.as_ref().unwrap_or(statement);
+        match ReadOnlyGate::check(statement, ctx, substitute.is_some()).await {
+            Err(e) => Some(Err(e)),
+            Ok(Some(plan)) if substitute.is_some() => Some(run(plan, ctx, client).await),
+            Ok(_) => None,
+        }
     }
 
     async fn handle_extended_parse_query(
         &self,
         statement: &Statement,
         ctx: &SessionContext,
-        _client: &(dyn ClientInfo + Send + Sync),
+        client: &(dyn ClientInfo + Send + Sync),
     ) -> Option<PgWireResult<LogicalPlan>> {
-        match ReadOnlyGate::check(statement, ctx).await {
+        if crate::pgcompat::is_savepoint(statement).is_some()
+            || matches!(statement, Statement::Deallocate { .. })
+        {
+            return Some(Ok(no_rows()));
+        }
+        let substitute = substitute(statement, &login(client));
+        let statement = substitute.as_ref().unwrap_or(statement);
+        match ReadOnlyGate::check(statement, ctx, substitute.is_some()).await {
             Err(e) => Some(Err(e)),
             // Statements for later hooks (SET, SHOW, ...) are planned by them.
             Ok(None) => None,
@@ -600,12 +675,31 @@ impl QueryHook for ReadOnlyGate {
 
     async fn handle_extended_query(
         &self,
-        _statement: &Statement,
+        statement: &Statement,
         _plan: &LogicalPlan,
         _params: &ParamValues,
         _ctx: &SessionContext,
         _client: &mut dyn HookClient,
     ) -> Option<PgWireResult<Response>> {
-        None
+        let tag = match statement {
+            Statement::Deallocate { .. } => Some("DEALLOCATE"),
+            other => crate::pgcompat::is_savepoint(other),
+        };
+        tag.map(|tag| Ok(Response::Execution(Tag::new(tag))))
     }
+}
+
+/// Runs `plan` and encodes its rows as a simple query's text result.
+async fn run(
+    plan: LogicalPlan,
+    ctx: &SessionContext,
+    client: &mut dyn HookClient,
+) -> PgWireResult<Response> {
+    let df = ctx
+        .execute_logical_plan(plan)
+        .await
+        .map_err(|e| PgWireError::ApiError(Box::new(e)))?;
+    let format = Arc::new(FormatOptions::from_client_metadata(client.metadata()));
+    let response = df::encode_dataframe(df, &Format::UnifiedText, Some(format)).await?;
+    Ok(Response::Query(response))
 }

@@ -20,4 +20,4 @@ pub mod tables;
 pub use error::WarehouseError;
 pub use loader::{LoadReport, LoadStatus, QuarantinedRow};
 pub use loads::LoadRecord;
-pub use tables::{TableScans, Warehouse};
+pub use tables::{TableScans, Warehouse, CATALOG};

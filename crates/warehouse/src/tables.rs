@@ -57,6 +57,10 @@ pub enum TableScans {
     Files,
 }
 
+/// The catalog every session names its schemas in: the database name SQL clients
+/// see (`current_database()`, `psql -d citybooks`, `information_schema.*.table_catalog`).
+pub const CATALOG: &str = "citybooks";
+
 /// The fact table under [`TableScans::Files`]: the union of its per-year listings. A
 /// view to the optimiser, which inlines its plan; a table to catalogs (psql's `\dt`,
 /// `information_schema.tables`), as `report.transaction` is with the embedded engine.
@@ -344,7 +348,7 @@ impl Warehouse {
     pub fn session_config() -> SessionConfig {
         SessionConfig::new()
             .with_information_schema(true)
-            .with_default_catalog_and_schema("datafusion", "report")
+            .with_default_catalog_and_schema(CATALOG, "report")
     }
 
     /// A DataFusion session with every table registered under its schema
@@ -413,7 +417,7 @@ impl Warehouse {
             schemas[table.schema_name()].register_table(table.name().to_string(), provider)?;
         }
         let catalog = ctx
-            .catalog("datafusion")
+            .catalog(CATALOG)
             .ok_or_else(|| WarehouseError::Other("the default catalog is missing".into()))?;
         for (name, schema) in schemas {
             catalog.register_schema(name, schema)?;
