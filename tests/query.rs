@@ -423,6 +423,71 @@ fn node_pg_and_go_lib_pq_connect_and_query_exactly() {
 }
 
 #[test]
+fn pgjdbc_syncs_tables_columns_and_keys_like_a_bi_tool() {
+    const JAR: &str = "/usr/share/java/postgresql.jar";
+    if !have_peer(
+        "java with pgjdbc",
+        Command::new("sh").args(["-c", &format!("command -v java && test -f {JAR}")]),
+        "apt-get install default-jdk-headless libpostgresql-jdbc-java",
+    ) {
+        return;
+    }
+    let (_p, s) = served(&[]);
+    let out = Command::new("java")
+        .args(["-cp", JAR])
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/peers/jdbc/Client.java"
+        ))
+        .args([&s.sql.to_string(), USER, PASSWORD])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let printed = String::from_utf8_lossy(&out.stdout).to_string();
+    let found = |key: &str| -> Vec<String> {
+        printed
+            .lines()
+            .filter_map(|l| l.strip_prefix(&format!("{key}\t")))
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(found("error"), Vec::<String>::new(), "{printed}");
+    assert_eq!(found("product"), ["PostgreSQL 15.0"]);
+    assert_eq!(found("schema"), ["meta", "pg_catalog", "report"]);
+    let tables = found("table");
+    assert_eq!(tables.len(), 5, "{printed}");
+    assert!(
+        tables
+            .iter()
+            .any(|t| t.starts_with("transaction|The ledger's facts")),
+        "{printed}"
+    );
+    assert!(
+        found("column").contains(&"amount|numeric|20|2|NO".to_string()),
+        "{printed}"
+    );
+    assert_eq!(found("pk"), ["transaction_id|transaction_pkey"]);
+    let mut imported = found("imported");
+    imported.sort();
+    assert_eq!(
+        imported,
+        [
+            "finance_id|report|finance|finance_id|transaction_finance_id_fkey",
+            "fund_id|report|fund|fund_id|transaction_fund_id_fkey",
+            "load_id|meta|loads|load_id|transaction_load_id_fkey",
+            "program_id|report|program|program_id|transaction_program_id_fkey",
+            "type_id|report|type|type_id|transaction_type_id_fkey",
+        ]
+    );
+    assert_eq!(found("exported"), ["transaction|program_id|program_id"]);
+    let (revenue, revenue_rows) = sample_by_side()["Revenue"];
+    let prepared = found("prepared");
+    let (n, total) = prepared[0].split_once('|').unwrap();
+    assert_eq!(n, revenue_rows.to_string());
+    assert_eq!(cents(total), revenue, "BigDecimal exact to the cent");
+}
+
+#[test]
 fn psql_is_refused_writes_wrong_and_missing_passwords() {
     if !have_psql() {
         return;

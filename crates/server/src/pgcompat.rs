@@ -176,7 +176,8 @@ impl std::fmt::Debug for KeyOverlay {
     }
 }
 
-const OVERLAID: [&str; 8] = [
+const OVERLAID: [&str; 9] = [
+    "pg_settings",
     "pg_attribute",
     "pg_constraint",
     "pg_index",
@@ -809,6 +810,24 @@ impl KeyOverlay {
                 let rows = self.rows("select * from pg_catalog.pg_description").await?;
                 self.pg_description(rows, schema)
             }
+            "pg_settings" => batch_like(
+                &schema,
+                SETTINGS.len(),
+                vec![
+                    (
+                        "name",
+                        Arc::new(StringArray::from_iter_values(SETTINGS.iter().map(|s| s.0))),
+                    ),
+                    (
+                        "setting",
+                        Arc::new(StringArray::from_iter_values(SETTINGS.iter().map(|s| s.1))),
+                    ),
+                    (
+                        "short_desc",
+                        Arc::new(StringArray::from_iter_values(SETTINGS.iter().map(|s| s.2))),
+                    ),
+                ],
+            ),
             // The crate's rows, with its text ACL columns as the arrays they are.
             other => {
                 let rows = self
@@ -967,24 +986,64 @@ fn text(v: &Option<ScalarValue>) -> Option<String> {
     }
 }
 
+/// The settings `current_setting(name)` and `pg_settings` show: name, value, what it is.
+const SETTINGS: [(&str, &str, &str); 15] = [
+    (
+        "server_version",
+        SERVER_VERSION,
+        "The PostgreSQL release citybooks answers as.",
+    ),
+    (
+        "server_version_num",
+        SERVER_VERSION_NUM,
+        "server_version as a number.",
+    ),
+    ("server_encoding", "UTF8", "The encoding of all text."),
+    ("client_encoding", "UTF8", "The client's encoding."),
+    (
+        "search_path",
+        "report, meta",
+        "Schemas searched for unqualified names.",
+    ),
+    (
+        "default_transaction_read_only",
+        "on",
+        "Every transaction is read-only.",
+    ),
+    (
+        "transaction_read_only",
+        "on",
+        "This transaction is read-only.",
+    ),
+    (
+        "standard_conforming_strings",
+        "on",
+        "Backslashes in '...' strings are literal.",
+    ),
+    (
+        "integer_datetimes",
+        "on",
+        "Date and time values are integers.",
+    ),
+    ("datestyle", "ISO, MDY", "How dates are written."),
+    ("timezone", "UTC", "The time zone of timestamps."),
+    ("max_identifier_length", "63", "The longest identifier."),
+    (
+        "max_index_keys",
+        "32",
+        "The most columns an index may have.",
+    ),
+    ("block_size", "8192", "The size of a disk block."),
+    ("is_superuser", "off", "No login is a superuser."),
+];
+
 /// The value of a setting `current_setting(name)` may read.
 fn setting(name: &str) -> Option<String> {
-    Some(
-        match name.to_ascii_lowercase().as_str() {
-            "server_version" => SERVER_VERSION,
-            "server_version_num" => SERVER_VERSION_NUM,
-            "server_encoding" | "client_encoding" => "UTF8",
-            "search_path" => "report, meta",
-            "default_transaction_read_only" | "transaction_read_only" => "on",
-            "standard_conforming_strings" | "integer_datetimes" => "on",
-            "datestyle" => "ISO, MDY",
-            "timezone" => "UTC",
-            "max_identifier_length" => "63",
-            "is_superuser" => "off",
-            _ => return None,
-        }
-        .to_string(),
-    )
+    let name = name.to_ascii_lowercase();
+    SETTINGS
+        .iter()
+        .find(|(n, ..)| *n == name)
+        .map(|(_, v, _)| v.to_string())
 }
 
 /// A byte count as PostgreSQL's `pg_size_pretty` writes it.
@@ -1305,6 +1364,40 @@ fn array_of_subquery(query: &Query) -> Option<Expr> {
         alias: Ident::new("array"),
     }];
     Some(Expr::Subquery(Box::new(q)))
+}
+
+/// datafusion-postgres turns `'name'::regclass` into a lookup that finds an unqualified
+/// name only in `current_schema()` (`report`); PostgreSQL looks in `pg_catalog` first
+/// and then the search path (pgjdbc writes `'pg_class'::regclass`). Such a lookup
+/// becomes `to_regclass(name)`, which does.
+fn regclass_lookup(query: &Query) -> Option<Expr> {
+    use datafusion::sql::sqlparser::ast::{FunctionArg, FunctionArgExpr, Visit, Visitor};
+    let text = query.to_string();
+    if !text.starts_with("SELECT c.oid FROM pg_catalog.pg_class c JOIN pg_catalog.pg_namespace n")
+        || !text.contains("parse_ident(")
+    {
+        return None;
+    }
+    struct Operand(Option<Expr>);
+    impl Visitor for Operand {
+        type Break = ();
+        fn pre_visit_expr(&mut self, e: &Expr) -> std::ops::ControlFlow<()> {
+            if let Expr::Function(f) = e {
+                if function_name(&f.name) == "parse_ident" {
+                    if let FunctionArguments::List(l) = &f.args {
+                        if let Some(FunctionArg::Unnamed(FunctionArgExpr::Expr(a))) = l.args.first()
+                        {
+                            self.0 = Some(a.clone());
+                        }
+                    }
+                }
+            }
+            std::ops::ControlFlow::Continue(())
+        }
+    }
+    let mut operand = Operand(None);
+    let _ = query.visit(&mut operand);
+    parse_expr(&format!("to_regclass({})", operand.0?))
 }
 
 /// Aggregate functions: a subquery that projects one of them returns one row.
@@ -1664,7 +1757,25 @@ impl VisitorMut for Rewriter<'_> {
             e if login_function(e).is_some() => Some(Expr::Value(
                 Value::SingleQuotedString(self.login.to_string()).into(),
             )),
-            Expr::Subquery(q) => aggregated_lookup(q),
+            Expr::Subquery(q) => regclass_lookup(q).or_else(|| aggregated_lookup(q)),
+            // `(composite).field` on an expression: DataFusion reads fields with get_field.
+            Expr::CompoundFieldAccess { root, access_chain }
+                if access_chain.iter().all(|a| {
+                    matches!(
+                        a,
+                        datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(_))
+                    )
+                }) =>
+            {
+                let mut sql = root.to_string();
+                for a in access_chain {
+                    if let datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(i)) = a
+                    {
+                        sql = format!("get_field({sql}, '{}')", i.value.to_ascii_lowercase());
+                    }
+                }
+                parse_expr(&sql)
+            }
             // `$1::regclass`: the name is known only when the statement runs.
             Expr::Cast {
                 expr: inner,
@@ -1683,6 +1794,15 @@ impl VisitorMut for Rewriter<'_> {
             Expr::Function(f) => {
                 let name = function_name(&f.name);
                 match (name.as_str(), &f.args) {
+                    // pgjdbc's getPrimaryKeys expands pg_index.indkey into (x, n) rows.
+                    // Every key here has one column, so the expansion is one row; a
+                    // longer array (none exists) gives NULL rather than a wrong row.
+                    ("_pg_expandarray", FunctionArguments::List(l)) if l.args.len() == 1 => {
+                        let a = &l.args[0];
+                        parse_expr(&format!(
+                            "CASE WHEN array_length({a}, 1) = 1 THEN named_struct('x', {a}[1], 'n', 1) END"
+                        ))
+                    }
                     // No table here is partitioned: a table's only ancestor is itself.
                     ("pg_partition_ancestors", FunctionArguments::List(l)) if l.args.len() == 1 => {
                         parse_expr(&format!("CAST({} AS INTEGER)", l.args[0]))
