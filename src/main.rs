@@ -173,7 +173,8 @@ enum Command {
     /// Manage the users of the PostgreSQL wire protocol (SCRAM-SHA-256 passwords).
     ///
     /// The password is read from stdin when stdin is not a terminal, otherwise asked for
-    /// twice. Only a salted SCRAM verifier is stored (sql-users/NAME, mode 0600).
+    /// twice. Only a salted SCRAM verifier is stored (sql-users/NAME, mode 0600), and with
+    /// [sql] password_auth = "md5" also PostgreSQL's MD5 verifier.
     ///
     /// Example: echo 'a long passphrase' | citybooks sql-user add analyst
     SqlUser {

@@ -36,6 +36,7 @@ pub struct Ports {
 /// The project's SQL users.
 pub fn sql_users(project: &Project) -> SqlUsers {
     SqlUsers::new(project.dir.join(SQL_USERS_DIR))
+        .keeping_md5(project.config.sql.password_auth == citybooks_store::config::PasswordAuth::Md5)
 }
 
 /// A password of 20 letters and digits.
@@ -144,6 +145,7 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
                 statement_timeout: Duration::from_secs(cfg.sql.statement_timeout_secs.max(1)),
                 max_connections: cfg.sql.max_connections,
                 tls_required: cfg.sql.tls_required,
+                password_auth: cfg.sql.password_auth,
             },
             metrics.clone(),
         )?;

@@ -686,6 +686,108 @@ fn openssl_cert(dir: &std::path::Path) {
     assert!(out.status.success(), "{}", text(&out));
 }
 
+/// `psql` with a connection string (`sslmode`), the password in `PGPASSWORD`.
+fn psql_conn(port: u16, password: &str, sslmode: &str, sql: &str) -> Output {
+    Command::new("psql")
+        .env("PGPASSWORD", password)
+        .env("PGCONNECT_TIMEOUT", "10")
+        .args(["-w", "-X", "-A", "-t", "-c", sql])
+        .arg(format!(
+            "host=127.0.0.1 port={port} user={USER} dbname=citybooks sslmode={sslmode}"
+        ))
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn psql_logs_in_with_md5_and_cleartext_passwords_where_configured() {
+    if !have_psql()
+        || !have_peer(
+            "openssl",
+            Command::new("openssl").arg("version"),
+            "apt-get install openssl",
+        )
+    {
+        return;
+    }
+    let p = Project::new();
+    p.load(&[&sample_path()]);
+    // A user added while password_auth is md5 gets PostgreSQL's MD5 verifier too.
+    let md5 = ("CITYBOOKS_SQL_PASSWORD_AUTH", "md5");
+    let mut add = p
+        .cmd()
+        .env(md5.0, md5.1)
+        .args(["sql-user", "add", USER])
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        writeln!(add.stdin.take().unwrap(), "{PASSWORD}").unwrap();
+    }
+    assert!(add.wait().unwrap().success());
+    let stored = std::fs::read_to_string(p.dir.join("sql-users").join(USER)).unwrap();
+    assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
+    let md5_line = stored.lines().nth(1).unwrap();
+    assert_eq!(md5_line.len(), 3 + 32, "{stored}");
+    {
+        let s = p.serve(&[md5]);
+        let out = psql_conn(s.sql, PASSWORD, "disable", "select current_user");
+        assert!(out.status.success(), "md5: {}", text(&out));
+        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), USER);
+        let out = psql_conn(s.sql, "not the password", "disable", "select 1");
+        assert!(!out.status.success());
+        assert!(
+            text(&out)
+                .to_lowercase()
+                .contains("password authentication failed"),
+            "{}",
+            text(&out)
+        );
+    }
+    // Cleartext only over TLS: without it the server refuses to start, and says why.
+    let out = p
+        .cmd()
+        .env("CITYBOOKS_SQL_PASSWORD_AUTH", "cleartext")
+        .env("CITYBOOKS_SQL_LISTEN", "127.0.0.1")
+        .args([
+            "serve",
+            "--sftp-port",
+            "0",
+            "--sql-port",
+            "0",
+            "--http-port",
+            "0",
+        ])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(
+        text(&out).contains("password_auth = \"cleartext\" sends passwords as they are"),
+        "{}",
+        text(&out)
+    );
+    openssl_cert(&p.dir);
+    let s = p.serve(&[
+        ("CITYBOOKS_SQL_PASSWORD_AUTH", "cleartext"),
+        ("CITYBOOKS_SQL_TLS_CERT", "server.crt"),
+        ("CITYBOOKS_SQL_TLS_KEY", "server.key"),
+        ("CITYBOOKS_SQL_TLS_REQUIRED", "true"),
+    ]);
+    let out = psql_conn(s.sql, PASSWORD, "require", "select current_user");
+    assert!(out.status.success(), "cleartext: {}", text(&out));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), USER);
+    let out = psql_conn(s.sql, "not the password", "require", "select 1");
+    assert!(!out.status.success());
+    assert!(
+        text(&out)
+            .to_lowercase()
+            .contains("password authentication failed"),
+        "{}",
+        text(&out)
+    );
+}
+
 #[test]
 fn tls_is_offered_required_and_fails_closed() {
     if !have_psql()

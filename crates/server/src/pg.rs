@@ -59,7 +59,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::live::Live;
 use crate::metrics::Metrics;
-use crate::sqlusers::{SqlUsers, ITERATIONS};
+use crate::sqlusers::{Md5Challenge, SqlUsers, ITERATIONS};
+use citybooks_store::config::PasswordAuth;
+use pgwire::api::auth::cleartext::CleartextPasswordAuthStartupHandler;
+use pgwire::api::auth::md5pass::Md5PasswordAuthStartupHandler;
+use pgwire::api::auth::Password;
 
 /// Settings of the PostgreSQL server.
 #[derive(Debug, Clone)]
@@ -70,6 +74,8 @@ pub struct PgOptions {
     pub max_connections: usize,
     /// Refuse clients that do not use TLS.
     pub tls_required: bool,
+    /// How clients prove their password.
+    pub password_auth: PasswordAuth,
 }
 
 /// A problem that stops the PostgreSQL server from starting.
@@ -81,6 +87,8 @@ pub enum PgServerError {
         "TLS: tls_required is set but no certificate is configured ([sql] tls_cert and tls_key)"
     )]
     TlsRequiredWithoutCertificate,
+    #[error("[sql] password_auth = \"cleartext\" sends passwords as they are: it needs TLS for every client (set tls_cert, tls_key and tls_required = true), or use \"scram\" or \"md5\"")]
+    CleartextWithoutTls,
 }
 
 /// Loads a TLS certificate chain and its private key (PEM). Any problem is an error:
@@ -149,6 +157,9 @@ impl PgServer {
         if options.tls_required && tls.is_none() {
             return Err(PgServerError::TlsRequiredWithoutCertificate);
         }
+        if options.password_auth == PasswordAuth::Cleartext && !options.tls_required {
+            return Err(PgServerError::CleartextWithoutTls);
+        }
         let hooks: Vec<Arc<dyn QueryHook>> = vec![
             Arc::new(ReadOnlyGate),
             Arc::new(CursorStatementHook),
@@ -211,24 +222,82 @@ struct Connection {
 
 impl Connection {
     fn new(shared: Arc<Shared>) -> Connection {
-        let mut parameters = DefaultServerParameterProvider::default();
-        parameters.default_transaction_read_only = true;
-        parameters.is_superuser = false;
-        parameters.search_path = "report".into();
-        parameters.server_version = crate::pgcompat::SERVER_VERSION.into();
-        let mut scram = ScramAuth::new(shared.users.clone() as Arc<dyn AuthSource>);
-        scram.set_iterations(ITERATIONS);
-        let sasl = SASLAuthStartupHandler::new(Arc::new(parameters))
-            .with_scram(scram)
-            .with_connection_manager(shared.manager.clone());
+        let parameters = || {
+            let mut p = DefaultServerParameterProvider::default();
+            p.default_transaction_read_only = true;
+            p.is_superuser = false;
+            p.search_path = "report".into();
+            p.server_version = crate::pgcompat::SERVER_VERSION.into();
+            p
+        };
+        let method = match shared.options.password_auth {
+            PasswordAuth::Scram => {
+                let mut scram = ScramAuth::new(shared.users.clone() as Arc<dyn AuthSource>);
+                scram.set_iterations(ITERATIONS);
+                Method::Scram(
+                    SASLAuthStartupHandler::new(Arc::new(parameters()))
+                        .with_scram(scram)
+                        .with_connection_manager(shared.manager.clone()),
+                )
+            }
+            PasswordAuth::Md5 => Method::Md5(
+                Md5PasswordAuthStartupHandler::new(
+                    Arc::new(Md5Challenge((*shared.users).clone())),
+                    Arc::new(parameters()),
+                )
+                .with_connection_manager(shared.manager.clone()),
+            ),
+            PasswordAuth::Cleartext => {
+                let verified = Arc::new(Verified::default());
+                Method::Cleartext(
+                    CleartextPasswordAuthStartupHandler::new(
+                        VerifiedSource(verified.clone()),
+                        parameters(),
+                    )
+                    .with_connection_manager(shared.manager.clone()),
+                    verified,
+                )
+            }
+        };
         Connection {
             startup: Arc::new(Startup {
                 shared: shared.clone(),
-                sasl,
+                method,
             }),
             shared,
         }
     }
+}
+
+/// A cleartext password this connection's startup checked against the user's SCRAM
+/// verifier: what pgwire's cleartext handler then compares the message with.
+#[derive(Debug, Default)]
+struct Verified(Mutex<Option<String>>);
+
+/// [`Verified`], as pgwire's cleartext handler holds its password source.
+#[derive(Debug, Clone)]
+struct VerifiedSource(Arc<Verified>);
+
+#[async_trait]
+impl AuthSource for VerifiedSource {
+    async fn get_password(&self, login: &pgwire::api::auth::LoginInfo) -> PgWireResult<Password> {
+        match self.0 .0.lock().expect("verified password").take() {
+            Some(p) => Ok(Password::new(None, p.into_bytes())),
+            None => Err(PgWireError::InvalidPassword(
+                login.user().unwrap_or_default().to_string(),
+            )),
+        }
+    }
+}
+
+/// The password method of a connection's startup.
+enum Method {
+    Scram(SASLAuthStartupHandler<DefaultServerParameterProvider>),
+    Md5(Md5PasswordAuthStartupHandler<Md5Challenge, DefaultServerParameterProvider>),
+    Cleartext(
+        CleartextPasswordAuthStartupHandler<VerifiedSource, DefaultServerParameterProvider>,
+        Arc<Verified>,
+    ),
 }
 
 impl PgWireServerHandlers for Connection {
@@ -251,7 +320,7 @@ impl PgWireServerHandlers for Connection {
 
 struct Startup {
     shared: Arc<Shared>,
-    sasl: SASLAuthStartupHandler<DefaultServerParameterProvider>,
+    method: Method,
 }
 
 #[async_trait]
@@ -276,7 +345,31 @@ impl StartupHandler for Startup {
                 "citybooks accepts only TLS connections here: connect with sslmode=require".into(),
             ));
         }
-        let result = self.sasl.on_startup(client, message).await;
+        let result = match &self.method {
+            Method::Scram(h) => h.on_startup(client, message).await,
+            Method::Md5(h) => h.on_startup(client, message).await,
+            Method::Cleartext(h, verified) => {
+                let message = match message {
+                    PgWireFrontendMessage::PasswordMessageFamily(family) => {
+                        let given = family.into_password()?;
+                        let user = client
+                            .metadata()
+                            .get(METADATA_USER)
+                            .cloned()
+                            .unwrap_or_default();
+                        if self.shared.users.check_password(&user, &given.password) {
+                            *verified.0.lock().expect("verified password") =
+                                Some(given.password.clone());
+                        }
+                        PgWireFrontendMessage::PasswordMessageFamily(
+                            pgwire::messages::startup::PasswordMessageFamily::Password(given),
+                        )
+                    }
+                    other => other,
+                };
+                h.on_startup(client, message).await
+            }
+        };
         match result {
             // pgwire's SCRAM check does not know the user's name; PostgreSQL says it.
             Err(PgWireError::InvalidPassword(name)) => {

@@ -7,6 +7,10 @@
 //!
 //! The password itself is never stored. (The salted password is what pgwire's SCRAM
 //! exchange needs; like PostgreSQL's own verifier it is useless without a SCRAM run.)
+//! With `[sql] password_auth = "md5"`, a user added or changed also gets PostgreSQL's
+//! MD5 verifier on a second line, `md5<md5(password || user), hex>`: what the MD5
+//! challenge needs, and weaker (MD5 is fast to guess against, and the verifier alone
+//! answers the challenge), which is why it is kept only when asked for.
 
 use std::fmt;
 use std::path::{Path, PathBuf};
@@ -44,6 +48,8 @@ pub type Verifier = (Vec<u8>, Vec<u8>);
 #[derive(Clone)]
 pub struct SqlUsers {
     dir: PathBuf,
+    /// Also store MD5 verifiers (`[sql] password_auth = "md5"`).
+    keep_md5: bool,
 }
 
 impl fmt::Debug for SqlUsers {
@@ -69,7 +75,18 @@ fn check_name(name: &str) -> Result<(), SqlUserError> {
 impl SqlUsers {
     /// The users kept in `dir` (made on first `add`).
     pub fn new(dir: impl Into<PathBuf>) -> SqlUsers {
-        SqlUsers { dir: dir.into() }
+        SqlUsers {
+            dir: dir.into(),
+            keep_md5: false,
+        }
+    }
+
+    /// The same users; `add` also stores an MD5 verifier when `keep` is set.
+    pub fn keeping_md5(self, keep: bool) -> SqlUsers {
+        SqlUsers {
+            keep_md5: keep,
+            ..self
+        }
     }
 
     fn io(path: &Path, e: std::io::Error) -> SqlUserError {
@@ -93,11 +110,17 @@ impl SqlUsers {
         }
         let salt: [u8; 16] = rand::random();
         let salted = gen_salted_password(password, &salt, ITERATIONS);
-        let text = format!(
+        let mut text = format!(
             "{PREFIX}{ITERATIONS}:{}${}\n",
             STANDARD.encode(salt),
             STANDARD.encode(salted)
         );
+        if self.keep_md5 {
+            text.push_str(&format!(
+                "md5{:x}\n",
+                md5::compute(format!("{password}{name}"))
+            ));
+        }
         std::fs::create_dir_all(&self.dir).map_err(|e| Self::io(&self.dir, e))?;
         let existed = path.exists();
         let tmp = self.dir.join(format!(".{name}.tmp"));
@@ -150,7 +173,8 @@ impl SqlUsers {
             message: format!("not a {PREFIX}{ITERATIONS} verifier; set the password again with citybooks sql-user add"),
         }
         };
-        let rest = text.trim().strip_prefix(PREFIX).ok_or_else(bad)?;
+        let first = text.lines().next().unwrap_or_default();
+        let rest = first.trim().strip_prefix(PREFIX).ok_or_else(bad)?;
         let (iterations, rest) = rest.split_once(':').ok_or_else(bad)?;
         if iterations != ITERATIONS.to_string() {
             return Err(bad());
@@ -159,6 +183,54 @@ impl SqlUsers {
         let salt = STANDARD.decode(salt).map_err(|_| bad())?;
         let salted = STANDARD.decode(salted).map_err(|_| bad())?;
         Ok(Some((salt, salted)))
+    }
+}
+
+impl SqlUsers {
+    /// The stored MD5 verifier of `name` (`md5(password || name)`, hex), if it has one.
+    pub fn md5_verifier(&self, name: &str) -> Option<String> {
+        let text = std::fs::read_to_string(self.file(name).ok()?).ok()?;
+        text.lines()
+            .find_map(|l| l.trim().strip_prefix("md5"))
+            .map(String::from)
+    }
+
+    /// Whether `password` is `name`'s (checked against the SCRAM verifier).
+    pub fn check_password(&self, name: &str, password: &str) -> bool {
+        match self.verifier(name) {
+            Ok(Some((salt, salted))) => {
+                let given = gen_salted_password(password, &salt, ITERATIONS);
+                // Compared in constant time: no early exit on the first difference.
+                given.len() == salted.len()
+                    && given
+                        .iter()
+                        .zip(&salted)
+                        .fold(0u8, |acc, (a, b)| acc | (a ^ b))
+                        == 0
+            }
+            _ => false,
+        }
+    }
+}
+
+/// The MD5 challenge of pgwire's handler: for each login, a fresh salt and the answer
+/// the client must give, `md5(md5(password || user) || salt)`, from the stored verifier.
+#[derive(Debug)]
+pub struct Md5Challenge(pub SqlUsers);
+
+#[async_trait]
+impl AuthSource for Md5Challenge {
+    async fn get_password(&self, login: &LoginInfo) -> PgWireResult<Password> {
+        let user = login.user().unwrap_or_default().to_string();
+        let Some(verifier) = self.0.md5_verifier(&user) else {
+            tracing::warn!(%user, host = login.host(), "SQL login refused: no MD5 verifier (password_auth is md5: set the password again with citybooks sql-user add)");
+            return Err(PgWireError::InvalidPassword(user));
+        };
+        let salt: [u8; 4] = rand::random();
+        let mut bytes = verifier.into_bytes();
+        bytes.extend_from_slice(&salt);
+        let answer = format!("md5{:x}", md5::compute(bytes));
+        Ok(Password::new(Some(salt.to_vec()), answer.into_bytes()))
     }
 }
 
@@ -202,6 +274,27 @@ impl AuthSource for SqlUsers {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn md5_verifiers_are_kept_only_when_asked_for_and_passwords_check() {
+        let dir = tempfile::tempdir().unwrap();
+        let plain = SqlUsers::new(dir.path().join("u"));
+        plain.add("analyst", "a long passphrase").unwrap();
+        assert_eq!(plain.md5_verifier("analyst"), None);
+        assert!(plain.check_password("analyst", "a long passphrase"));
+        assert!(!plain.check_password("analyst", "a long passphrasE"));
+        assert!(!plain.check_password("nobody", "a long passphrase"));
+        let md5 = plain.keeping_md5(true);
+        md5.add("analyst", "a long passphrase").unwrap();
+        // PostgreSQL's own verifier for this user and password.
+        assert_eq!(
+            md5.md5_verifier("analyst").unwrap(),
+            format!("{:x}", md5::compute("a long passphraseanalyst"))
+        );
+        // The SCRAM verifier is still the first line and still checks.
+        assert!(md5.verifier("analyst").unwrap().is_some());
+        assert!(md5.check_password("analyst", "a long passphrase"));
+    }
 
     #[test]
     fn users_are_added_listed_checked_and_removed() {

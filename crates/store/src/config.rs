@@ -88,6 +88,29 @@ impl Default for FetchConfig {
     }
 }
 
+/// How SQL clients prove their password (`[sql] password_auth`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PasswordAuth {
+    /// SCRAM-SHA-256: the password never crosses the wire (PostgreSQL's default).
+    #[default]
+    Scram,
+    /// PostgreSQL's MD5 challenge, for older and Redshift-era drivers.
+    Md5,
+    /// The password itself, over TLS only.
+    Cleartext,
+}
+
+impl std::fmt::Display for PasswordAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            PasswordAuth::Scram => "scram",
+            PasswordAuth::Md5 => "md5",
+            PasswordAuth::Cleartext => "cleartext",
+        })
+    }
+}
+
 /// `[sql]`: the PostgreSQL wire-protocol server of `citybooks serve`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -105,6 +128,10 @@ pub struct SqlConfig {
     pub tls_key: String,
     /// With TLS configured: refuse clients that do not use it.
     pub tls_required: bool,
+    /// How clients prove their password: `scram` (SCRAM-SHA-256), `md5` (for drivers
+    /// that know no SCRAM; an MD5 verifier is stored too) or `cleartext` (only with
+    /// `tls_required`).
+    pub password_auth: PasswordAuth,
     /// Longest a statement may run, in seconds (a client may lower it with
     /// `SET statement_timeout`).
     pub statement_timeout_secs: u64,
@@ -121,6 +148,7 @@ impl Default for SqlConfig {
             tls_cert: String::new(),
             tls_key: String::new(),
             tls_required: false,
+            password_auth: PasswordAuth::Scram,
             statement_timeout_secs: 300,
             max_connections: 64,
         }
@@ -423,6 +451,9 @@ tls_cert = ""
 tls_key = ""
 # With TLS: refuse clients that do not use it.
 tls_required = {tls_required}
+# Password method: "scram" (SCRAM-SHA-256), "md5" (for drivers without SCRAM; users
+# added while it is set also get an MD5 verifier) or "cleartext" (needs tls_required).
+password_auth = "{password_auth}"
 # Longest a statement may run (a client may lower it with SET statement_timeout).
 statement_timeout_secs = {sql_timeout}
 max_connections = {sql_conns}
@@ -484,6 +515,7 @@ fallback = ""
             sql_listen = d.sql.listen,
             sql_port = d.sql.port,
             tls_required = d.sql.tls_required,
+            password_auth = d.sql.password_auth,
             sql_timeout = d.sql.statement_timeout_secs,
             sql_conns = d.sql.max_connections,
             http_enabled = d.http.enabled,
