@@ -112,6 +112,21 @@ fn psql_runs_the_original_query_and_describes_the_schema() {
     assert!(described.contains("fiscal_year"), "{described}");
 }
 
+/// Runs the Python client `tests/peers/SCRIPT PORT USER PASSWORD` and returns the JSON
+/// it printed.
+fn python_peer(script: &str, port: u16) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(format!(
+            "{}/tests/peers/{script}",
+            env!("CARGO_MANIFEST_DIR")
+        ))
+        .args([&port.to_string(), USER, PASSWORD])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{script}: {}", text(&out));
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 /// What psql's describe commands print, one command at a time (each must succeed).
 fn described(port: u16, command: &str) -> String {
     let out = psql(port, USER, Some(PASSWORD), &["-c", command]);
@@ -230,16 +245,7 @@ fn sqlalchemy_and_pandas_reflect_and_read_the_star_schema_with_both_drivers() {
         return;
     }
     let (_p, s) = served(&[]);
-    let out = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/sqlalchemy_client.py"
-        ))
-        .args([&s.sql.to_string(), USER, PASSWORD])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = python_peer("sqlalchemy_client.py", s.sql);
     let by = sample_by_side();
     let rows: i128 = by.values().map(|v| v.1).sum();
     let sum: i128 = by.values().map(|v| v.0).sum();
@@ -584,16 +590,7 @@ fn psycopg_and_pandas_read_the_warehouse_and_can_cancel() {
         return;
     }
     let (_p, s) = served(&[]);
-    let out = Command::new("python3")
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/peers/psycopg_client.py"
-        ))
-        .args([&s.sql.to_string(), USER, PASSWORD])
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", text(&out));
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = python_peer("psycopg_client.py", s.sql);
     let by = sample_by_side();
     let rows: i128 = by.values().map(|v| v.1).sum();
     let sum: i128 = by.values().map(|v| v.0).sum();

@@ -145,13 +145,16 @@ export function createSqlConsole({ navigate }) {
     running = null;
     runButton.disabled = false;
     cancelButton.disabled = true;
-    controller.abort();
     if (!quiet) setStatus('cancelled', 'cancelled');
+    // Ask the server first, then drop the answer: a dropped request also ends the query
+    // on the server, and if it arrived first the DELETE would find nothing to stop.
     try {
       await api(`/api/queries/${encodeURIComponent(id)}`, { method: 'DELETE' });
     } catch (e) {
       // 404: the query had already finished (or never reached the server) — nothing to stop.
       if (e.status !== 404 && !quiet) setStatus(`cancelled (the server said: ${e.message})`, 'cancelled');
+    } finally {
+      controller.abort();
     }
   }
 

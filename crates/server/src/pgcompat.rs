@@ -671,22 +671,10 @@ impl KeyOverlay {
             &schema,
             n,
             vec![
-                (
-                    "objoid",
-                    Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.0))),
-                ),
-                (
-                    "classoid",
-                    Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.1))),
-                ),
-                (
-                    "objsubid",
-                    Arc::new(Int32Array::from_iter_values(rows.iter().map(|r| r.2))),
-                ),
-                (
-                    "description",
-                    Arc::new(StringArray::from_iter_values(rows.iter().map(|r| r.3))),
-                ),
+                ("objoid", int32s(rows.iter().map(|r| r.0))),
+                ("classoid", int32s(rows.iter().map(|r| r.1))),
+                ("objsubid", int32s(rows.iter().map(|r| r.2))),
+                ("description", texts(rows.iter().map(|r| r.3))),
             ],
         )?;
         let inner = in_schema(&schema, &inner)?;
@@ -717,6 +705,16 @@ fn batch_like(
         });
     }
     Ok(RecordBatch::try_new(template.clone(), arrays)?)
+}
+
+/// A text column.
+fn texts<'a>(values: impl Iterator<Item = &'a str>) -> ArrayRef {
+    Arc::new(StringArray::from_iter_values(values))
+}
+
+/// An int4 column.
+fn int32s(values: impl Iterator<Item = i32>) -> ArrayRef {
+    Arc::new(Int32Array::from_iter_values(values))
 }
 
 /// `batches` as one batch in `schema`: columns by name, NULL where they have none.
@@ -814,18 +812,9 @@ impl KeyOverlay {
                 &schema,
                 SETTINGS.len(),
                 vec![
-                    (
-                        "name",
-                        Arc::new(StringArray::from_iter_values(SETTINGS.iter().map(|s| s.0))),
-                    ),
-                    (
-                        "setting",
-                        Arc::new(StringArray::from_iter_values(SETTINGS.iter().map(|s| s.1))),
-                    ),
-                    (
-                        "short_desc",
-                        Arc::new(StringArray::from_iter_values(SETTINGS.iter().map(|s| s.2))),
-                    ),
+                    ("name", texts(SETTINGS.iter().map(|s| s.0))),
+                    ("setting", texts(SETTINGS.iter().map(|s| s.1))),
+                    ("short_desc", texts(SETTINGS.iter().map(|s| s.2))),
                 ],
             ),
             // The crate's rows, with its text ACL columns as the arrays they are.
