@@ -433,7 +433,7 @@ fn pgjdbc_syncs_tables_columns_and_keys_like_a_bi_tool() {
     const JAR: &str = "/usr/share/java/postgresql.jar";
     if !have_peer(
         "java with pgjdbc",
-        Command::new("sh").args(["-c", &format!("command -v java && test -f {JAR}")]),
+        Command::new("sh").args(["-c", &format!("command -v javac && test -f {JAR}")]),
         "apt-get install default-jdk-headless libpostgresql-jdbc-java",
     ) {
         return;
