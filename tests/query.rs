@@ -112,6 +112,12 @@ fn psql_runs_the_original_query_and_describes_the_schema() {
     assert!(described.contains("fiscal_year"), "{described}");
 }
 
+/// Sum (cents) and count of all the sample's rows, from [`sample_by_side`].
+fn totals(by: &BTreeMap<String, (i128, i128)>) -> (i128, i128) {
+    by.values()
+        .fold((0, 0), |(s, n), (vs, vn)| (s + vs, n + vn))
+}
+
 /// Runs the Python client `tests/peers/SCRIPT PORT USER PASSWORD` and returns the JSON
 /// it printed.
 fn python_peer(script: &str, port: u16) -> serde_json::Value {
@@ -247,8 +253,7 @@ fn sqlalchemy_and_pandas_reflect_and_read_the_star_schema_with_both_drivers() {
     let (_p, s) = served(&[]);
     let seen = python_peer("sqlalchemy_client.py", s.sql);
     let by = sample_by_side();
-    let rows: i128 = by.values().map(|v| v.1).sum();
-    let sum: i128 = by.values().map(|v| v.0).sum();
+    let (sum, rows) = totals(&by);
     for driver in ["psycopg2", "psycopg"] {
         let d = &seen[driver];
         let ok = |k: &str| -> &serde_json::Value {
@@ -592,8 +597,7 @@ fn psycopg_and_pandas_read_the_warehouse_and_can_cancel() {
     let (_p, s) = served(&[]);
     let seen = python_peer("psycopg_client.py", s.sql);
     let by = sample_by_side();
-    let rows: i128 = by.values().map(|v| v.1).sum();
-    let sum: i128 = by.values().map(|v| v.0).sum();
+    let (sum, rows) = totals(&by);
     assert_eq!(seen["rows"], rows as i64);
     assert_eq!(seen["rows_2025"], rows as i64);
     assert_eq!(

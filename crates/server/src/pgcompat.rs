@@ -170,6 +170,15 @@ pub struct KeyOverlay {
     state: Arc<RwLock<Keys>>,
 }
 
+/// The overlaid tables built from the keys and descriptions ([`KeyOverlay::keys`]).
+const KEYED: [&str; 5] = [
+    "pg_constraint",
+    "pg_index",
+    "pg_class",
+    "pg_attribute",
+    "pg_description",
+];
+
 impl std::fmt::Debug for KeyOverlay {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("KeyOverlay").finish_non_exhaustive()
@@ -795,19 +804,25 @@ fn overlay_schema(name: &str, inner: &SchemaRef) -> SchemaRef {
 impl KeyOverlay {
     /// The rows of overlaid table `name`, in `schema` (see [`overlay_schema`]).
     async fn build(&self, name: &str, schema: SchemaRef) -> DfResult<RecordBatch> {
-        let classes = self.keys().await?;
+        // Only the tables that show keys, comments or type modifiers need the catalog's
+        // oids read again.
+        if KEYED.contains(&name) {
+            let classes = self.keys().await?;
+            return match name {
+                "pg_constraint" => self.pg_constraint(schema),
+                "pg_index" => self.pg_index(schema),
+                "pg_class" => self.pg_class(classes, schema),
+                "pg_attribute" => {
+                    let rows = self.rows("select * from pg_catalog.pg_attribute").await?;
+                    self.pg_attribute(rows, schema)
+                }
+                _ => {
+                    let rows = self.rows("select * from pg_catalog.pg_description").await?;
+                    self.pg_description(rows, schema)
+                }
+            };
+        }
         match name {
-            "pg_constraint" => self.pg_constraint(schema),
-            "pg_index" => self.pg_index(schema),
-            "pg_class" => self.pg_class(classes, schema),
-            "pg_attribute" => {
-                let rows = self.rows("select * from pg_catalog.pg_attribute").await?;
-                self.pg_attribute(rows, schema)
-            }
-            "pg_description" => {
-                let rows = self.rows("select * from pg_catalog.pg_description").await?;
-                self.pg_description(rows, schema)
-            }
             "pg_settings" => batch_like(
                 &schema,
                 SETTINGS.len(),
@@ -1595,6 +1610,26 @@ fn refers_only_outside(e: &Expr, names: &[String]) -> bool {
     v.outside > 0 && v.inside == 0
 }
 
+/// `like` (a `LIKE` or `ILIKE`) with `pattern` and no `ESCAPE` clause.
+fn without_escape(like: &Expr, pattern: Expr) -> Expr {
+    let mut e = like.clone();
+    if let Expr::Like {
+        pattern: p,
+        escape_char,
+        ..
+    }
+    | Expr::ILike {
+        pattern: p,
+        escape_char,
+        ..
+    } = &mut e
+    {
+        **p = pattern;
+        *escape_char = None;
+    }
+    e
+}
+
 /// `c` as a regular expression that matches it, quoted for an SQL string.
 fn regex_quote(c: char) -> String {
     let quoted = if c.is_ascii_alphanumeric() {
@@ -1831,47 +1866,20 @@ impl VisitorMut for Rewriter<'_> {
                     // A pattern known only when the statement runs (a bound parameter):
                     // the same translation, done by the engine.
                     (Some(c), None) => {
-                        let mut e = (*expr).clone();
                         let quoted = regex_quote(c);
                         let Some(translated) = parse_expr(&format!(
                             r"regexp_replace(replace({pattern}, '\', '\\'), '{quoted}(.)', '\${{1}}', 'g')"
                         )) else {
                             return std::ops::ControlFlow::Continue(());
                         };
-                        if let Expr::Like {
-                            pattern,
-                            escape_char,
-                            ..
-                        }
-                        | Expr::ILike {
-                            pattern,
-                            escape_char,
-                            ..
-                        } = &mut e
-                        {
-                            **pattern = translated;
-                            *escape_char = None;
-                        }
-                        Some(e)
+                        Some(without_escape(expr, translated))
                     }
                     (Some(c), Some(p)) => {
                         let rewritten = backslash_pattern(&p, c);
-                        let mut e = (*expr).clone();
-                        if let Expr::Like {
-                            pattern,
-                            escape_char,
-                            ..
-                        }
-                        | Expr::ILike {
-                            pattern,
-                            escape_char,
-                            ..
-                        } = &mut e
-                        {
-                            **pattern = Expr::Value(Value::SingleQuotedString(rewritten).into());
-                            *escape_char = None;
-                        }
-                        Some(e)
+                        Some(without_escape(
+                            expr,
+                            Expr::Value(Value::SingleQuotedString(rewritten).into()),
+                        ))
                     }
                 }
             }
