@@ -124,7 +124,7 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
         tasks.push(sftp_server(project, &wh, listener, metrics.clone(), shutdown.clone()).await?);
     }
     let live = match sql.is_some() || http.is_some() {
-        true => Some(Live::open(wh.clone(), engine).await?),
+        true => Some(Live::open(wh.clone(), engine, sql_users(project)).await?),
         false => None,
     };
     if let (Some(listener), Some(live)) = (sql, &live) {

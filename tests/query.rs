@@ -7,6 +7,7 @@
 mod common;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -121,7 +122,12 @@ fn totals(by: &BTreeMap<String, (i128, i128)>) -> (i128, i128) {
 /// Runs the Python client `tests/peers/SCRIPT PORT USER PASSWORD` and returns the JSON
 /// it printed.
 fn python_peer(script: &str, port: u16) -> serde_json::Value {
-    let out = Command::new("python3")
+    python_peer_with(Path::new("python3"), script, port)
+}
+
+/// [`python_peer`] with the given interpreter (a virtualenv's).
+fn python_peer_with(python: &Path, script: &str, port: u16) -> serde_json::Value {
+    let out = Command::new(python)
         .arg(format!(
             "{}/tests/peers/{script}",
             env!("CARGO_MANIFEST_DIR")
@@ -160,6 +166,10 @@ fn psql_describes_every_table_with_its_keys_and_comments() {
             "show server_version",
             "-c",
             "begin; savepoint a; select 1; rollback to savepoint a; release savepoint a; commit",
+            // A quoted literal compared with a boolean is a boolean, as in PostgreSQL
+            // (SQLAlchemy 1.4's index query): one primary key index per table.
+            "-c",
+            "select count(*) from pg_catalog.pg_index where indisprimary = 't' and indisunique <> 'no'",
         ],
     );
     assert!(out.status.success(), "{}", text(&out));
@@ -176,9 +186,25 @@ fn psql_describes_every_table_with_its_keys_and_comments() {
     assert_eq!(&who[1..], [USER, USER, "citybooks"]);
     assert_eq!(lines[1], "15.0");
     assert_eq!(
-        lines[2..],
+        lines[2..8],
         ["BEGIN", "SAVEPOINT", "1", "ROLLBACK", "RELEASE", "COMMIT"]
     );
+    let keyed = citybooks_model::schema::Table::ALL
+        .iter()
+        .filter(|t| t.id_column().is_some())
+        .count();
+    assert_eq!(lines[8], keyed.to_string());
+    // Text no boolean reads as stays text, and the comparison fails as it does there.
+    let out = psql(
+        s.sql,
+        USER,
+        Some(PASSWORD),
+        &[
+            "-c",
+            "select count(*) from pg_catalog.pg_index where indisprimary = 'maybe'",
+        ],
+    );
+    assert!(!out.status.success(), "{}", text(&out));
 
     let l = described(s.sql, r"\l");
     assert!(l.contains("citybooks"), "{l}");
@@ -235,7 +261,62 @@ fn psql_describes_every_table_with_its_keys_and_comments() {
     for table in ["loads", "quarantine"] {
         described(s.sql, &format!(r"\d+ meta.{table}"));
     }
-    described(s.sql, r"\du");
+    // The SQL users are the roles: each can log in, none is a superuser.
+    let du = described(s.sql, r"\du");
+    let line = du
+        .lines()
+        .find(|l| l.trim_start().starts_with(USER))
+        .unwrap_or_else(|| panic!("\\du lists {USER}:\n{du}"));
+    assert!(!line.contains("Superuser"), "{du}");
+    let out = psql(
+        s.sql,
+        USER,
+        Some(PASSWORD),
+        &[
+            "-At",
+            "-c",
+            "select usename, usesuper, passwd from pg_catalog.pg_user",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("{USER}|f|********"),
+        "{}",
+        text(&out)
+    );
+    // information_schema's views of the keys, as tools that avoid pg_catalog read them.
+    let out = psql(
+        s.sql,
+        USER,
+        Some(PASSWORD),
+        &[
+            "-At",
+            "-c",
+            "select kcu.column_name, ccu.table_schema, ccu.table_name, ccu.column_name, rc.unique_constraint_name \
+             from information_schema.table_constraints tc \
+             join information_schema.key_column_usage kcu on tc.constraint_name = kcu.constraint_name and tc.table_schema = kcu.table_schema \
+             join information_schema.constraint_column_usage ccu on ccu.constraint_name = tc.constraint_name and ccu.constraint_schema = tc.constraint_schema \
+             join information_schema.referential_constraints rc on rc.constraint_name = tc.constraint_name \
+             where tc.constraint_type = 'FOREIGN KEY' and tc.table_schema = 'report' and tc.table_name = 'transaction' order by 1",
+            "-c",
+            "select count(*) from information_schema.table_constraints where constraint_type = 'PRIMARY KEY'",
+        ],
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .collect::<Vec<_>>(),
+        [
+            "finance_id|report|finance|finance_id|finance_pkey",
+            "fund_id|report|fund|fund_id|fund_pkey",
+            "load_id|meta|loads|load_id|loads_pkey",
+            "program_id|report|program|program_id|program_pkey",
+            "type_id|report|type|type_id|type_pkey",
+            "7",
+        ],
+        "{}",
+        text(&out)
+    );
     let dv = described(s.sql, r"\dv");
     assert!(dv.contains("Did not find any relations"), "{dv}");
     described(s.sql, r"\df");
@@ -374,6 +455,125 @@ fn check_driver(name: &str, out: &Output, total_key: &str, n_key: &str) -> serde
     seen
 }
 
+/// The Python of the virtualenv Apache Superset is installed in (it pins SQLAlchemy
+/// 1.4, so it has its own: see .ci/run): `CITYBOOKS_SUPERSET_PYTHON`, or the one
+/// .ci/run makes.
+fn superset_python() -> PathBuf {
+    std::env::var_os("CITYBOOKS_SUPERSET_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            PathBuf::from(std::env::var_os("HOME").unwrap_or_default())
+                .join(".cache/citybooks/superset-venv/bin/python")
+        })
+}
+
+#[test]
+fn superset_adds_browses_and_charts_the_warehouse() {
+    let python = superset_python();
+    if !have_peer(
+        "Apache Superset",
+        Command::new(&python).args(["-c", "import superset, psycopg2"]),
+        ".ci/run makes its virtualenv",
+    ) {
+        return;
+    }
+    let (_p, s) = served(&[]);
+    let seen = python_peer_with(&python, "superset_client.py", s.sql);
+    let ok = |k: &str| -> &serde_json::Value {
+        assert!(seen[k].get("error").is_none(), "{k}: {}", seen[k]);
+        &seen[k]["ok"]
+    };
+    // Superset 6 reflects through SQLAlchemy 1.4's PostgreSQL dialect.
+    assert!(
+        seen["sqlalchemy"].as_str().unwrap().starts_with("1.4"),
+        "{seen}"
+    );
+    assert_eq!(ok("ping"), true);
+    assert_eq!(ok("schemas"), &serde_json::json!(["meta", "report"]));
+    assert_eq!(
+        ok("tables"),
+        &serde_json::json!(["finance", "fund", "program", "transaction", "type"])
+    );
+    assert_eq!(ok("views"), &serde_json::json!([]));
+    let columns = ok("columns").as_array().unwrap();
+    assert_eq!(columns[0], serde_json::json!(["transaction_id", "BIGINT"]));
+    assert!(columns.contains(&serde_json::json!(["amount", "NUMERIC(20, 2)"])));
+    assert_eq!(
+        ok("pk"),
+        &serde_json::json!({"constrained_columns": ["transaction_id"], "name": "transaction_pkey"})
+    );
+    assert_eq!(
+        ok("fks"),
+        &serde_json::json!([
+            [["finance_id"], "report", "finance"],
+            [["fund_id"], "report", "fund"],
+            [["load_id"], "meta", "loads"],
+            [["program_id"], "report", "program"],
+            [["type_id"], "report", "type"]
+        ])
+    );
+    // SQLAlchemy 1.4's index query compares `indisprimary = 'f'`: answered, and the
+    // primary key's index is the only one, so there is none to list.
+    assert_eq!(ok("indexes"), &serde_json::json!([]));
+    assert!(ok("comment")
+        .as_str()
+        .unwrap()
+        .starts_with("The ledger's facts"));
+    assert!(ok("select_star")
+        .as_str()
+        .unwrap()
+        .contains("FROM report.transaction"));
+
+    // SQL Lab and the chart, against the test's own arithmetic over the raw CSV, to
+    // the cent.
+    let (header, rows) = sample_records();
+    let (year, amount) = (col(&header, "fiscal_year"), col(&header, "amount"));
+    let mut by_year: BTreeMap<i64, (i128, i128, i128)> = BTreeMap::new();
+    for r in &rows {
+        let e = by_year.entry(r[year].parse().unwrap()).or_default();
+        let c = cents(&r[amount]);
+        e.0 += c;
+        e.1 += c.max(0);
+        e.2 += 1;
+    }
+    let sql_lab: Vec<(i64, i128, i128)> = ok("sql_lab")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_i64().unwrap(),
+                cents(r[1].as_str().unwrap()),
+                r[2].as_i64().unwrap() as i128,
+            )
+        })
+        .collect();
+    let expected: Vec<(i64, i128, i128)> = by_year
+        .iter()
+        .map(|(y, (total, _, n))| (*y, *total, *n))
+        .collect();
+    assert_eq!(sql_lab, expected, "SQL Lab's totals by fiscal year");
+    let chart = ok("chart");
+    let drawn: Vec<(i64, i128, i128)> = chart["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r[0].as_i64().unwrap(),
+                cents(r[1].as_str().unwrap()),
+                cents(r[2].as_str().unwrap()),
+            )
+        })
+        .collect();
+    let mut expected: Vec<(i64, i128, i128)> = by_year
+        .iter()
+        .map(|(y, (total, spent, _))| (*y, *total, *spent))
+        .collect();
+    expected.sort_by_key(|(_, total, _)| std::cmp::Reverse(*total));
+    assert_eq!(drawn, expected, "the chart: {}", chart["sql"]);
+}
+
 #[test]
 fn node_pg_and_go_lib_pq_connect_and_query_exactly() {
     let node_ready = have_peer(
@@ -416,7 +616,12 @@ fn node_pg_and_go_lib_pq_connect_and_query_exactly() {
             "numeric arrives as exact text"
         );
         let fks = seen["foreign_keys"].as_array().unwrap();
-        assert_eq!(fks.len(), 6, "{seen}");
+        let declared: usize = citybooks_model::schema::Table::ALL
+            .iter()
+            .map(|t| t.foreign_keys().len())
+            .sum();
+        assert_eq!(fks.len(), declared, "{seen}");
+        assert!(fks.contains(&"transaction_program_id_fkey".into()), "{seen}");
     }
     if go_ready {
         let out = Command::new("go")

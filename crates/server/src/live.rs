@@ -12,6 +12,7 @@ use std::time::{Duration, Instant};
 use citybooks_query::Engine;
 use citybooks_warehouse::{Warehouse, WarehouseError};
 use datafusion::prelude::SessionContext;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::PgCatalogContextProvider;
 use tokio::sync::Mutex;
 
 /// How often, at most, a query looks for a new load.
@@ -33,11 +34,15 @@ pub struct Live {
 
 impl Live {
     /// Opens the session on the warehouse as it is now, planned by `engine`, with the
-    /// `pg_catalog` schema PostgreSQL clients look in.
-    pub async fn open(warehouse: Warehouse, engine: Engine) -> Result<Arc<Live>, WarehouseError> {
+    /// `pg_catalog` schema PostgreSQL clients look in (`roles` in its `pg_roles`).
+    pub async fn open(
+        warehouse: Warehouse,
+        engine: Engine,
+        roles: impl PgCatalogContextProvider,
+    ) -> Result<Arc<Live>, WarehouseError> {
         let generation = warehouse.generation().await?;
         let ctx = engine.session(&warehouse, None).await?;
-        crate::pgcompat::install(&ctx)
+        let ctx = crate::pgcompat::install(ctx, roles)
             .await
             .map_err(|e| WarehouseError::Other(format!("setting up pg_catalog: {e}")))?;
         Ok(Arc::new(Live {

@@ -15,6 +15,8 @@
 //!   ones, per statement and connection: `current_user`/`session_user` become the
 //!   login, `ARRAY(subquery)` an `array_agg` subquery, `LIKE ... ESCAPE 'c'` a pattern
 //!   with backslash escapes, `generate_subscripts(a, 1)` the list of subscripts.
+//! - [`UntypedLiterals`] reads a quoted literal compared with a boolean as PostgreSQL
+//!   does (`indisprimary = 'f'`), where DataFusion would refuse `Boolean = Utf8`.
 //! - Savepoints are accepted and do nothing ([`is_savepoint`]): every transaction
 //!   here is read-only, so there is nothing to roll back to.
 
@@ -33,6 +35,7 @@ use citybooks_warehouse::CATALOG;
 use datafusion::catalog::{SchemaProvider, TableProvider};
 use datafusion::common::{DataFusionError, Result as DfResult, ScalarValue};
 use datafusion::datasource::MemTable;
+use datafusion::execution::session_state::SessionStateBuilder;
 use datafusion::logical_expr::{
     ColumnarValue, ScalarFunctionArgs, ScalarUDF, ScalarUDFImpl, Signature, Volatility,
 };
@@ -43,8 +46,11 @@ use datafusion::sql::sqlparser::ast::{
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
-use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::EmptyContextProvider;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::PgCatalogContextProvider;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::setup_pg_catalog;
+
+mod untyped_literals;
+pub use untyped_literals::UntypedLiterals;
 
 /// The PostgreSQL release whose catalog and protocol citybooks follows. Clients parse
 /// it (SQLAlchemy reads `version()`, psql and pgjdbc the `server_version` parameter)
@@ -143,9 +149,19 @@ fn index_oid(constraint: i32) -> i32 {
 }
 
 /// Sets up `pg_catalog` on `ctx` (whose default catalog is [`CATALOG`]) with the keys,
-/// descriptions and functions of this module.
-pub async fn install(ctx: &SessionContext) -> DfResult<()> {
-    setup_pg_catalog(ctx, CATALOG, EmptyContextProvider).map_err(|e| *e)?;
+/// descriptions and functions of this module and `roles` in `pg_roles`, and returns
+/// the session that also reads PostgreSQL's untyped literals ([`UntypedLiterals`],
+/// ahead of type coercion).
+pub async fn install(
+    ctx: SessionContext,
+    roles: impl PgCatalogContextProvider,
+) -> DfResult<SessionContext> {
+    let mut state = SessionStateBuilder::new_from_existing(ctx.state());
+    if let Some(analyzer) = state.analyzer() {
+        analyzer.rules.insert(0, Arc::new(UntypedLiterals));
+    }
+    let ctx = SessionContext::new_with_state(state.build());
+    setup_pg_catalog(&ctx, CATALOG, roles).map_err(|e| *e)?;
     let catalog = ctx
         .catalog(CATALOG)
         .ok_or_else(|| DataFusionError::Plan(format!("no catalog {CATALOG}")))?;
@@ -158,7 +174,7 @@ pub async fn install(ctx: &SessionContext) -> DfResult<()> {
     for udf in functions(overlay.state.clone()) {
         ctx.register_udf(udf);
     }
-    Ok(())
+    Ok(ctx)
 }
 
 /// `pg_catalog` with the warehouse's keys and descriptions added; every other table
@@ -823,6 +839,12 @@ impl KeyOverlay {
             };
         }
         match name {
+            PG_USER => {
+                let rows = self
+                    .rows("select rolname as usename, oid as usesysid, rolcreatedb as usecreatedb, rolsuper as usesuper, rolreplication as userepl, rolbypassrls as usebypassrls, '********' as passwd, rolvaliduntil as valuntil, rolconfig as useconfig from pg_catalog.pg_roles")
+                    .await?;
+                in_schema(&schema, &rows)
+            }
             "pg_settings" => batch_like(
                 &schema,
                 SETTINGS.len(),
@@ -843,19 +865,232 @@ impl KeyOverlay {
     }
 }
 
-/// The `pg_catalog` schema provider: [`KeyOverlay`]'s tables for [`OVERLAID`], the
-/// crate's own for every other.
+/// information_schema's views of keys, which DataFusion's information_schema has not:
+/// statements naming them read `pg_catalog.citybooks_information_schema_<view>`
+/// instead (see [`rewrite`]), tables that are not listed anywhere.
+const CONSTRAINT_VIEWS: [&str; 4] = [
+    "table_constraints",
+    "key_column_usage",
+    "referential_constraints",
+    "constraint_column_usage",
+];
+const HIDDEN_PREFIX: &str = "citybooks_information_schema_";
+
+/// One of [`CONSTRAINT_VIEWS`], from the model's keys: every table's primary key, and
+/// the foreign keys of [`Table::foreign_keys`], named as `pg_constraint` names them.
+fn constraint_view(view: &str) -> DfResult<Option<MemTable>> {
+    let text = |name: &str| Field::new(name, DataType::Utf8, true);
+    let int = |name: &str| Field::new(name, DataType::Int32, true);
+    // A key of one column; `refers`: the referenced schema, table, column and key.
+    struct Key {
+        name: String,
+        schema: &'static str,
+        table: &'static str,
+        kind: &'static str,
+        column: &'static str,
+        refers: Option<(&'static str, &'static str, &'static str, String)>,
+    }
+    let mut keys = Vec::new();
+    for t in Table::ALL {
+        if let Some(id) = t.id_column() {
+            keys.push(Key {
+                name: format!("{}_pkey", t.name()),
+                schema: t.schema_name(),
+                table: t.name(),
+                kind: "PRIMARY KEY",
+                column: id,
+                refers: None,
+            });
+        }
+        for (column, target) in t.foreign_keys() {
+            let Some(target_id) = target.id_column() else {
+                continue;
+            };
+            keys.push(Key {
+                name: format!("{}_{column}_fkey", t.name()),
+                schema: t.schema_name(),
+                table: t.name(),
+                kind: "FOREIGN KEY",
+                column,
+                refers: Some((
+                    target.schema_name(),
+                    target.name(),
+                    target_id,
+                    format!("{}_pkey", target.name()),
+                )),
+            });
+        }
+    }
+    let column = |values: Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(values)) };
+    let all = |f: &dyn Fn(&Key) -> Option<String>| column(keys.iter().map(f).collect());
+    let catalog = || Some(CATALOG.to_string());
+    let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = match view {
+        "table_constraints" => (
+            vec![
+                text("constraint_catalog"),
+                text("constraint_schema"),
+                text("constraint_name"),
+                text("table_catalog"),
+                text("table_schema"),
+                text("table_name"),
+                text("constraint_type"),
+                text("is_deferrable"),
+                text("initially_deferred"),
+                text("enforced"),
+                text("nulls_distinct"),
+            ],
+            vec![
+                all(&|_| catalog()),
+                all(&|k| Some(k.schema.into())),
+                all(&|k| Some(k.name.clone())),
+                all(&|_| catalog()),
+                all(&|k| Some(k.schema.into())),
+                all(&|k| Some(k.table.into())),
+                all(&|k| Some(k.kind.into())),
+                all(&|_| Some("NO".into())),
+                all(&|_| Some("NO".into())),
+                all(&|_| Some("YES".into())),
+                all(&|k| (k.kind == "PRIMARY KEY").then(|| "YES".into())),
+            ],
+        ),
+        "key_column_usage" => (
+            vec![
+                text("constraint_catalog"),
+                text("constraint_schema"),
+                text("constraint_name"),
+                text("table_catalog"),
+                text("table_schema"),
+                text("table_name"),
+                text("column_name"),
+                int("ordinal_position"),
+                int("position_in_unique_constraint"),
+            ],
+            vec![
+                all(&|_| catalog()),
+                all(&|k| Some(k.schema.into())),
+                all(&|k| Some(k.name.clone())),
+                all(&|_| catalog()),
+                all(&|k| Some(k.schema.into())),
+                all(&|k| Some(k.table.into())),
+                all(&|k| Some(k.column.into())),
+                Arc::new(Int32Array::from(vec![1; keys.len()])),
+                Arc::new(Int32Array::from(
+                    keys.iter()
+                        .map(|k| k.refers.as_ref().map(|_| 1))
+                        .collect::<Vec<_>>(),
+                )),
+            ],
+        ),
+        "referential_constraints" => {
+            keys.retain(|k| k.refers.is_some());
+            let all = |f: &dyn Fn(&Key) -> Option<String>| column(keys.iter().map(f).collect());
+            (
+                vec![
+                    text("constraint_catalog"),
+                    text("constraint_schema"),
+                    text("constraint_name"),
+                    text("unique_constraint_catalog"),
+                    text("unique_constraint_schema"),
+                    text("unique_constraint_name"),
+                    text("match_option"),
+                    text("update_rule"),
+                    text("delete_rule"),
+                ],
+                vec![
+                    all(&|_| catalog()),
+                    all(&|k| Some(k.schema.into())),
+                    all(&|k| Some(k.name.clone())),
+                    all(&|_| catalog()),
+                    all(&|k| k.refers.as_ref().map(|r| r.0.into())),
+                    all(&|k| k.refers.as_ref().map(|r| r.3.clone())),
+                    all(&|_| Some("NONE".into())),
+                    all(&|_| Some("NO ACTION".into())),
+                    all(&|_| Some("NO ACTION".into())),
+                ],
+            )
+        }
+        "constraint_column_usage" => {
+            // The columns a constraint uses: its own for a primary key, the referenced
+            // one for a foreign key (as PostgreSQL shows them).
+            (
+                vec![
+                    text("table_catalog"),
+                    text("table_schema"),
+                    text("table_name"),
+                    text("column_name"),
+                    text("constraint_catalog"),
+                    text("constraint_schema"),
+                    text("constraint_name"),
+                ],
+                vec![
+                    all(&|_| catalog()),
+                    all(&|k| Some(k.refers.as_ref().map_or(k.schema, |r| r.0).into())),
+                    all(&|k| Some(k.refers.as_ref().map_or(k.table, |r| r.1).into())),
+                    all(&|k| Some(k.refers.as_ref().map_or(k.column, |r| r.2).into())),
+                    all(&|_| catalog()),
+                    all(&|k| Some(k.schema.into())),
+                    all(&|k| Some(k.name.clone())),
+                ],
+            )
+        }
+        _ => return Ok(None),
+    };
+    let schema = Arc::new(Schema::new(fields));
+    let batch = RecordBatch::try_new(schema.clone(), columns)?;
+    Ok(Some(MemTable::try_new(schema, vec![vec![batch]])?))
+}
+
+/// `pg_user`, which the crate lacks: PostgreSQL's view of the login roles, here the
+/// SQL users of `pg_roles` (the password never shown).
+const PG_USER: &str = "pg_user";
+
+fn pg_user_schema() -> SchemaRef {
+    Arc::new(Schema::new(vec![
+        Field::new("usename", DataType::Utf8, true),
+        Field::new("usesysid", DataType::Int32, true),
+        Field::new("usecreatedb", DataType::Boolean, true),
+        Field::new("usesuper", DataType::Boolean, true),
+        Field::new("userepl", DataType::Boolean, true),
+        Field::new("usebypassrls", DataType::Boolean, true),
+        Field::new("passwd", DataType::Utf8, true),
+        Field::new(
+            "valuntil",
+            DataType::Timestamp(arrow::datatypes::TimeUnit::Microsecond, Some("UTC".into())),
+            true,
+        ),
+        Field::new(
+            "useconfig",
+            DataType::List(Arc::new(Field::new("item", DataType::Utf8, true))),
+            true,
+        ),
+    ]))
+}
+
+/// The `pg_catalog` schema provider: [`KeyOverlay`]'s tables for [`OVERLAID`] and
+/// `pg_user`, the crate's own for every other.
 #[derive(Debug)]
 struct OverlaySchema(Arc<KeyOverlay>);
 
 #[async_trait]
 impl SchemaProvider for OverlaySchema {
     fn table_names(&self) -> Vec<String> {
-        self.0.inner.table_names()
+        let mut names = self.0.inner.table_names();
+        names.push(PG_USER.into());
+        names
     }
 
     async fn table(&self, name: &str) -> DfResult<Option<Arc<dyn TableProvider>>> {
         let lower = name.to_ascii_lowercase();
+        if let Some(view) = lower.strip_prefix(HIDDEN_PREFIX) {
+            return Ok(constraint_view(view)?.map(|t| Arc::new(t) as Arc<dyn TableProvider>));
+        }
+        if lower == PG_USER {
+            return Ok(Some(Arc::new(KeyTable {
+                overlay: self.0.clone(),
+                schema: pg_user_schema(),
+                name: lower,
+            })));
+        }
         if !OVERLAID.contains(&lower.as_str()) {
             return self.0.inner.table(name).await;
         }
@@ -872,7 +1107,7 @@ impl SchemaProvider for OverlaySchema {
     }
 
     fn table_exist(&self, name: &str) -> bool {
-        self.0.inner.table_exist(name)
+        name.eq_ignore_ascii_case(PG_USER) || self.0.inner.table_exist(name)
     }
 }
 
@@ -1705,6 +1940,27 @@ impl VisitorMut for Rewriter<'_> {
         &mut self,
         table: &mut datafusion::sql::sqlparser::ast::TableFactor,
     ) -> std::ops::ControlFlow<()> {
+        // information_schema's constraint views, which DataFusion's information_schema
+        // lacks: read from pg_catalog, where `OverlaySchema` keeps them (unlisted).
+        if let datafusion::sql::sqlparser::ast::TableFactor::Table {
+            name, args: None, ..
+        } = table
+        {
+            let parts: Vec<String> = name
+                .0
+                .iter()
+                .map(|p| p.to_string().trim_matches('"').to_ascii_lowercase())
+                .collect();
+            if let [.., schema, view] = parts.as_slice() {
+                if schema == "information_schema" && CONSTRAINT_VIEWS.contains(&view.as_str()) {
+                    *name = ObjectName::from(vec![
+                        Ident::new("pg_catalog"),
+                        Ident::new(format!("{HIDDEN_PREFIX}{view}")),
+                    ]);
+                    self.changed = true;
+                }
+            }
+        }
         if let datafusion::sql::sqlparser::ast::TableFactor::Table {
             name,
             args: Some(_),

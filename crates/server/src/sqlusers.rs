@@ -18,6 +18,9 @@ use std::path::{Path, PathBuf};
 use async_trait::async_trait;
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
+use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::{
+    PgCatalogContextProvider, Role,
+};
 use pgwire::api::auth::sasl::scram::gen_salted_password;
 use pgwire::api::auth::{AuthSource, LoginInfo, Password};
 use pgwire::error::{PgWireError, PgWireResult};
@@ -69,6 +72,29 @@ fn check_name(name: &str) -> Result<(), SqlUserError> {
         Ok(())
     } else {
         Err(SqlUserError::BadName(name.to_string()))
+    }
+}
+
+/// The SQL users as PostgreSQL roles, for `pg_roles` (psql's `\du`, a BI tool's list
+/// of roles): each can log in and read, and nothing more.
+#[async_trait]
+impl PgCatalogContextProvider for SqlUsers {
+    async fn roles(&self) -> Vec<String> {
+        self.list().unwrap_or_default()
+    }
+
+    async fn role(&self, name: &str) -> Option<Role> {
+        Some(Role {
+            name: name.to_string(),
+            is_superuser: false,
+            can_login: true,
+            can_create_db: false,
+            can_create_role: false,
+            can_create_user: false,
+            can_replication: false,
+            grants: Vec::new(),
+            inherited_roles: Vec::new(),
+        })
     }
 }
 
