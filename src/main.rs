@@ -16,6 +16,7 @@ use clap::{Parser, Subcommand};
 
 mod cluster;
 mod fetching;
+mod publishing;
 mod serve;
 
 /// Folder of a project holding the SFTP host keys.
@@ -74,6 +75,40 @@ enum Command {
         /// Print the load reports as JSON lines instead of text.
         #[arg(long)]
         json: bool,
+        /// Then publish to [publish] target (see `citybooks publish`) if a load committed.
+        #[arg(long)]
+        publish: bool,
+    },
+    /// Publish the star schema into a PostgreSQL or Amazon Redshift, up to the newest load.
+    ///
+    /// Creates program, type, fund, finance and transaction (numeric(20,2) amounts, keys,
+    /// comments) in the target schema if missing, or checks them; then sends what changed
+    /// since the last publish there (new or changed dimension members, and the fiscal years
+    /// replaced since) in one transaction: readers of the target never see a half state.
+    /// Twice is a no-op. A target edited by other hands is refused (--full republishes).
+    /// The password comes from PGPASSWORD, ~/.pgpass or [publish] password, never from the
+    /// target. Every publish is recorded in meta.publishes.
+    ///
+    /// Example: PGPASSWORD=... citybooks publish postgres://city@db.example.org:5432/finance
+    Publish {
+        /// postgres://USER@HOST[:PORT]/DB or redshift://USER@HOST[:5439]/DB (default:
+        /// [publish] target).
+        #[arg(value_name = "TARGET")]
+        target: Option<String>,
+        /// The schema of the target (default: [publish] schema, report).
+        #[arg(long)]
+        schema: Option<String>,
+        /// Republish every fiscal year and member, whatever the target holds (also over a
+        /// target changed by hand).
+        #[arg(long)]
+        full: bool,
+        /// Redshift: the IAM role its COPY reads the store's files with (default: [publish]
+        /// iam_role).
+        #[arg(long, value_name = "ARN")]
+        iam_role: Option<String>,
+        /// Print the report as JSON instead of text.
+        #[arg(long)]
+        json: bool,
     },
     /// Download the ledger from the open-data portal (DataSF's Spending and Revenue,
     /// bpnb-jwfb) and load it.
@@ -105,7 +140,7 @@ enum Command {
     /// Run one read-only SQL statement on the warehouse.
     ///
     /// Tables: report.program, report.type, report.fund, report.finance, report.transaction,
-    /// meta.loads, meta.quarantine.
+    /// meta.loads, meta.quarantine, meta.publishes.
     ///
     /// Example: citybooks query "select fiscal_year, sum(amount) from report.transaction group by 1"
     Query {
@@ -324,9 +359,17 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             paths,
             no_progress,
             json,
+            publish,
         } => {
             let project = open_project(cli.project.as_deref())?;
             let wh = warehouse(&project)?;
+            let publish_to = match publish {
+                false => None,
+                true => Some(publishing::settings(&project, None, None, None, false)?.context(
+                    "--publish: no [publish] target in citybooks.toml (or CITYBOOKS_PUBLISH_TARGET)",
+                )?),
+            };
+            let mut committed = false;
             let show = !no_progress && std::io::stderr().is_terminal();
             let mut ok = true;
             for path in &paths {
@@ -340,12 +383,45 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     print_report(path, &report);
                 }
                 ok &= report.status != LoadStatus::Failed;
+                committed |= report.status == LoadStatus::Loaded;
+            }
+            if let (Some((target, options)), true) = (&publish_to, committed) {
+                match publishing::publish(&wh, target, options).await {
+                    Ok(r) if json => println!("{}", publish_json(&r)),
+                    Ok(r) => publishing::print(&r, &options.schema),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        ok = false;
+                    }
+                }
             }
             Ok(if ok {
                 ExitCode::SUCCESS
             } else {
                 ExitCode::FAILURE
             })
+        }
+        Command::Publish {
+            target,
+            schema,
+            full,
+            iam_role,
+            json,
+        } => {
+            let project = open_project(cli.project.as_deref())?;
+            let Some((target, options)) =
+                publishing::settings(&project, target.as_deref(), schema, iam_role, full)?
+            else {
+                bail!("no target: give one (citybooks publish postgres://user@host:5432/db) or set [publish] target");
+            };
+            let wh = warehouse(&project)?;
+            let report = publishing::publish(&wh, &target, &options).await?;
+            if json {
+                println!("{}", publish_json(&report));
+            } else {
+                publishing::print(&report, &options.schema);
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Scheduler(args) => {
             cluster::scheduler(cli.project.as_deref(), args).await?;
@@ -523,6 +599,21 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// A publish report as one JSON object.
+fn publish_json(r: &citybooks_publish::Report) -> serde_json::Value {
+    serde_json::json!({
+        "target": r.target,
+        "load_id": r.load_id,
+        "previous_load_id": r.previous,
+        "years": r.years,
+        "rows": r.rows,
+        "members": r.members,
+        "created": r.created,
+        "up_to_date": r.up_to_date,
+        "seconds": r.seconds,
+    })
 }
 
 fn print_report(path: &str, r: &LoadReport) {

@@ -239,15 +239,23 @@ async fn refresh(project: &Project) -> std::result::Result<String, String> {
     match crate::fetching::fetch_and_load(project, citybooks_fetch::Years::One(year), None, false)
         .await
     {
-        Ok((fetched, report)) => Ok(format!(
-            "fiscal year {year}: {} rows fetched, load {} {:?} ({} loaded, {} quarantined)",
-            fetched.rows,
-            report.load_id,
-            report.status,
-            report.rows_loaded,
-            report.rows_quarantined
-        )
-        .to_lowercase()),
+        Ok((fetched, report)) => {
+            if report.status == citybooks_warehouse::LoadStatus::Loaded {
+                match crate::warehouse(project) {
+                    Ok(wh) => crate::publishing::after_load(project, &wh).await,
+                    Err(e) => println!("publish: {e:#}"),
+                }
+            }
+            Ok(format!(
+                "fiscal year {year}: {} rows fetched, load {} {:?} ({} loaded, {} quarantined)",
+                fetched.rows,
+                report.load_id,
+                report.status,
+                report.rows_loaded,
+                report.rows_quarantined
+            )
+            .to_lowercase())
+        }
         Err(e) => Err(format!("fiscal year {year}: {e:#}")),
     }
 }
@@ -296,8 +304,10 @@ async fn sftp_server(
         "  upload with: sftp -P {} -i KEY USER@HOST   then   put data/*.csv",
         addr.port()
     );
-    // The after-upload queue: one load at a time, in arrival order.
+    // The after-upload queue: one load at a time, in arrival order; each committed
+    // load is then published to [publish] target, if one is set.
     let loader = wh.clone();
+    let project = project.clone();
     let worker = tokio::spawn(async move {
         while let Some(up) = rx.recv().await {
             metrics.inc("citybooks_uploads_total", &[]);
@@ -317,6 +327,9 @@ async fn sftp_server(
                         "load {}: {status} {} ({} rows loaded, {} quarantined)",
                         r.load_id, up.path, r.rows_loaded, r.rows_quarantined
                     );
+                    if r.status == citybooks_warehouse::LoadStatus::Loaded {
+                        crate::publishing::after_load(&project, &loader).await;
+                    }
                 }
                 Err(e) => {
                     metrics.inc("citybooks_loads_total", &[("status", "failed")]);

@@ -258,7 +258,7 @@ fn psql_describes_every_table_with_its_keys_and_comments() {
             );
         }
     }
-    for table in ["loads", "quarantine"] {
+    for table in ["loads", "quarantine", "publishes"] {
         described(s.sql, &format!(r"\d+ meta.{table}"));
     }
     // The SQL users are the roles: each can log in, none is a superuser.
@@ -359,7 +359,7 @@ fn sqlalchemy_and_pandas_reflect_and_read_the_star_schema_with_both_drivers() {
         );
         assert_eq!(
             ok("meta_tables"),
-            &serde_json::json!(["loads", "quarantine"])
+            &serde_json::json!(["loads", "publishes", "quarantine"])
         );
         assert_eq!(ok("views"), &serde_json::json!([]));
         let columns = ok("columns").as_array().unwrap();

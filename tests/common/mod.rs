@@ -357,11 +357,7 @@ pub fn start_s3() -> Option<S3Server> {
     };
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("books")).unwrap();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let child = Command::new(bin)
         .args([
             "--host",
@@ -507,4 +503,192 @@ pub fn sftp(
         .arg(format!("{user}@127.0.0.1"))
         .output()
         .expect("OpenSSH sftp (openssh-client) is installed by .ci/run")
+}
+
+/// A throw-away PostgreSQL server (Debian's `postgresql`: initdb and pg_ctl), on
+/// loopback at a port of its own, its data in a temporary folder; stopped when
+/// dropped. As root (CI) the server runs as the `postgres` user, as PostgreSQL
+/// requires. The superuser `postgres` logs in over TCP with SCRAM and [`Postgres::PASSWORD`].
+pub struct Postgres {
+    pub port: u16,
+    pub dir: PathBuf,
+    bin: PathBuf,
+    as_postgres: bool,
+    _tmp: tempfile::TempDir,
+}
+
+impl Postgres {
+    pub const PASSWORD: &'static str = "a throw-away password";
+
+    /// The folder of Debian's PostgreSQL server programs (the newest installed), if any.
+    pub fn bin_dir() -> Option<PathBuf> {
+        let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()?
+            .filter_map(|e| e.ok())
+            .map(|e| e.path().join("bin"))
+            .filter(|b| b.join("initdb").exists() && b.join("pg_ctl").exists())
+            .collect();
+        dirs.sort();
+        dirs.pop()
+    }
+
+    /// Whether the server is installed; outside CI a missing server skips the test.
+    pub fn available() -> bool {
+        have_peer(
+            "the PostgreSQL server",
+            Command::new("test").arg("-n").arg(
+                Self::bin_dir()
+                    .map(|b| b.display().to_string())
+                    .unwrap_or_default(),
+            ),
+            "apt-get install postgresql",
+        )
+    }
+
+    /// Creates a cluster and starts it.
+    pub fn start() -> Postgres {
+        let bin = Self::bin_dir().expect("PostgreSQL server programs (apt-get install postgresql)");
+        let tmp = tempfile::tempdir().unwrap();
+        let as_postgres =
+            String::from_utf8_lossy(&Command::new("id").arg("-u").output().unwrap().stdout).trim()
+                == "0";
+        let dir = tmp.path().join("pgdata");
+        std::fs::create_dir(&dir).unwrap();
+        let pwfile = tmp.path().join("pwfile");
+        std::fs::write(&pwfile, Self::PASSWORD).unwrap();
+        if as_postgres {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(tmp.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+            let out = Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&dir)
+                .arg(&pwfile)
+                .output()
+                .unwrap();
+            assert!(out.status.success(), "chown: {out:?}");
+        }
+        let pg = Postgres {
+            port: free_port(),
+            dir,
+            bin,
+            as_postgres,
+            _tmp: tmp,
+        };
+        let out = pg
+            .tool("initdb")
+            .arg("-D")
+            .arg(&pg.dir)
+            .args([
+                "-U",
+                "postgres",
+                "--auth-local=trust",
+                "--auth-host=scram-sha-256",
+                "-E",
+                "UTF8",
+                "--locale=C",
+                "--no-sync",
+            ])
+            .arg(format!("--pwfile={}", pwfile.display()))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "initdb: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg.start_again();
+        pg
+    }
+
+    /// A server program, run as the user that owns the cluster.
+    fn tool(&self, name: &str) -> Command {
+        let program = self.bin.join(name);
+        if self.as_postgres {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(program);
+            c
+        } else {
+            Command::new(program)
+        }
+    }
+
+    /// Starts the (stopped) server.
+    pub fn start_again(&self) {
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off",
+            self.port,
+            self.dir.display()
+        );
+        let out = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(&self.dir)
+            .arg("-l")
+            .arg(self.dir.join("server.log"))
+            .args(["-w", "-t", "60", "-o", &options, "start"])
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "pg_ctl start: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Stops the server: "immediate" is a crash as far as the server's clients know.
+    pub fn stop(&self, mode: &str) {
+        let _ = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(&self.dir)
+            .args(["-m", mode, "-w", "stop"])
+            .output();
+    }
+
+    /// `postgres://postgres@127.0.0.1:PORT/postgres`.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs psql on the server as the superuser (`-X -v ON_ERROR_STOP=1 --csv -t`).
+    pub fn psql(&self, sql: &str) -> Output {
+        Command::new("psql")
+            .env("PGPASSWORD", Self::PASSWORD)
+            .args(["-X", "-q", "-v", "ON_ERROR_STOP=1", "--csv", "-t"])
+            .args(["-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", "postgres", "-c", sql])
+            .output()
+            .expect("psql (postgresql-client) is installed by .ci/run")
+    }
+
+    /// The rows of a query, as CSV records; the query must succeed.
+    pub fn rows(&self, sql: &str) -> Vec<Vec<String>> {
+        let out = self.psql(sql);
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        csv::ReaderBuilder::new()
+            .has_headers(false)
+            .from_reader(out.stdout.as_slice())
+            .records()
+            .map(|r| r.unwrap().iter().map(str::to_string).collect())
+            .collect()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        self.stop("immediate");
+    }
+}
+
+/// A TCP port nothing listens on now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }

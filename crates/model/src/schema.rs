@@ -19,7 +19,7 @@ pub const SCHEMAS: &[(&str, &str)] = &[
     ),
     (
         "meta",
-        "How the warehouse was built: every load (loads) and every row a load set aside (quarantine).",
+        "How the warehouse was built and where it went: every load (loads), every row a load set aside (quarantine), every publish to a PostgreSQL or Redshift (publishes).",
     ),
 ];
 
@@ -33,6 +33,7 @@ pub enum Table {
     Transaction,
     Loads,
     Quarantine,
+    Publishes,
 }
 
 /// The Arrow type of every amount: `numeric(20,2)`.
@@ -55,7 +56,7 @@ fn text(name: &str) -> Field {
 
 impl Table {
     /// Every table, dimensions before facts (the order a load commits them).
-    pub const ALL: [Table; 7] = [
+    pub const ALL: [Table; 8] = [
         Table::Program,
         Table::Type,
         Table::Fund,
@@ -63,12 +64,13 @@ impl Table {
         Table::Transaction,
         Table::Quarantine,
         Table::Loads,
+        Table::Publishes,
     ];
 
     /// The SQL schema: `report` or `meta`.
     pub fn schema_name(self) -> &'static str {
         match self {
-            Table::Loads | Table::Quarantine => "meta",
+            Table::Loads | Table::Quarantine | Table::Publishes => "meta",
             _ => "report",
         }
     }
@@ -83,6 +85,7 @@ impl Table {
             Table::Transaction => "transaction",
             Table::Loads => "loads",
             Table::Quarantine => "quarantine",
+            Table::Publishes => "publishes",
         }
     }
 
@@ -105,6 +108,7 @@ impl Table {
             Table::Finance => Some("finance_id"),
             Table::Transaction => Some("transaction_id"),
             Table::Loads => Some("load_id"),
+            Table::Publishes => Some("publish_id"),
             Table::Quarantine => None,
         }
     }
@@ -120,7 +124,7 @@ impl Table {
                 ("finance_id", Table::Finance),
                 ("load_id", Table::Loads),
             ],
-            Table::Quarantine => &[("load_id", Table::Loads)],
+            Table::Quarantine | Table::Publishes => &[("load_id", Table::Loads)],
             _ => &[],
         }
     }
@@ -135,6 +139,7 @@ impl Table {
             Table::Transaction => "The ledger's facts: one row per fiscal year, program, type, fund and revenue-or-spending, with a signed amount in exact dollars and cents, and the lineage of the row (load, source file and line).",
             Table::Loads => "Every load into the warehouse: its source file, outcome, row counts, fiscal years replaced and the Delta version of every table it committed.",
             Table::Quarantine => "Rows a load could not accept, with the file, line, field and reason, and the raw line as it was.",
+            Table::Publishes => "Every publish of the star schema to a PostgreSQL or Redshift (citybooks publish): the target, the load it then held, the fiscal years and rows sent, and how it ended.",
         }
     }
 
@@ -148,6 +153,7 @@ impl Table {
             (Table::Transaction, "transaction_id") => "Key of the row; stable across loads of the same fiscal year content.",
             (Table::Transaction, "fiscal_year") => "Fiscal year: July 1 to June 30, named by the year it ends in (2025 = 2024-07-01 to 2025-06-30).",
             (Table::Transaction, "amount") => "Signed amount in dollars, exact to the cent (numeric(20,2)). Transfer adjustments are negative and must stay in totals.",
+            (Table::Publishes, "load_id") => "The warehouse load the target held after the publish (empty if it failed).",
             (_, "load_id") => "The load that brought the row (meta.loads).",
             (Table::Transaction, "source_file") | (Table::Loads, "source_file") | (Table::Quarantine, "source_file") => "The raw file in the store the row came from.",
             (Table::Transaction, "source_line") => "Line of the row in its source file (1 is the header).",
@@ -187,6 +193,15 @@ impl Table {
             (Table::Quarantine, "field") => "The field that was wrong, if one was.",
             (Table::Quarantine, "reason") => "Why the row was not accepted.",
             (Table::Quarantine, "raw") => "The line as it stood in the file.",
+            (Table::Publishes, "publish_id") => "Number of the publish, from 1.",
+            (Table::Publishes, "target") => "Where it went: postgres://user@host:port/db or redshift://... (never a password).",
+            (Table::Publishes, "target_schema") => "The schema of the target the tables are in.",
+            (Table::Publishes, "years") => "Fiscal years sent, comma-separated (all of them for a first or --full publish; empty when up to date).",
+            (Table::Publishes, "rows") => "Fact rows sent.",
+            (Table::Publishes, "seconds") => "How long the publish took.",
+            (Table::Publishes, "status") => "published, up to date (nothing to send) or failed: with the reason; a failed publish leaves the target as it was.",
+            (Table::Publishes, "started") => "When the publish started.",
+            (Table::Publishes, "finished") => "When the publish ended.",
             _ => return None,
         };
         Some(d)
@@ -261,6 +276,18 @@ impl Table {
                 col("data_as_of", DataType::Utf8, true),
                 text("conformed"),
                 text("table_versions"),
+                col("started", timestamp_type(), false),
+                col("finished", timestamp_type(), false),
+            ],
+            Table::Publishes => vec![
+                col("publish_id", DataType::Int64, false),
+                text("target"),
+                text("target_schema"),
+                col("load_id", DataType::Int64, true),
+                text("years"),
+                col("rows", DataType::Int64, false),
+                col("seconds", DataType::Float64, false),
+                text("status"),
                 col("started", timestamp_type(), false),
                 col("finished", timestamp_type(), false),
             ],

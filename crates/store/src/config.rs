@@ -19,6 +19,35 @@ pub struct Config {
     pub http: HttpConfig,
     pub fetch: FetchConfig,
     pub query: QueryConfig,
+    pub publish: PublishConfig,
+}
+
+/// `[publish]`: feeding the star schema into a PostgreSQL or Amazon Redshift the city
+/// already runs (`citybooks publish`, and `citybooks serve` after every load).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PublishConfig {
+    /// `postgres://user@host:port/db` or `redshift://user@cluster-host:5439/db`; empty:
+    /// no publishing. No password in it: see `password`.
+    pub target: String,
+    /// The schema the tables are published into.
+    pub schema: String,
+    /// Redshift: the IAM role its `COPY` reads the store's Parquet files with.
+    pub iam_role: String,
+    /// The target's password when neither PGPASSWORD nor ~/.pgpass has it (better:
+    /// CITYBOOKS_PUBLISH_PASSWORD, so it is not in the file).
+    pub password: String,
+}
+
+impl Default for PublishConfig {
+    fn default() -> Self {
+        PublishConfig {
+            target: String::new(),
+            schema: "report".into(),
+            iam_role: String::new(),
+            password: String::new(),
+        }
+    }
 }
 
 /// `[query]`: which engine answers queries (`citybooks query`, the SQL and HTTP
@@ -500,7 +529,21 @@ scheduler = "{scheduler}"
 # "embedded": run here when the scheduler cannot be reached (with a warning) instead
 # of failing the query.
 fallback = ""
+
+[publish]
+# Publish the star schema into a PostgreSQL or Amazon Redshift after every load
+# (citybooks serve) and on `citybooks publish`: postgres://user@host:5432/db or
+# redshift://user@cluster-host:5439/db. Empty: never.
+target = ""
+# The schema of the target the tables go into.
+schema = "{publish_schema}"
+# Redshift only: the IAM role its COPY reads the Parquet files in the store with.
+iam_role = ""
+# The target's password, if neither PGPASSWORD nor ~/.pgpass has it; prefer the
+# variable CITYBOOKS_PUBLISH_PASSWORD to writing it here.
+password = ""
 "#,
+            publish_schema = d.publish.schema,
             engine = d.query.engine,
             scheduler = d.query.scheduler,
             portal = d.fetch.portal,

@@ -15,9 +15,11 @@ pub mod error;
 pub mod failpoint;
 pub mod loader;
 pub mod loads;
+pub mod publishes;
 pub mod tables;
 
 pub use error::WarehouseError;
 pub use loader::{LoadReport, LoadStatus, QuarantinedRow};
 pub use loads::LoadRecord;
+pub use publishes::PublishRecord;
 pub use tables::{TableScans, Warehouse, CATALOG};

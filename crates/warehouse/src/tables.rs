@@ -133,7 +133,7 @@ impl Warehouse {
         &self.store
     }
 
-    fn delta_err(table: Table) -> impl Fn(DeltaTableError) -> WarehouseError {
+    pub(crate) fn delta_err(table: Table) -> impl Fn(DeltaTableError) -> WarehouseError {
         move |source| WarehouseError::Delta {
             table: table.qualified_name(),
             source,
@@ -425,20 +425,32 @@ impl Warehouse {
         Ok(())
     }
 
-    /// A token that changes whenever a load is recorded: the newest commit file of
-    /// `meta.loads` (every load, even a no-op, ends with one). Empty before the first
-    /// load. One listing of a small folder: cheap enough to ask before queries.
+    /// A token that changes whenever a load or a publish is recorded: the newest
+    /// commit files of `meta.loads` (every load, even a no-op, ends with one) and
+    /// `meta.publishes`. Empty before the first load. Two listings of small folders:
+    /// cheap enough to ask before queries.
     pub async fn generation(&self) -> Result<String> {
-        let log = format!("{}/_delta_log", Table::Loads.store_path());
-        Ok(self
-            .store
-            .list(&log)
-            .await?
-            .into_iter()
-            .map(|(name, _)| name)
-            .filter(|name| name.ends_with(".json"))
-            .max()
-            .unwrap_or_default())
+        let mut token = String::new();
+        for table in [Table::Loads, Table::Publishes] {
+            let log = format!("{}/_delta_log", table.store_path());
+            let newest = self
+                .store
+                .list(&log)
+                .await?
+                .into_iter()
+                .map(|(name, _)| name)
+                .filter(|name| name.ends_with(".json"))
+                .max()
+                .unwrap_or_default();
+            if !newest.is_empty() {
+                token = if token.is_empty() {
+                    newest
+                } else {
+                    format!("{token} {newest}")
+                };
+            }
+        }
+        Ok(token)
     }
 
     /// Every row of `meta.loads`, oldest first.
