@@ -621,7 +621,10 @@ fn node_pg_and_go_lib_pq_connect_and_query_exactly() {
             .map(|t| t.foreign_keys().len())
             .sum();
         assert_eq!(fks.len(), declared, "{seen}");
-        assert!(fks.contains(&"transaction_program_id_fkey".into()), "{seen}");
+        assert!(
+            fks.contains(&"transaction_program_id_fkey".into()),
+            "{seen}"
+        );
     }
     if go_ready {
         let out = Command::new("go")

@@ -110,7 +110,8 @@ CREATE TABLE "report"."citybooks_publish" (
   "load_id" bigint NOT NULL,
   "published_at" timestamptz NOT NULL,
   "source" varchar(1024) NOT NULL
-) DISTSTYLE ALL;
+)
+DISTSTYLE ALL;
 COMMENT ON TABLE "report"."citybooks_publish" IS 'Written by citybooks publish, in the transaction that publishes: the citybooks load this schema holds. Do not edit.';
 CREATE TABLE "report"."citybooks_publish_years" (
   "fiscal_year" integer NOT NULL,
@@ -118,7 +119,8 @@ CREATE TABLE "report"."citybooks_publish_years" (
   "amount" numeric(20,2) NOT NULL,
   "load_id" bigint NOT NULL,
   CONSTRAINT "citybooks_publish_years_pkey" PRIMARY KEY ("fiscal_year")
-) DISTSTYLE ALL;
+)
+DISTSTYLE ALL;
 COMMENT ON TABLE "report"."citybooks_publish_years" IS 'Written by citybooks publish: each fiscal year''s rows and total in transaction as published, to detect a target changed by other hands. Do not edit.';
 COMMIT;
 -- every publish: one transaction

@@ -321,10 +321,17 @@ async fn publish_in_transaction(
 
     let ctx = warehouse.session(Some(latest)).await?;
     let mut bulk = Bulk::new(warehouse, target, options, latest)?;
-    for table in &sql::PUBLISHED[..4] {
-        report.members += send_dimension(session, &ctx, &mut bulk, flavor, schema, *table).await?;
+    let sent = async {
+        for table in &sql::PUBLISHED[..4] {
+            report.members +=
+                send_dimension(session, &ctx, &mut bulk, flavor, schema, *table).await?;
+        }
+        send_facts(session, &ctx, &mut bulk, flavor, schema, years.as_deref()).await
     }
-    let figures = send_facts(session, &ctx, &mut bulk, flavor, schema, years.as_deref()).await?;
+    .await;
+    // The staged files are not needed once COPY read them, whatever happened next.
+    bulk.finish().await;
+    let figures = sent?;
     report.rows = figures.values().map(|(rows, _)| *rows as u64).sum();
     if years.is_none() {
         report.years = figures.keys().copied().collect();
@@ -342,7 +349,6 @@ async fn publish_in_transaction(
             .exec("recording the published load", &statement)
             .await?;
     }
-    bulk.finish().await;
     Ok(report)
 }
 
