@@ -321,6 +321,41 @@ pub fn delete_years(schema: &str, years: Option<&[i32]>) -> String {
     }
 }
 
+/// The fact table's foreign keys in the target, as the target defines them: name and
+/// `pg_get_constraintdef` (PostgreSQL).
+pub fn fact_foreign_keys(schema: &str) -> String {
+    format!(
+        "SELECT conname::varchar, pg_get_constraintdef(oid)::varchar FROM pg_catalog.pg_constraint WHERE conrelid = to_regclass({}) AND contype = 'f' ORDER BY conname",
+        literal(&qualified(schema, Table::Transaction.name()))
+    )
+}
+
+/// Drops the fact table's constraints `keys` (name, definition) for a bulk load.
+pub fn drop_constraints(schema: &str, keys: &[(String, String)]) -> String {
+    let drops: Vec<String> = keys
+        .iter()
+        .map(|(name, _)| format!("DROP CONSTRAINT {}", quoted(name)))
+        .collect();
+    format!(
+        "ALTER TABLE {} {}",
+        qualified(schema, Table::Transaction.name()),
+        drops.join(", ")
+    )
+}
+
+/// Puts back what [`drop_constraints`] dropped; checks every row against them.
+pub fn add_constraints(schema: &str, keys: &[(String, String)]) -> String {
+    let adds: Vec<String> = keys
+        .iter()
+        .map(|(name, definition)| format!("ADD CONSTRAINT {} {definition}", quoted(name)))
+        .collect();
+    format!(
+        "ALTER TABLE {} {}",
+        qualified(schema, Table::Transaction.name()),
+        adds.join(", ")
+    )
+}
+
 /// Moves the fact stage into the fact table (Redshift).
 pub fn insert_facts_from_stage(schema: &str) -> String {
     let columns = column_list(Table::Transaction);
