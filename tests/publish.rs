@@ -333,6 +333,43 @@ fn publish_refuses_what_it_must_not_change_in_one_sentence() {
             "the target is as it was",
         ],
     );
+
+    // A target holding a newer load than this warehouse (published from another
+    // store) is refused.
+    let other = Project::new();
+    let fy2024 = two_years(&other);
+    other.load(&[&sample_path(), &fy2024]);
+    published(publish(
+        &other,
+        &[&pg.url(), "--schema", "shared", "--json"],
+    ));
+    fails(
+        publish(&p, &[&pg.url(), "--schema", "shared"]),
+        &["it holds citybooks load 2, newer than this warehouse's newest load 1"],
+    );
+
+    // `load --publish` publishes to [publish] target after the load.
+    let fy2024 = two_years(&p);
+    let out = p
+        .cmd()
+        .env("PGPASSWORD", Postgres::PASSWORD)
+        .env("CITYBOOKS_PUBLISH_TARGET", pg.url())
+        .args(["load", "--publish"])
+        .arg(&fy2024)
+        .output()
+        .unwrap();
+    let printed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{printed}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        printed.contains("published load 2 to ")
+            && printed.contains("tables created")
+            && printed.contains("fiscal years 2024, 2025"),
+        "{printed}"
+    );
 }
 
 /// Waits until the server runs the publish's `COPY` into the fact table.

@@ -366,8 +366,18 @@ async fn read_state(session: &Session, schema: &str) -> Result<State, PublishErr
         .await?
         .first()
         .map(|r| r.get::<_, i64>(0));
-    let years = session
-        .rows("reading the publish state", &years)
+    let years = year_rows(session, "reading the publish state", &years).await?;
+    Ok(State { load_id, years })
+}
+
+/// Rows of (fiscal year, rows, total as text), by year.
+async fn year_rows(
+    session: &Session,
+    step: &str,
+    statement: &str,
+) -> Result<BTreeMap<i32, (i64, String)>, PublishError> {
+    Ok(session
+        .rows(step, statement)
         .await?
         .iter()
         .map(|r| {
@@ -376,8 +386,7 @@ async fn read_state(session: &Session, schema: &str) -> Result<State, PublishErr
                 (r.get::<_, i64>(1), r.get::<_, String>(2)),
             )
         })
-        .collect();
-    Ok(State { load_id, years })
+        .collect())
 }
 
 /// Refuses a target whose fact table no longer matches what was published: a year
@@ -387,20 +396,12 @@ async fn check_untouched(
     schema: &str,
     state: &State,
 ) -> Result<(), PublishError> {
-    let now: BTreeMap<i32, (i64, String)> = session
-        .rows(
-            "reading the target's yearly totals",
-            &sql::year_figures(schema),
-        )
-        .await?
-        .iter()
-        .map(|r| {
-            (
-                r.get::<_, i32>(0),
-                (r.get::<_, i64>(1), r.get::<_, String>(2)),
-            )
-        })
-        .collect();
+    let now = year_rows(
+        session,
+        "reading the target's yearly totals",
+        &sql::year_figures(schema),
+    )
+    .await?;
     let cents = |text: &str| citybooks_model::money::parse_amount(text).ok();
     let years: BTreeSet<i32> = now.keys().chain(state.years.keys()).copied().collect();
     let mut differences = Vec::new();

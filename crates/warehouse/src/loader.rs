@@ -591,7 +591,8 @@ async fn query_batches(ctx: &SessionContext, sql: &str) -> Result<Vec<RecordBatc
     Ok(ctx.sql(sql).await?.collect().await?)
 }
 
-async fn max_of(ctx: &SessionContext, sql: &str, column: &str) -> Result<i64> {
+/// The largest value of `column` in the rows of `sql` (0 when there are none).
+pub(crate) async fn max_of(ctx: &SessionContext, sql: &str, column: &str) -> Result<i64> {
     let batches = query_batches(ctx, sql).await?;
     Ok(batches
         .iter()

@@ -11,8 +11,7 @@ use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::loader::WRITER_LEASE;
-use crate::loads::ints;
+use crate::loader::{max_of, WRITER_LEASE};
 use crate::tables::{Input, Warehouse, WriteMode};
 
 /// One row of `meta.publishes`.
@@ -108,16 +107,7 @@ impl Warehouse {
         table
             .update_datafusion_session(&ctx.state())
             .map_err(Self::delta_err(Table::Publishes))?;
-        let provider = table.table_provider().await?;
-        let batches = ctx.read_table(provider)?.collect().await?;
-        Ok(batches
-            .iter()
-            .map(|b| ints(b, "publish_id"))
-            .collect::<Result<Vec<_>>>()?
-            .into_iter()
-            .flatten()
-            .flatten()
-            .max()
-            .unwrap_or(0))
+        ctx.register_table("publishes", table.table_provider().await?)?;
+        max_of(&ctx, "select publish_id from publishes", "publish_id").await
     }
 }
