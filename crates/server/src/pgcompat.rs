@@ -924,62 +924,76 @@ fn constraint_view(view: &str) -> DfResult<Option<MemTable>> {
     let column = |values: Vec<Option<String>>| -> ArrayRef { Arc::new(StringArray::from(values)) };
     let all = |f: &dyn Fn(&Key) -> Option<String>| column(keys.iter().map(f).collect());
     let catalog = || Some(CATALOG.to_string());
+    // The columns table_constraints and key_column_usage begin with.
+    const CONSTRAINT_AND_TABLE: [&str; 6] = [
+        "constraint_catalog",
+        "constraint_schema",
+        "constraint_name",
+        "table_catalog",
+        "table_schema",
+        "table_name",
+    ];
+    let constraint_and_table = || {
+        vec![
+            all(&|_| catalog()),
+            all(&|k| Some(k.schema.into())),
+            all(&|k| Some(k.name.clone())),
+            all(&|_| catalog()),
+            all(&|k| Some(k.schema.into())),
+            all(&|k| Some(k.table.into())),
+        ]
+    };
     let (fields, columns): (Vec<Field>, Vec<ArrayRef>) = match view {
         "table_constraints" => (
-            vec![
-                text("constraint_catalog"),
-                text("constraint_schema"),
-                text("constraint_name"),
-                text("table_catalog"),
-                text("table_schema"),
-                text("table_name"),
-                text("constraint_type"),
-                text("is_deferrable"),
-                text("initially_deferred"),
-                text("enforced"),
-                text("nulls_distinct"),
-            ],
-            vec![
-                all(&|_| catalog()),
-                all(&|k| Some(k.schema.into())),
-                all(&|k| Some(k.name.clone())),
-                all(&|_| catalog()),
-                all(&|k| Some(k.schema.into())),
-                all(&|k| Some(k.table.into())),
-                all(&|k| Some(k.kind.into())),
-                all(&|_| Some("NO".into())),
-                all(&|_| Some("NO".into())),
-                all(&|_| Some("YES".into())),
-                all(&|k| (k.kind == "PRIMARY KEY").then(|| "YES".into())),
-            ],
+            [
+                &CONSTRAINT_AND_TABLE[..],
+                &[
+                    "constraint_type",
+                    "is_deferrable",
+                    "initially_deferred",
+                    "enforced",
+                    "nulls_distinct",
+                ],
+            ]
+            .concat()
+            .into_iter()
+            .map(text)
+            .collect(),
+            [
+                constraint_and_table(),
+                vec![
+                    all(&|k| Some(k.kind.into())),
+                    all(&|_| Some("NO".into())),
+                    all(&|_| Some("NO".into())),
+                    all(&|_| Some("YES".into())),
+                    all(&|k| (k.kind == "PRIMARY KEY").then(|| "YES".into())),
+                ],
+            ]
+            .concat(),
         ),
         "key_column_usage" => (
-            vec![
-                text("constraint_catalog"),
-                text("constraint_schema"),
-                text("constraint_name"),
-                text("table_catalog"),
-                text("table_schema"),
-                text("table_name"),
-                text("column_name"),
-                int("ordinal_position"),
-                int("position_in_unique_constraint"),
-            ],
-            vec![
-                all(&|_| catalog()),
-                all(&|k| Some(k.schema.into())),
-                all(&|k| Some(k.name.clone())),
-                all(&|_| catalog()),
-                all(&|k| Some(k.schema.into())),
-                all(&|k| Some(k.table.into())),
-                all(&|k| Some(k.column.into())),
-                Arc::new(Int32Array::from(vec![1; keys.len()])),
-                Arc::new(Int32Array::from(
-                    keys.iter()
-                        .map(|k| k.refers.as_ref().map(|_| 1))
-                        .collect::<Vec<_>>(),
-                )),
-            ],
+            CONSTRAINT_AND_TABLE
+                .iter()
+                .chain(&["column_name"])
+                .map(|n| text(n))
+                .chain([
+                    int("ordinal_position"),
+                    int("position_in_unique_constraint"),
+                ])
+                .collect(),
+            [
+                constraint_and_table(),
+                vec![
+                    all(&|k| Some(k.column.into())),
+                    Arc::new(Int32Array::from(vec![1; keys.len()])),
+                    Arc::new(Int32Array::from(
+                        keys.iter()
+                            .map(|k| k.refers.as_ref().map(|_| 1))
+                            .collect::<Vec<_>>(),
+                    )),
+                ],
+            ]
+            .concat(),
         ),
         "referential_constraints" => {
             keys.retain(|k| k.refers.is_some());
