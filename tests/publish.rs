@@ -284,6 +284,25 @@ fn publish_refuses_what_it_must_not_change_in_one_sentence() {
         .unwrap();
     assert_eq!(published(out)["created"], true);
 
+    // Redshift's path needs an IAM role and a store on S3: refused before the target
+    // is touched (this port is PostgreSQL's; nothing is sent to it).
+    let redshift = format!("redshift://postgres@127.0.0.1:{}/postgres", pg.port);
+    fails(
+        publish(&p, &[&redshift]),
+        &["Redshift reads the rows from S3 with an IAM role"],
+    );
+    fails(
+        publish(
+            &p,
+            &[
+                &redshift,
+                "--iam-role",
+                "arn:aws:iam::123456789012:role/citybooks",
+            ],
+        ),
+        &["this project's store is a local folder"],
+    );
+
     // A table whose columns are not citybooks' is left alone, named.
     assert!(pg
         .psql("alter table ledger.transaction alter column amount type double precision")

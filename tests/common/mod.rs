@@ -534,13 +534,10 @@ impl Postgres {
 
     /// Whether the server is installed; outside CI a missing server skips the test.
     pub fn available() -> bool {
+        let initdb = Self::bin_dir().unwrap_or_default().join("initdb");
         have_peer(
             "the PostgreSQL server",
-            Command::new("test").arg("-n").arg(
-                Self::bin_dir()
-                    .map(|b| b.display().to_string())
-                    .unwrap_or_default(),
-            ),
+            Command::new(initdb).arg("--version"),
             "apt-get install postgresql",
         )
     }

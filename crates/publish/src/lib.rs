@@ -241,6 +241,9 @@ pub async fn publish(
         .map(|l| l.load_id)
         .max()
         .ok_or(PublishError::NothingLoaded)?;
+    // Before touching the target: what the rows' path needs (Redshift: an IAM role and
+    // a store on S3).
+    let mut bulk = Bulk::new(warehouse, target, options, latest)?;
     let session = Session::open(target, options).await?;
     let flavor = target.flavor;
     let schema = options.schema.as_str();
@@ -248,12 +251,13 @@ pub async fn publish(
 
     session.exec("starting the transaction", "BEGIN").await?;
     let outcome = publish_in_transaction(
-        warehouse, &session, target, options, &loads, latest, created,
+        warehouse, &session, &mut bulk, target, options, &loads, latest,
     )
     .await;
     match outcome {
         Ok(mut report) => {
             session.exec("committing", "COMMIT").await?;
+            report.created = created;
             report.seconds = started.elapsed().as_secs_f64();
             Ok(report)
         }
@@ -268,11 +272,11 @@ pub async fn publish(
 async fn publish_in_transaction(
     warehouse: &Warehouse,
     session: &Session,
+    bulk: &mut Bulk<'_>,
     target: &Target,
     options: &Options,
     loads: &[citybooks_warehouse::loads::LoadRecord],
     latest: i64,
-    created: bool,
 ) -> Result<Report, PublishError> {
     let flavor = target.flavor;
     let schema = options.schema.as_str();
@@ -310,7 +314,7 @@ async fn publish_in_transaction(
         years: years.clone().unwrap_or_default(),
         rows: 0,
         members: 0,
-        created,
+        created: false,
         up_to_date: false,
         seconds: 0.0,
     };
@@ -320,13 +324,11 @@ async fn publish_in_transaction(
     }
 
     let ctx = warehouse.session(Some(latest)).await?;
-    let mut bulk = Bulk::new(warehouse, target, options, latest)?;
     let sent = async {
         for table in &sql::PUBLISHED[..4] {
-            report.members +=
-                send_dimension(session, &ctx, &mut bulk, flavor, schema, *table).await?;
+            report.members += send_dimension(session, &ctx, bulk, flavor, schema, *table).await?;
         }
-        send_facts(session, &ctx, &mut bulk, flavor, schema, years.as_deref()).await
+        send_facts(session, &ctx, bulk, flavor, schema, years.as_deref()).await
     }
     .await;
     // The staged files are not needed once COPY read them, whatever happened next.
