@@ -172,7 +172,9 @@ pub fn snake_case(header: &str) -> String {
                 out.push('_');
             }
             pending_sep = false;
-            out.extend(c.to_lowercase());
+            // A lowercase form can carry a mark that is not alphanumeric ('İ' is 'i' and
+            // a combining dot above): keep only what is, so the name stays snake_case.
+            out.extend(c.to_lowercase().filter(|l| l.is_alphanumeric()));
         } else {
             pending_sep = true;
         }
@@ -312,6 +314,22 @@ mod tests {
             Field::from_header("\u{feff}Fiscal Year"),
             Some(Field::FiscalYear)
         );
+    }
+
+    /// Found by fuzz/fuzz_targets/header_dialect.rs: 'İ' lowercases to "i\u{307}",
+    /// whose combining dot is not alphanumeric, so the result was not snake_case and a
+    /// second pass changed it ("ai\u{307}b" -> "ai_b").
+    #[test]
+    fn snake_case_gives_snake_case_and_is_idempotent() {
+        assert_eq!(snake_case("İl Kodu"), "il_kodu");
+        for header in ["aİb", "İ", "Fiscal İYear"] {
+            let once = snake_case(header);
+            assert_eq!(snake_case(&once), once, "{header:?}");
+            assert!(
+                once.chars().all(|c| c == '_' || c.is_alphanumeric()),
+                "{once:?}"
+            );
+        }
     }
 
     #[test]
