@@ -5,6 +5,7 @@
 
 mod common;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -500,6 +501,92 @@ fn paramiko_client(s3: bool) {
         .contains(&serde_json::json!("renamed.txt")));
     let report = wait_for(&raw.join("carol/upload.csv.load.json"), &["loaded"]);
     assert!(report.contains("\"rows_loaded\": 2186"), "{report}");
+}
+
+#[test]
+fn hostile_sftp_requests_are_refused_and_nothing_outside_the_home_changes() {
+    let has_paramiko = Command::new("python3")
+        .args(["-c", "import paramiko"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !has_paramiko {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must install paramiko (see .ci/run)"
+        );
+        eprintln!("paramiko is not installed: skipping (pip install paramiko)");
+        return;
+    }
+    let Some((p, raw, _s3)) = project_on(false) else {
+        return;
+    };
+    let key = add_user(&p, "mallory", "mallory", &["-t", "ed25519"]);
+    // Another user's file, and the project's own files: what an escape would reach.
+    std::fs::create_dir_all(raw.join("other")).unwrap();
+    std::fs::write(raw.join("other/x.csv"), "someone else's upload").unwrap();
+    let server = start(&p);
+    let outside = |dir: &Path| -> BTreeMap<String, Vec<u8>> {
+        let mut files = BTreeMap::new();
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for entry in std::fs::read_dir(&d).unwrap() {
+                let path = entry.unwrap().path();
+                let rel = path
+                    .strip_prefix(dir)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
+                if rel.starts_with("store/raw/mallory")
+                    || rel.starts_with("store/warehouse")
+                    || rel.starts_with("store/leases")
+                    || rel.ends_with(".jsonl")
+                {
+                    continue;
+                }
+                if path.is_dir() {
+                    stack.push(path);
+                } else {
+                    files.insert(rel, std::fs::read(&path).unwrap());
+                }
+            }
+        }
+        files
+    };
+    let before = outside(&p.dir);
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sftp_attacks.py");
+    let out = Command::new("python3")
+        .arg(script)
+        .args([&server.sftp.to_string(), "mallory"])
+        .arg(&key)
+        .arg(sample_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let done: Vec<&String> = seen["attempts"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, v)| *v != "refused")
+        .map(|(k, _)| k)
+        .collect();
+    assert!(done.is_empty(), "carried out: {done:?}");
+    assert_eq!(seen["attempts"].as_object().unwrap().len(), 20);
+    // The upload itself worked and was loaded; its report is the server's own.
+    let report = wait_for(&raw.join("mallory/mine.csv.load.json"), &["loaded"]);
+    assert!(report.contains("\"rows_loaded\": 2186"), "{report}");
+    assert!(!raw.join("mallory/other.csv.load.json").exists());
+    let after = outside(&p.dir);
+    let changed: Vec<&String> = before
+        .keys()
+        .chain(after.keys())
+        .filter(|k| before.get(*k) != after.get(*k))
+        .collect();
+    assert!(changed.is_empty(), "changed outside the home: {changed:?}");
 }
 
 #[test]

@@ -342,9 +342,35 @@ fn file_attrs(size: u64, modified: i64) -> FileAttributes {
 /// The marker that keeps an empty folder visible in an object store.
 const DIR_MARKER: &str = ".folder";
 
+/// The ending of the load reports citybooks writes beside each upload: a user may read
+/// them, never write one (a forged report would tell the uploader a load went well).
+const REPORT_SUFFIX: &str = ".load.json";
+
+/// Refuses to write `path` if it is a name citybooks keeps for itself.
+fn writable(path: &str) -> Result<(), StatusReply> {
+    if path.to_ascii_lowercase().ends_with(REPORT_SUFFIX) {
+        return Err(fail(
+            StatusCode::PermissionDenied,
+            format!("{path}: names ending in {REPORT_SUFFIX} are citybooks' load reports"),
+        ));
+    }
+    Ok(())
+}
+
 /// Normalises a client path to a path below the home ("" is the home itself), or
 /// refuses one that climbs out of it.
 pub fn jail(path: &str) -> Result<String, StatusReply> {
+    // No file name holds a NUL byte (POSIX; OpenSSH refuses one): refuse the probe
+    // instead of carrying it into store paths, listings and the audit log.
+    if path.contains('\0') {
+        return Err(fail(
+            StatusCode::PermissionDenied,
+            format!(
+                "{}: a file name cannot hold a NUL byte",
+                path.escape_debug()
+            ),
+        ));
+    }
     let mut parts: Vec<&str> = Vec::new();
     for part in path.split('/') {
         match part {
@@ -517,12 +543,15 @@ impl russh_sftp::server::Handler for Sftp {
         Ok(Attrs { id, attrs })
     }
 
+    /// Attributes are not kept (clients set modes after a `put`): accepted without
+    /// effect, for paths inside the home only.
     async fn setstat(
         &mut self,
         id: u32,
-        _path: String,
+        path: String,
         _attrs: FileAttributes,
     ) -> Result<Status, Self::Error> {
+        self.rel(&path)?;
         Ok(status(id))
     }
 
@@ -593,6 +622,7 @@ impl russh_sftp::server::Handler for Sftp {
             }
             let path = self.dropbox.store.path(&rel);
             if flags.contains(OpenFlags::WRITE) {
+                writable(&filename)?;
                 // What the home holds now, less the file being replaced, against the quota.
                 let home = self.dropbox.store.path(&format!("raw/{}", self.user));
                 let objects: Vec<_> =
@@ -826,6 +856,7 @@ impl russh_sftp::server::Handler for Sftp {
     ) -> Result<Status, Self::Error> {
         let audited_path = format!("{oldpath} -> {newpath}");
         let result = async {
+            writable(&newpath)?;
             let (from, to) = (self.rel(&oldpath)?, self.rel(&newpath)?);
             let (from, to) = (self.dropbox.store.path(&from), self.dropbox.store.path(&to));
             // SFTP v3 rename refuses an existing target. Not every S3-compatible store offers
@@ -858,5 +889,16 @@ mod tests {
             let e = jail(escape).unwrap_err();
             assert_eq!(e.status_code, StatusCode::PermissionDenied, "{escape}");
         }
+    }
+
+    /// Found by fuzz/fuzz_targets/sftp_jail.rs: a path with a NUL byte was accepted
+    /// and passed on as it was (`"a\0b.csv"` -> `Ok("a\0b.csv")`).
+    #[test]
+    fn a_nul_byte_in_a_path_is_refused() {
+        for path in ["a\0b.csv", "/\0", "dir/\0/../x.csv", "\0"] {
+            let e = jail(path).unwrap_err();
+            assert_eq!(e.status_code, StatusCode::PermissionDenied, "{path:?}");
+        }
+        assert_eq!(jail("dir/x.csv").unwrap(), "dir/x.csv");
     }
 }
