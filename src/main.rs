@@ -14,6 +14,14 @@ use citybooks_store::Project;
 use citybooks_warehouse::{LoadReport, LoadStatus, Warehouse};
 use clap::{Parser, Subcommand};
 
+/// The exit status of `citybooks load` when a load was held (see `release`).
+const HELD_EXIT: u8 = 3;
+
+/// Counts the heap, for the memory watchdog of `serve` (`[sql] memory_stop_mib`).
+#[global_allocator]
+static HEAP: citybooks_query::budget::CountingAllocator =
+    citybooks_query::budget::CountingAllocator;
+
 mod cluster;
 mod fetching;
 mod publishing;
@@ -64,11 +72,22 @@ enum Command {
     /// replaces exactly the fiscal years it contains. Bad rows go to meta.quarantine. Loading a
     /// file whose content is already the warehouse's is a no-op.
     ///
+    /// A load that would shrink a fiscal year by more than [load] max_shrink_percent (a
+    /// one-row test file, a truncated export) is held: nothing is replaced, the exit
+    /// status is 3, and `citybooks release LOAD_ID` loads it anyway.
+    ///
     /// Example: citybooks load exports/spending-2025.csv s3://bucket/drop/weekly.csv
     Load {
         /// Local files or s3:// objects.
-        #[arg(required = true, value_name = "PATH")]
+        #[arg(required_unless_present = "confirm", value_name = "PATH")]
         paths: Vec<String>,
+        /// Replace the files' fiscal years even if one shrinks past [load]
+        /// max_shrink_percent.
+        #[arg(long)]
+        replace_years: bool,
+        /// Load held load N anyway (the same as `citybooks release N`).
+        #[arg(long, value_name = "N", conflicts_with = "paths")]
+        confirm: Option<i64>,
         /// Do not draw a progress bar (it is drawn only on a terminal anyway).
         #[arg(long)]
         no_progress: bool,
@@ -156,7 +175,22 @@ enum Command {
         #[arg(long, value_name = "N")]
         as_of_load: Option<i64>,
     },
-    /// Show loads, row counts per table and fiscal year, and the quarantine.
+    /// Settle a held load: load its file anyway (replacing its fiscal years), or with
+    /// --discard let it go without loading it. Either is recorded in meta.loads.
+    ///
+    /// Example: citybooks release 17
+    Release {
+        /// The held load's id (`citybooks status` lists the held loads).
+        #[arg(value_name = "LOAD_ID")]
+        load_id: i64,
+        /// Let it go without loading it.
+        #[arg(long)]
+        discard: bool,
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show loads, held loads, row counts per table and fiscal year, and the quarantine.
     ///
     /// Example: citybooks status
     Status,
@@ -357,12 +391,19 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         }
         Command::Load {
             paths,
+            replace_years,
+            confirm,
             no_progress,
             json,
             publish,
         } => {
             let project = open_project(cli.project.as_deref())?;
             let wh = warehouse(&project)?;
+            let wh = if replace_years {
+                wh.replacing_years()
+            } else {
+                wh
+            };
             let publish_to = match publish {
                 false => None,
                 true => Some(publishing::settings(&project, None, None, None, false)?.context(
@@ -372,17 +413,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let mut committed = false;
             let show = !no_progress && std::io::stderr().is_terminal();
             let mut ok = true;
+            let mut held = false;
+            let mut reports = Vec::new();
+            if let Some(n) = confirm {
+                let report = wh
+                    .release(n, false, show)
+                    .await
+                    .with_context(|| format!("releasing held load {n}"))?;
+                reports.push((format!("held load {n}"), report));
+            }
             for path in &paths {
                 let report = wh
                     .load_source(path, show)
                     .await
                     .with_context(|| format!("loading {path}"))?;
+                reports.push((path.clone(), report));
+            }
+            for (path, report) in &reports {
                 if json {
-                    println!("{}", serde_json::to_string(&report)?);
+                    println!("{}", serde_json::to_string(report)?);
                 } else {
-                    print_report(path, &report);
+                    print_report(path, report);
                 }
                 ok &= report.status != LoadStatus::Failed;
+                held |= report.status == LoadStatus::Held;
                 committed |= report.status == LoadStatus::Loaded;
             }
             if let (Some((target, options)), true) = (&publish_to, committed) {
@@ -395,10 +449,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                     }
                 }
             }
-            Ok(if ok {
-                ExitCode::SUCCESS
+            Ok(match (ok, held) {
+                (false, _) => ExitCode::FAILURE,
+                (true, true) => ExitCode::from(HELD_EXIT),
+                (true, false) => ExitCode::SUCCESS,
+            })
+        }
+        Command::Release {
+            load_id,
+            discard,
+            json,
+        } => {
+            let project = open_project(cli.project.as_deref())?;
+            let wh = warehouse(&project)?;
+            let show = std::io::stderr().is_terminal();
+            let report = wh.release(load_id, discard, show).await?;
+            if json {
+                println!("{}", serde_json::to_string(&report)?);
             } else {
+                print_report(&format!("held load {load_id}"), &report);
+            }
+            Ok(if report.status == LoadStatus::Failed {
                 ExitCode::FAILURE
+            } else {
+                ExitCode::SUCCESS
             })
         }
         Command::Publish {
@@ -638,6 +712,15 @@ fn print_report(path: &str, r: &LoadReport) {
             r.load_id,
             r.error.as_deref().unwrap_or("unknown error")
         ),
+        LoadStatus::Held => println!(
+            "load {}: HELD {path}: {}",
+            r.load_id,
+            r.hold.as_deref().unwrap_or_default()
+        ),
+        LoadStatus::Discarded => println!(
+            "load {}: discarded {path} ({}): nothing was loaded",
+            r.load_id, r.source_file
+        ),
     }
     if r.status == LoadStatus::Loaded {
         let years: Vec<String> = r.years_replaced.iter().map(|y| y.to_string()).collect();
@@ -741,6 +824,13 @@ async fn status(project: &Project) -> Result<()> {
         "select load_id, status, source_file, rows_read, rows_loaded, rows_quarantined, years_replaced, finished from meta.loads order by load_id",
     )
     .await?;
+    let held = citybooks_warehouse::loads::waiting(&loads);
+    if !held.is_empty() {
+        println!("\nheld loads (nothing of them was replaced):");
+        for l in held {
+            println!("  load {} ({}): {}", l.load_id, l.source_file, l.status);
+        }
+    }
     let counts: Vec<String> = Table::ALL
         .iter()
         .enumerate()

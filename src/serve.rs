@@ -124,9 +124,20 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
         tasks.push(sftp_server(project, &wh, listener, metrics.clone(), shutdown.clone()).await?);
     }
     let live = match sql.is_some() || http.is_some() {
-        true => Some(Live::open(wh.clone(), engine, sql_users(project)).await?),
+        true => Some(
+            Live::open(
+                wh.clone(),
+                engine,
+                sql_users(project),
+                citybooks_query::budget::Budget::from_config(&cfg.sql),
+            )
+            .await?,
+        ),
         false => None,
     };
+    if let Some(live) = &live {
+        live.budget().spawn_watchdog();
+    }
     if let (Some(listener), Some(live)) = (sql, &live) {
         let tls = match (cfg.sql.tls_cert.is_empty(), cfg.sql.tls_key.is_empty()) {
             (true, true) => None,
@@ -246,7 +257,7 @@ async fn refresh(project: &Project) -> std::result::Result<String, String> {
                     Err(e) => println!("publish: {e:#}"),
                 }
             }
-            Ok(format!(
+            let summary = format!(
                 "fiscal year {year}: {} rows fetched, load {} {:?} ({} loaded, {} quarantined)",
                 fetched.rows,
                 report.load_id,
@@ -254,7 +265,11 @@ async fn refresh(project: &Project) -> std::result::Result<String, String> {
                 report.rows_loaded,
                 report.rows_quarantined
             )
-            .to_lowercase())
+            .to_lowercase();
+            match &report.hold {
+                Some(hold) => Err(format!("{summary}: {hold}")),
+                None => Ok(summary),
+            }
         }
         Err(e) => Err(format!("fiscal year {year}: {e:#}")),
     }

@@ -22,7 +22,8 @@ const POINTS: &[(&str, bool)] = &[
 ];
 
 /// File A: the sample. File B: the sample moved to 2024 plus a new program and one bad row,
-/// and half of the sample again as 2025 (so B replaces 2025 and adds 2024).
+/// and the sample again as 2025 with one amount restated (so B replaces 2025 — without
+/// shrinking it, which the shrink guard would hold — and adds 2024).
 fn files(p: &Project) -> (std::path::PathBuf, std::path::PathBuf) {
     let (header, rows) = sample_records();
     let a = p.file("a.csv", &api_csv(&header, &rows));
@@ -36,7 +37,9 @@ fn files(p: &Project) -> (std::path::PathBuf, std::path::PathBuf) {
         .collect();
     b_rows[3][col(&header, "program")] = "Crash Recovery Program".into();
     b_rows[4][col(&header, "amount")] = "not money".into();
-    b_rows.extend(rows[..1000].iter().cloned());
+    let restated = b_rows.len();
+    b_rows.extend(rows.iter().cloned());
+    b_rows[restated][col(&header, "amount")] = "1.23".into();
     let b = p.file("b.csv", &api_csv(&header, &b_rows));
     (a, b)
 }

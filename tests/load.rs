@@ -355,7 +355,10 @@ fn a_file_replaces_exactly_the_fiscal_years_it_contains() {
     let mut weekly: Vec<Vec<String>> = rows[..300].to_vec();
     weekly[0][amount] = "1.23".into();
     let w = p.file("weekly.csv", &api_csv(&header, &weekly));
-    let r = &p.load(&[&w])[0];
+    // 2186 rows down to 300 is past the shrink guard: forced here (see
+    // a_load_that_would_shrink_a_year_is_held_until_released).
+    let out = p.ok(&["load", "--json", "--replace-years", w.to_str().unwrap()]);
+    let r: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
     assert_eq!(r["years_replaced"], serde_json::json!([2025]));
     assert_eq!(
         p.rows("select count(*), sum(amount) from report.transaction where fiscal_year = 2024"),
@@ -376,6 +379,103 @@ fn a_file_replaces_exactly_the_fiscal_years_it_contains() {
         p.rows_as_of("select count(*) from meta.loads", Some(1))[0][0],
         "1"
     );
+}
+
+#[test]
+fn a_load_that_would_shrink_a_year_is_held_until_released() {
+    let (header, rows) = sample_records();
+    let (fy, amount) = (col(&header, "fiscal_year"), col(&header, "amount"));
+    let p = Project::new();
+    p.load(&[&sample_path()]);
+    let before = p.fingerprint();
+    let year = rows[0][fy].clone();
+    let in_year = rows.iter().filter(|r| r[fy] == year).count();
+
+    // A one-row file of a year the warehouse holds: held, nothing replaced, exit 3.
+    let one = p.file("one-row.csv", &api_csv(&header, &rows[..1]));
+    let out = p.run(&["load", "--json", one.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(report["status"], "held");
+    let held = report["load_id"].as_i64().unwrap();
+    let hold = report["hold"].as_str().unwrap();
+    assert!(
+        hold.contains(&format!(
+            "fiscal year {year} would go from {} rows to 1",
+            grouped(in_year)
+        )) && hold.contains(&format!("citybooks release {held}")),
+        "{hold}"
+    );
+    assert_eq!(p.fingerprint(), before, "a held load changes nothing");
+    let status = p.ok(&["status"]);
+    assert!(
+        status.contains("held loads") && status.contains(&format!("load {held} ")),
+        "{status}"
+    );
+    // Another one-row file of the year (another row): held too; the text report says so.
+    let other: Vec<Vec<String>> = rows
+        .iter()
+        .skip(1)
+        .filter(|r| r[fy] == year)
+        .take(1)
+        .cloned()
+        .collect();
+    let again = p.file("another-row.csv", &api_csv(&header, &other));
+    let out = p.run(&["load", again.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("HELD"));
+    let second = held + 1;
+
+    // Released: the year is that one row now.
+    let out = p.ok(&["release", "--json", &held.to_string()]);
+    let released: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    assert_eq!(released["status"], "loaded", "{out}");
+    let got = p.rows(&format!(
+        "select count(*), sum(amount) from report.transaction where fiscal_year = {year}"
+    ));
+    assert_eq!(got[0][0], "1");
+    assert_eq!(cents(&got[0][1]), cents(&rows[0][amount]));
+    // Twice is refused with a sentence.
+    let out = p.run(&["release", &held.to_string()]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("already released"));
+
+    // The second hold is let go: nothing loaded, and no held load is left.
+    let out = p.ok(&["release", "--discard", &second.to_string()]);
+    assert!(out.contains("discarded"), "{out}");
+    assert!(!p.ok(&["status"]).contains("held loads"));
+
+    // The whole year back: it grows, so it is not held; --replace-years forces the rest.
+    let r = &p.load(&[&sample_path()])[0];
+    assert_eq!(r["status"], "loaded");
+    assert_eq!(p.fingerprint(), before);
+    let out = p.ok(&["load", "--json", "--replace-years", one.to_str().unwrap()]);
+    assert!(
+        out.contains("\"status\":\"unchanged\"") || out.contains("\"status\":\"loaded\""),
+        "{out}"
+    );
+
+    // A weekly file that grows the year and restates a few amounts is never held.
+    let mut weekly = rows.clone();
+    weekly.extend(rows.iter().take(50).cloned());
+    for r in weekly.iter_mut().take(20) {
+        r[amount] = "1.00".into();
+    }
+    let w = p.file("weekly.csv", &api_csv(&header, &weekly));
+    assert_eq!(p.load(&[&w])[0]["status"], "loaded");
+}
+
+/// `27412` as `27,412`.
+fn grouped(n: usize) -> String {
+    let digits = n.to_string();
+    let mut out = String::new();
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
 }
 
 #[test]

@@ -5,7 +5,7 @@
 //   ?view=explore&year=2025|mode=trend&side=Spending|Revenue[&related=include]&h=organization|type|fund[&path=..]*
 //   ?view=sql&sql=<query text>
 
-import { changeToken } from './api.js';
+import { api, changeToken } from './api.js';
 import { resizeCharts } from './charts.js';
 import { createOverview } from './overview.js';
 import { createExplore } from './explore.js';
@@ -82,6 +82,22 @@ document.addEventListener('click', (e) => {
   route();
 });
 
+/** Says which loads the shrink guard held: nothing of them is in the figures. */
+async function showHeldLoads() {
+  const banner = document.getElementById('held-banner');
+  let held = [];
+  try {
+    held = (await api('/health')).held || [];
+  } catch {
+    return;
+  }
+  banner.hidden = held.length === 0;
+  banner.textContent = held
+    .map((h) => `Load ${h.load_id} (${h.source_file}) is held, not in these figures: ${h.reason}`)
+    .join('\n');
+}
+
 document.getElementById('token-button').addEventListener('click', changeToken);
 window.addEventListener('popstate', route);
 route();
+showHeldLoads();

@@ -4,6 +4,7 @@ use std::io::Write;
 use std::str::FromStr;
 
 use arrow::array::RecordBatch;
+use arrow::datatypes::SchemaRef;
 
 use crate::{QueryError, QueryResult};
 
@@ -70,52 +71,100 @@ pub fn write_batches<W: Write + Send>(
 ) -> Result<(), QueryError> {
     let mut out = out;
     let batches = &result.batches;
-    match format {
-        OutputFormat::Table => {
-            let text = if batches.is_empty() {
-                let empty = RecordBatch::new_empty(result.schema.clone());
-                arrow::util::pretty::pretty_format_batches(&[empty]).map_err(out_err)?
-            } else {
-                arrow::util::pretty::pretty_format_batches(batches).map_err(out_err)?
-            };
-            writeln!(out, "{text}").map_err(out_err)?;
-            let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
-            writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" }).map_err(out_err)?;
-        }
-        OutputFormat::Csv => {
-            let mut w = arrow::csv::WriterBuilder::new()
-                .with_header(true)
-                .build(out);
-            if batches.is_empty() {
-                w.write(&RecordBatch::new_empty(result.schema.clone()))
-                    .map_err(out_err)?;
+    if format == OutputFormat::Table {
+        let text = if batches.is_empty() {
+            let empty = RecordBatch::new_empty(result.schema.clone());
+            arrow::util::pretty::pretty_format_batches(&[empty]).map_err(out_err)?
+        } else {
+            arrow::util::pretty::pretty_format_batches(batches).map_err(out_err)?
+        };
+        writeln!(out, "{text}").map_err(out_err)?;
+        let rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+        writeln!(out, "({rows} row{})", if rows == 1 { "" } else { "s" }).map_err(out_err)?;
+        return Ok(());
+    }
+    let mut w = BatchWriter::new(format, &result.schema, out)?;
+    for b in batches {
+        w.write(b)?;
+    }
+    w.finish()
+}
+
+/// Rows of a Parquet row group written by [`BatchWriter`]: bounds what a streamed
+/// Parquet download holds before it can send anything.
+const PARQUET_ROW_GROUP_ROWS: usize = 65_536;
+
+/// A result written batch by batch in one of the file formats (CSV, JSON lines,
+/// Parquet, Arrow IPC), so a download can leave while the query still runs.
+pub struct BatchWriter<W: Write + Send> {
+    inner: Inner<W>,
+    /// CSV writes its header with the first batch: an empty result still needs one.
+    empty: Option<RecordBatch>,
+}
+
+enum Inner<W: Write + Send> {
+    Csv(arrow::csv::Writer<W>),
+    Json(arrow::json::LineDelimitedWriter<W>),
+    Parquet(parquet::arrow::ArrowWriter<W>),
+    Arrow(arrow::ipc::writer::FileWriter<W>),
+}
+
+impl<W: Write + Send> BatchWriter<W> {
+    /// Starts a file of `format` (not [`OutputFormat::Table`], which needs every row
+    /// to align its columns) with `schema`.
+    pub fn new(format: OutputFormat, schema: &SchemaRef, out: W) -> Result<Self, QueryError> {
+        let inner = match format {
+            OutputFormat::Table => {
+                return Err(QueryError::Output(
+                    "the table format is written whole, not batch by batch".into(),
+                ))
             }
-            for b in batches {
-                w.write(b).map_err(out_err)?;
+            OutputFormat::Csv => Inner::Csv(
+                arrow::csv::WriterBuilder::new()
+                    .with_header(true)
+                    .build(out),
+            ),
+            OutputFormat::Json => Inner::Json(arrow::json::LineDelimitedWriter::new(out)),
+            OutputFormat::Parquet => {
+                let props = parquet::file::properties::WriterProperties::builder()
+                    .set_max_row_group_row_count(Some(PARQUET_ROW_GROUP_ROWS))
+                    .build();
+                Inner::Parquet(
+                    parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props))
+                        .map_err(out_err)?,
+                )
             }
-        }
-        OutputFormat::Json => {
-            let mut w = arrow::json::LineDelimitedWriter::new(out);
-            let refs: Vec<&RecordBatch> = batches.iter().collect();
-            w.write_batches(&refs).map_err(out_err)?;
-            w.finish().map_err(out_err)?;
-        }
-        OutputFormat::Parquet => {
-            let mut w = parquet::arrow::ArrowWriter::try_new(out, result.schema.clone(), None)
-                .map_err(out_err)?;
-            for b in batches {
-                w.write(b).map_err(out_err)?;
+            OutputFormat::Arrow => {
+                Inner::Arrow(arrow::ipc::writer::FileWriter::try_new(out, schema).map_err(out_err)?)
             }
-            w.close().map_err(out_err)?;
-        }
-        OutputFormat::Arrow => {
-            let mut w =
-                arrow::ipc::writer::FileWriter::try_new(out, &result.schema).map_err(out_err)?;
-            for b in batches {
-                w.write(b).map_err(out_err)?;
-            }
-            w.finish().map_err(out_err)?;
+        };
+        Ok(BatchWriter {
+            inner,
+            empty: Some(RecordBatch::new_empty(schema.clone())),
+        })
+    }
+
+    /// Writes one batch.
+    pub fn write(&mut self, batch: &RecordBatch) -> Result<(), QueryError> {
+        self.empty = None;
+        match &mut self.inner {
+            Inner::Csv(w) => w.write(batch).map_err(out_err),
+            Inner::Json(w) => w.write(batch).map_err(out_err),
+            Inner::Parquet(w) => w.write(batch).map_err(out_err),
+            Inner::Arrow(w) => w.write(batch).map_err(out_err),
         }
     }
-    Ok(())
+
+    /// Ends the file (footers, the header of an empty CSV).
+    pub fn finish(mut self) -> Result<(), QueryError> {
+        if let (Some(empty), Inner::Csv(w)) = (self.empty.take(), &mut self.inner) {
+            w.write(&empty).map_err(out_err)?;
+        }
+        match self.inner {
+            Inner::Csv(_) => Ok(()),
+            Inner::Json(mut w) => w.finish().map_err(out_err),
+            Inner::Parquet(w) => w.close().map(|_| ()).map_err(out_err),
+            Inner::Arrow(mut w) => w.finish().map_err(out_err),
+        }
+    }
 }

@@ -6,6 +6,7 @@
 //! DataFusion in-process, or a Ballista cluster), what may run on it and how results
 //! leave it. Servers (PostgreSQL wire, HTTP) build on this crate.
 
+pub mod budget;
 pub mod dashboard;
 pub mod engine;
 pub mod format;
@@ -17,6 +18,9 @@ use datafusion::error::DataFusionError;
 use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
+use datafusion::sql::parser::{DFParser, Statement as DFStatement};
+use datafusion::sql::sqlparser::ast::{Query, SetExpr, Statement};
+use datafusion::sql::sqlparser::dialect::GenericDialect;
 
 pub use engine::Engine;
 pub use format::{write_batches, OutputFormat};
@@ -43,10 +47,15 @@ impl From<DataFusionError> for QueryError {
 }
 
 /// An engine error as a sentence: one of ours carried through DataFusion (an
-/// unreachable scheduler, ...) without DataFusion's "External error: " wrapping.
+/// unreachable scheduler, a query past its memory, ...) without DataFusion's
+/// wrapping.
 fn engine_text(e: &DataFusionError) -> String {
     match e.find_root() {
         DataFusionError::External(inner) => inner.to_string(),
+        // Our own sentence (budget.rs), not the operator's advice about DataFusion's
+        // settings, which a user cannot change.
+        DataFusionError::ResourcesExhausted(text) => format!("out of memory: {text}"),
+        DataFusionError::SQL(e, _) => format!("sql parser error: {e}"),
         _ => e.to_string(),
     }
 }
@@ -81,10 +90,95 @@ impl QueryResult {
 
 /// Plans one read-only statement on `ctx`: a DataFrame ready to execute, or
 /// [`QueryError::ReadOnly`] for anything that would change state.
+///
+/// Two gates: before planning, every statement of `sql` must be a query
+/// ([`is_query`]; this also catches what DataFusion cannot plan, like `CREATE
+/// FUNCTION`); after planning, the plan must hold no DDL, DML or statement
+/// ([`read_only`]).
 pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryError> {
+    only_queries(sql)?;
     ctx.sql_with_options(sql, read_only())
         .await
         .map_err(read_only_error)
+}
+
+/// Whether `statement` only reads: a query (`SELECT`, `WITH`, `VALUES`), `SHOW`, or
+/// `EXPLAIN` of one of those.
+pub fn is_query(statement: &Statement) -> bool {
+    match statement {
+        Statement::Query(q) => reads_only(q),
+        Statement::ShowTables { .. }
+        | Statement::ShowColumns { .. }
+        | Statement::ShowVariable { .. }
+        | Statement::ShowFunctions { .. }
+        | Statement::ShowSchemas { .. }
+        | Statement::ShowCatalogs { .. }
+        | Statement::ExplainTable { .. } => true,
+        Statement::Explain { statement, .. } => is_query(statement),
+        _ => false,
+    }
+}
+
+/// Whether a query and its common table expressions only read: `WITH gone AS (DELETE
+/// ... RETURNING *) SELECT ...` does not.
+fn reads_only(query: &Query) -> bool {
+    fn body(set: &SetExpr) -> bool {
+        match set {
+            SetExpr::Query(q) => reads_only(q),
+            SetExpr::SetOperation { left, right, .. } => body(left) && body(right),
+            SetExpr::Insert(_) | SetExpr::Update(_) | SetExpr::Delete(_) | SetExpr::Merge(_) => {
+                false
+            }
+            _ => true,
+        }
+    }
+    let ctes = query
+        .with
+        .as_ref()
+        .is_none_or(|with| with.cte_tables.iter().all(|cte| reads_only(&cte.query)));
+    ctes && body(&query.body)
+}
+
+/// The first words of a statement, to name it in a refusal (`CREATE TABLE`).
+pub fn statement_kind(statement: &impl std::fmt::Display) -> String {
+    statement
+        .to_string()
+        .split_whitespace()
+        .take(2)
+        .collect::<Vec<_>>()
+        .join(" ")
+        .to_uppercase()
+}
+
+/// Refuses `sql` unless it is one statement and a query (see [`plan`]). Text that
+/// does not parse is left to the planner, which names the syntax error.
+fn only_queries(sql: &str) -> Result<(), QueryError> {
+    let Ok(statements) = DFParser::parse_sql_with_dialect(sql, &GenericDialect {}) else {
+        return Ok(());
+    };
+    for statement in &statements {
+        let query = match statement {
+            DFStatement::Statement(s) => is_query(s),
+            DFStatement::Explain(e) => match e.statement.as_ref() {
+                DFStatement::Statement(s) => is_query(s),
+                _ => false,
+            },
+            _ => false,
+        };
+        if !query {
+            return Err(QueryError::ReadOnly(format!(
+                "`{}` is not a query",
+                statement_kind(statement)
+            )));
+        }
+    }
+    if statements.len() > 1 {
+        return Err(QueryError::Engine(DataFusionError::Plan(format!(
+            "send one statement at a time ({} were sent)",
+            statements.len()
+        ))));
+    }
+    Ok(())
 }
 
 /// Checks an already planned statement against [`read_only`] (for servers that plan

@@ -3,7 +3,7 @@
 //! | route | what |
 //! | --- | --- |
 //! | `GET /` , `GET /assets/{file}` | the dashboard, built into the binary |
-//! | `GET /health` | `{"status":"ok",...}`, 503 when the warehouse cannot be read |
+//! | `GET /health` | `{"status":"ok", "held": [...], ...}`, 503 when the warehouse cannot be read |
 //! | `GET /metrics` | Prometheus text format |
 //! | `POST /api/sql` | `{"sql", "format"?: json/csv/parquet/arrow, "limit"?, "query_id"?}` |
 //! | `DELETE /api/queries/{id}` | cancels a running `POST /api/sql` with that `query_id` |
@@ -79,6 +79,9 @@ const CACHE_ENTRIES: usize = 512;
 /// Largest answer kept.
 const CACHE_ENTRY_BYTES: usize = 4 << 20;
 
+/// Largest request body (a `POST /api/sql` of a long query is a few KiB).
+const MAX_BODY_BYTES: usize = 1 << 20;
+
 /// The HTTP server's routes.
 pub fn router(live: Arc<Live>, metrics: Arc<Metrics>, options: HttpOptions) -> Router {
     let app = App {
@@ -114,6 +117,7 @@ pub fn router(live: Arc<Live>, metrics: Arc<Metrics>, options: HttpOptions) -> R
         .route("/health", get(health))
         .route("/metrics", get(metrics_text))
         .nest("/api", api)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(app.clone(), measure))
         .with_state(app)
 }
@@ -146,6 +150,9 @@ impl From<QueryError> for ApiError {
             QueryError::ReadOnly(_) => StatusCode::FORBIDDEN,
             QueryError::Engine(e) if citybooks_query::engine::cluster_unreachable(e) => {
                 StatusCode::SERVICE_UNAVAILABLE
+            }
+            QueryError::Engine(e) if citybooks_query::budget::out_of_memory(e) => {
+                StatusCode::INSUFFICIENT_STORAGE
             }
             QueryError::Engine(_) => StatusCode::BAD_REQUEST,
             QueryError::Warehouse(_) | QueryError::Output(_) | QueryError::Config(_) => {
@@ -314,6 +321,12 @@ async fn health(State(app): State<App>) -> Response {
                 "source_file": l.source_file,
                 "finished": chrono::DateTime::from_timestamp_micros(l.finished).map(|t| t.to_rfc3339()),
             })),
+            // Loads held by the shrink guard that nobody released yet.
+            "held": citybooks_warehouse::loads::waiting(&loads).iter().map(|l| json!({
+                "load_id": l.load_id,
+                "source_file": l.source_file,
+                "reason": l.status.strip_prefix("held: ").unwrap_or(&l.status),
+            })).collect::<Vec<_>>(),
         }))
     };
     match answer.await {
@@ -460,15 +473,70 @@ impl Drop for Running {
     }
 }
 
+/// Which queries a request's query waits behind.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lane {
+    /// The dashboard's own routes: fixed queries on the shared session, never queued.
+    Dashboard,
+    /// `POST /api/sql`: a session with its own memory pool, and one of
+    /// `[sql] max_concurrent_queries` slots.
+    AdHoc,
+}
+
+/// What ends a request's query early: a cancel by its `query_id`, or the timeout.
+type Stop = std::pin::Pin<Box<dyn std::future::Future<Output = ApiError> + Send>>;
+
+fn stop(
+    token: CancellationToken,
+    timeout: Duration,
+    memory: Option<(CancellationToken, usize)>,
+) -> Stop {
+    Box::pin(async move {
+        let (memory, stop_mib) = memory.unwrap_or_default();
+        let memory = async {
+            match stop_mib {
+                0 => std::future::pending().await,
+                _ => memory.cancelled().await,
+            }
+        };
+        tokio::select! {
+            () = token.cancelled() => ApiError::new(StatusCode::BAD_REQUEST, "the query was cancelled"),
+            () = memory => ApiError::new(
+                StatusCode::INSUFFICIENT_STORAGE,
+                citybooks_query::budget::stopped_for_memory(stop_mib),
+            ),
+            () = tokio::time::sleep(timeout) => ApiError::new(
+                StatusCode::GATEWAY_TIMEOUT,
+                format!("the query ran longer than {} s ([http] timeout_secs) and was stopped; narrow it down or add a limit", timeout.as_secs()),
+            ),
+        }
+    })
+}
+
+/// A started query: its rows as they come, and what it holds until they end.
+struct Started {
+    schema: SchemaRef,
+    stream: datafusion::execution::SendableRecordBatchStream,
+    stop: Stop,
+    _held: (
+        Running,
+        Option<(
+            tokio::sync::OwnedSemaphorePermit,
+            citybooks_query::budget::Watch,
+        )>,
+        Arc<datafusion::prelude::SessionContext>,
+    ),
+}
+
 impl App {
-    /// Runs a read-only statement: at most `limit` rows (None: all), within the
-    /// timeout, cancellable by `query_id`.
-    async fn execute(
+    /// Plans and starts a read-only statement in `lane`, cancellable by `query_id`,
+    /// stopped after the timeout.
+    async fn start(
         &self,
         sql: &str,
-        limit: Option<usize>,
         query_id: Option<String>,
-    ) -> Result<(QueryResult, bool), ApiError> {
+        lane: Lane,
+    ) -> Result<Started, ApiError> {
         let token = CancellationToken::new();
         if let Some(id) = &query_id {
             let mut running = self.running.lock().expect("running queries");
@@ -480,42 +548,181 @@ impl App {
             }
             running.insert(id.clone(), token.clone());
         }
-        let _running = Running {
+        let running = Running {
             id: query_id,
             running: self.running.clone(),
         };
-        let ctx = self.live.context().await?;
-        let work = async {
+        let budget = self.live.budget();
+        let (ctx, slot) = match lane {
+            Lane::Dashboard => (self.live.context().await?, None),
+            Lane::AdHoc => {
+                let slot = budget
+                    .slot()
+                    .await
+                    .map_err(|e| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string()))?;
+                let ctx = Arc::new(self.live.query_session().await?);
+                (ctx, Some((slot, budget.watch())))
+            }
+        };
+        let memory = slot
+            .as_ref()
+            .map(|(_, watch)| (watch.stopped.clone(), budget.memory_stop_mib()));
+        let mut stop = stop(token, self.options.timeout, memory);
+        let planned = async {
             let df = citybooks_query::plan(&ctx, sql).await?;
             let schema: SchemaRef = Arc::new(df.schema().as_arrow().clone());
-            let mut stream = df.execute_stream().await.map_err(QueryError::Engine)?;
-            let mut batches: Vec<RecordBatch> = Vec::new();
-            let mut rows = 0usize;
-            let mut truncated = false;
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(QueryError::Engine)?;
-                if let Some(limit) = limit {
-                    if rows + batch.num_rows() > limit {
-                        batches.push(batch.slice(0, limit - rows));
-                        truncated = true;
-                        break;
-                    }
-                }
-                rows += batch.num_rows();
-                batches.push(batch);
-            }
-            Ok::<_, QueryError>((QueryResult { schema, batches }, truncated))
+            let stream = df.execute_stream().await.map_err(QueryError::Engine)?;
+            Ok::<_, QueryError>((schema, stream))
         };
-        let timeout = self.options.timeout;
-        tokio::select! {
-            r = work => Ok(r?),
-            () = token.cancelled() => Err(ApiError::new(StatusCode::BAD_REQUEST, "the query was cancelled")),
-            () = tokio::time::sleep(timeout) => Err(ApiError::new(
-                StatusCode::GATEWAY_TIMEOUT,
-                format!("the query ran longer than {} s ([http] timeout_secs) and was stopped; narrow it down or add a limit", timeout.as_secs()),
-            )),
-        }
+        let (schema, stream) = tokio::select! {
+            r = planned => r?,
+            e = &mut stop => return Err(e),
+        };
+        Ok(Started {
+            schema,
+            stream,
+            stop,
+            _held: (running, slot, ctx),
+        })
     }
+
+    /// Runs a read-only statement: at most `limit` rows (None: all), within the
+    /// timeout, cancellable by `query_id`.
+    async fn execute(
+        &self,
+        sql: &str,
+        limit: Option<usize>,
+        query_id: Option<String>,
+        lane: Lane,
+    ) -> Result<(QueryResult, bool), ApiError> {
+        let mut started = self.start(sql, query_id, lane).await?;
+        let mut batches: Vec<RecordBatch> = Vec::new();
+        let mut rows = 0usize;
+        let mut truncated = false;
+        loop {
+            let batch = tokio::select! {
+                b = started.stream.next() => b,
+                e = &mut started.stop => return Err(e),
+            };
+            let Some(batch) = batch else { break };
+            let batch = batch.map_err(QueryError::Engine)?;
+            if let Some(limit) = limit {
+                if rows + batch.num_rows() > limit {
+                    batches.push(batch.slice(0, limit - rows));
+                    truncated = true;
+                    break;
+                }
+            }
+            rows += batch.num_rows();
+            batches.push(batch);
+        }
+        let result = QueryResult {
+            schema: started.schema,
+            batches,
+        };
+        Ok((result, truncated))
+    }
+
+    /// Runs an ad-hoc statement and sends its rows as a file of `format` while they
+    /// come: what the server holds is a batch and the writer's buffer, however large
+    /// the result. An error after the first bytes (the timeout, a cancel, the query
+    /// running out of memory) aborts the transfer, so a client never takes a cut-off
+    /// file for a whole one.
+    async fn download(
+        &self,
+        sql: &str,
+        limit: Option<usize>,
+        query_id: Option<String>,
+        format: OutputFormat,
+    ) -> Result<Response, ApiError> {
+        let mut started = self.start(sql, query_id, Lane::AdHoc).await?;
+        // The first batch before the answer: most errors still get their status.
+        let first = tokio::select! {
+            b = started.stream.next() => b.transpose().map_err(QueryError::Engine)?,
+            e = &mut started.stop => return Err(e),
+        };
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        tokio::spawn(async move {
+            let sent = send_file(&mut started, first, limit, format, &tx).await;
+            if let Err(e) = sent {
+                tracing::warn!("HTTP download stopped: {}", e.message);
+                let _ = tx.send(Err(std::io::Error::other(e.message))).await;
+            }
+        });
+        let body = Body::from_stream(futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|chunk| (chunk, rx))
+        }));
+        let disposition = format!(
+            "attachment; filename=\"citybooks-result.{}\"",
+            format.extension()
+        );
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static(format.content_type()),
+        );
+        headers.insert(
+            header::CONTENT_DISPOSITION,
+            HeaderValue::from_str(&disposition).expect("ASCII header"),
+        );
+        Ok((headers, body).into_response())
+    }
+}
+
+/// Bytes a [`citybooks_query::format::BatchWriter`] wrote since they were last taken.
+#[derive(Clone, Default)]
+struct Chunks(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for Chunks {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("chunks").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Chunks {
+    fn take(&self) -> Bytes {
+        Bytes::from(std::mem::take(&mut *self.0.lock().expect("chunks")))
+    }
+}
+
+/// Writes the rows of `started` (beginning with `first`) to `tx` as a file of
+/// `format`, batch by batch. Returns early and quietly if the client went away.
+async fn send_file(
+    started: &mut Started,
+    first: Option<RecordBatch>,
+    limit: Option<usize>,
+    format: OutputFormat,
+    tx: &tokio::sync::mpsc::Sender<Result<Bytes, std::io::Error>>,
+) -> Result<(), ApiError> {
+    let chunks = Chunks::default();
+    let mut writer =
+        citybooks_query::format::BatchWriter::new(format, &started.schema, chunks.clone())?;
+    let mut next = first;
+    let mut left = limit.unwrap_or(usize::MAX);
+    while let Some(batch) = next.take() {
+        let batch = batch.slice(0, batch.num_rows().min(left));
+        left -= batch.num_rows();
+        writer.write(&batch)?;
+        let chunk = chunks.take();
+        if !chunk.is_empty() && tx.send(Ok(chunk)).await.is_err() {
+            return Ok(());
+        }
+        if left == 0 {
+            break;
+        }
+        next = tokio::select! {
+            b = started.stream.next() => b.transpose().map_err(QueryError::Engine)?,
+            e = &mut started.stop => return Err(e),
+        };
+    }
+    writer.finish()?;
+    let _ = tx.send(Ok(chunks.take())).await;
+    Ok(())
 }
 
 #[derive(Deserialize)]
@@ -557,30 +764,13 @@ async fn sql(State(app): State<App>, body: axum::body::Bytes) -> Result<Response
                 .unwrap_or(app.options.row_limit)
                 .min(app.options.row_limit);
             let (result, truncated) = app
-                .execute(&request.sql, Some(limit), request.query_id)
+                .execute(&request.sql, Some(limit), request.query_id, Lane::AdHoc)
                 .await?;
             Ok(Json(result_json(&result, truncated, started.elapsed())).into_response())
         }
         Some(format) => {
-            let (result, _) = app
-                .execute(&request.sql, request.limit, request.query_id)
-                .await?;
-            let mut bytes = Vec::new();
-            citybooks_query::write_batches(&result, format, &mut bytes)?;
-            let disposition = format!(
-                "attachment; filename=\"citybooks-result.{}\"",
-                format.extension()
-            );
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static(format.content_type()),
-            );
-            headers.insert(
-                header::CONTENT_DISPOSITION,
-                HeaderValue::from_str(&disposition).expect("ASCII header"),
-            );
-            Ok((headers, Body::from(bytes)).into_response())
+            app.download(&request.sql, request.limit, request.query_id, format)
+                .await
         }
     }
 }
@@ -625,6 +815,7 @@ impl App {
                 "select distinct fiscal_year from report.transaction order by fiscal_year desc",
                 None,
                 None,
+                Lane::Dashboard,
             )
             .await?;
         let mut years = Vec::new();
@@ -692,7 +883,12 @@ async fn chart(State(app): State<App>, Path(id): Path<String>) -> Result<Json<Va
         })?;
     let started = Instant::now();
     let (result, truncated) = app
-        .execute(chart.sql, Some(app.options.row_limit), None)
+        .execute(
+            chart.sql,
+            Some(app.options.row_limit),
+            None,
+            Lane::Dashboard,
+        )
         .await?;
     Ok(Json(result_json(&result, truncated, started.elapsed())))
 }
@@ -746,7 +942,7 @@ async fn explore(
 ) -> Result<Json<Value>, ApiError> {
     let view = view_of(&app, &query).await?;
     let sql = view.sql();
-    let (result, _) = app.execute(&sql, None, None).await?;
+    let (result, _) = app.execute(&sql, None, None, Lane::Dashboard).await?;
     let mut rows = Vec::new();
     let mut total: i128 = 0;
     let mut transactions: i64 = 0;
@@ -793,7 +989,7 @@ async fn trend(State(app): State<App>, RawQuery(query): RawQuery) -> Result<Json
         None,
     )?;
     let sql = view.trend_sql();
-    let (result, _) = app.execute(&sql, None, None).await?;
+    let (result, _) = app.execute(&sql, None, None, Lane::Dashboard).await?;
     let mut rows = Vec::new();
     for batch in &result.batches {
         let (years, counts) = (ints(batch.column(0))?, ints(batch.column(2))?);

@@ -5,10 +5,15 @@
 //! query, [`Live::context`] compares that marker with the one the session was built
 //! at (at most once per `check_interval`) and re-registers the tables when it moved.
 //! Queries already running keep the snapshot they planned with.
+//!
+//! Each connection or ad-hoc request runs on its own session over the shared one
+//! ([`Live::query_session`]): the same tables, with a memory pool of its own (see
+//! [`citybooks_query::budget`]).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use citybooks_query::budget::Budget;
 use citybooks_query::Engine;
 use citybooks_warehouse::{Warehouse, WarehouseError};
 use datafusion::prelude::SessionContext;
@@ -30,21 +35,25 @@ pub struct Live {
     ctx: Arc<SessionContext>,
     seen: Mutex<Seen>,
     check_interval: Duration,
+    budget: Budget,
 }
 
 impl Live {
     /// Opens the session on the warehouse as it is now, planned by `engine`, with the
-    /// `pg_catalog` schema PostgreSQL clients look in (`roles` in its `pg_roles`).
+    /// `pg_catalog` schema PostgreSQL clients look in (`roles` in its `pg_roles`);
+    /// queries get what `budget` allows.
     pub async fn open(
         warehouse: Warehouse,
         engine: Engine,
         roles: impl PgCatalogContextProvider,
+        budget: Budget,
     ) -> Result<Arc<Live>, WarehouseError> {
         let generation = warehouse.generation().await?;
         let ctx = engine.session(&warehouse, None).await?;
         let ctx = crate::pgcompat::install(ctx, roles)
             .await
             .map_err(|e| WarehouseError::Other(format!("setting up pg_catalog: {e}")))?;
+        budget.install(&ctx);
         Ok(Arc::new(Live {
             warehouse,
             engine,
@@ -54,6 +63,7 @@ impl Live {
                 checked: Instant::now(),
             }),
             check_interval: CHECK_INTERVAL,
+            budget,
         }))
     }
 
@@ -77,6 +87,21 @@ impl Live {
     pub async fn context(&self) -> Result<Arc<SessionContext>, WarehouseError> {
         self.refresh(false).await?;
         Ok(self.ctx.clone())
+    }
+
+    /// What each query may take.
+    pub fn budget(&self) -> &Budget {
+        &self.budget
+    }
+
+    /// A session of its own for one connection or request, over the shared one (its
+    /// tables follow new loads too), with its own memory pool. Looks for a new load
+    /// first.
+    pub async fn query_session(&self) -> Result<SessionContext, WarehouseError> {
+        self.refresh(false).await?;
+        self.budget
+            .session(&self.ctx)
+            .map_err(|e| WarehouseError::Other(format!("setting up a query session: {e}")))
     }
 
     /// The load generation the session shows now (see [`Warehouse::generation`]).

@@ -11,7 +11,11 @@
 //!   `COPY` and `SET` of engine settings are refused (SQLSTATE 25006);
 //! - a statement timeout and cancel (psql's Ctrl-C) that also cover the streaming of
 //!   the result, where DataFusion does most of its work (SQLSTATE 57014);
-//! - new loads visible to the next statement without a restart ([`Live`]).
+//! - new loads visible to the next statement without a restart ([`Live`]);
+//! - a session per connection with its own memory pool, and a slot among
+//!   `[sql] max_concurrent_queries` per statement ([`citybooks_query::budget`]): a
+//!   query past its memory fails with SQLSTATE 53200, a statement that waited too
+//!   long for a slot with 53000.
 
 use std::fmt::Debug;
 use std::future::Future;
@@ -134,7 +138,7 @@ struct Shared {
     /// Itself, for the guards that clean up after a connection.
     this: Weak<Shared>,
     live: Arc<Live>,
-    service: DfSessionService,
+    hooks: Vec<Arc<dyn QueryHook>>,
     users: Arc<SqlUsers>,
     manager: Arc<ConnectionManager>,
     /// The running statement of each connection (by backend pid): its secret key and
@@ -166,13 +170,12 @@ impl PgServer {
             Arc::new(SetShowHook),
             Arc::new(TransactionStatementHook),
         ];
-        let service = DfSessionService::new_with_hooks(live.session(), hooks);
         Ok(PgServer {
             max_connections: options.max_connections.max(1),
             shared: Arc::new_cyclic(|this| Shared {
                 this: this.clone(),
                 live,
-                service,
+                hooks,
                 users: Arc::new(users),
                 manager: Arc::new(ConnectionManager::new()),
                 running: Mutex::new(Default::default()),
@@ -202,7 +205,13 @@ impl PgServer {
                 tracing::warn!(%addr, "SQL: connection refused: max_connections ({}) reached", self.max_connections);
                 continue;
             };
-            let handlers = Arc::new(Connection::new(self.shared.clone()));
+            let handlers = match Connection::new(self.shared.clone()) {
+                Ok(handlers) => Arc::new(handlers),
+                Err(e) => {
+                    tracing::warn!(%addr, "SQL: connection refused: {e}");
+                    continue;
+                }
+            };
             let tls = self.tls.clone();
             tokio::spawn(async move {
                 if let Err(e) = process_socket(socket, tls, handlers).await {
@@ -214,14 +223,85 @@ impl PgServer {
     }
 }
 
-/// The handlers of one connection: its own SCRAM state machine, the shared rest.
+/// The handlers of one connection: its own SCRAM state machine and session (with its
+/// own memory pool and settings), the shared rest.
 struct Connection {
     shared: Arc<Shared>,
     startup: Arc<Startup>,
+    session: Arc<Session>,
+}
+
+/// One connection's statements: datafusion-postgres over the connection's session.
+struct Session {
+    shared: Arc<Shared>,
+    service: DfSessionService,
+    parser: Arc<OneStatement>,
+}
+
+/// datafusion-postgres' parser for the extended protocol, which plans the first
+/// statement of a Parse message and drops the others without a word: here several
+/// statements are an error, as in PostgreSQL ("cannot insert multiple commands into
+/// a prepared statement"), and text that does not parse is 42601.
+struct OneStatement {
+    inner: Arc<Parser>,
+    counter: datafusion_postgres::datafusion_pg_catalog::sql::PostgresCompatibilityParser,
+}
+
+#[async_trait]
+impl pgwire::api::stmt::QueryParser for OneStatement {
+    type Statement = <Parser as pgwire::api::stmt::QueryParser>::Statement;
+
+    async fn parse_sql<C>(
+        &self,
+        client: &C,
+        sql: &str,
+        types: &[Option<pgwire::api::Type>],
+    ) -> PgWireResult<Option<Self::Statement>>
+    where
+        C: ClientInfo + Unpin + Send + Sync,
+    {
+        let statements = self
+            .counter
+            .parse(sql)
+            .map_err(|e| user_error("ERROR", "42601", format!("sql parser error: {e}")))?;
+        if statements.len() > 1 {
+            return Err(user_error(
+                "ERROR",
+                "42601",
+                "cannot insert multiple commands into a prepared statement".into(),
+            ));
+        }
+        self.inner
+            .parse_sql(client, sql, types)
+            .await
+            .map_err(classified)
+    }
+
+    fn get_parameter_types(&self, stmt: &Self::Statement) -> PgWireResult<Vec<pgwire::api::Type>> {
+        self.inner.get_parameter_types(stmt)
+    }
+
+    fn get_result_schema(
+        &self,
+        stmt: &Self::Statement,
+        column_format: Option<&Format>,
+    ) -> PgWireResult<Vec<pgwire::api::results::FieldInfo>> {
+        self.inner.get_result_schema(stmt, column_format)
+    }
 }
 
 impl Connection {
-    fn new(shared: Arc<Shared>) -> Connection {
+    fn new(shared: Arc<Shared>) -> datafusion::error::Result<Connection> {
+        let ctx = shared.live.budget().session(&shared.live.session())?;
+        let service = DfSessionService::new_with_hooks(Arc::new(ctx), shared.hooks.clone());
+        let session = Arc::new(Session {
+            shared: shared.clone(),
+            parser: Arc::new(OneStatement {
+                inner: service.query_parser(),
+                counter: Default::default(),
+            }),
+            service,
+        });
         let parameters = || {
             let mut p = DefaultServerParameterProvider::default();
             p.default_transaction_read_only = true;
@@ -259,13 +339,14 @@ impl Connection {
                 )
             }
         };
-        Connection {
+        Ok(Connection {
             startup: Arc::new(Startup {
                 shared: shared.clone(),
                 method,
             }),
             shared,
-        }
+            session,
+        })
     }
 }
 
@@ -302,11 +383,11 @@ enum Method {
 
 impl PgWireServerHandlers for Connection {
     fn simple_query_handler(&self) -> Arc<impl SimpleQueryHandler> {
-        self.shared.clone()
+        self.session.clone()
     }
 
     fn extended_query_handler(&self) -> Arc<impl ExtendedQueryHandler> {
-        self.shared.clone()
+        self.session.clone()
     }
 
     fn startup_handler(&self) -> Arc<impl StartupHandler> {
@@ -410,10 +491,17 @@ fn user_error(severity: &str, code: &str, message: String) -> PgWireError {
 /// What stops a running statement: a cancel request or the timeout.
 type Stop = Pin<Box<dyn Future<Output = PgWireError> + Send>>;
 
-fn stop(token: CancellationToken, timeout: Duration) -> Stop {
+fn stop(token: CancellationToken, timeout: Duration, held: &Held) -> Stop {
+    let memory = held.watch.stopped.clone();
+    let stop_mib = held.stop_mib;
     Box::pin(async move {
         tokio::select! {
             () = token.cancelled() => user_error("ERROR", "57014", "canceling statement due to user request".into()),
+            () = memory.cancelled() => user_error(
+                "ERROR",
+                "53200",
+                citybooks_query::budget::stopped_for_memory(stop_mib),
+            ),
             () = tokio::time::sleep(timeout) => user_error(
                 "ERROR",
                 "57014",
@@ -423,15 +511,51 @@ fn stop(token: CancellationToken, timeout: Duration) -> Stop {
     })
 }
 
-/// Ends `rows` with the stop's error as soon as it fires.
-fn guarded(mut response: QueryResponse, mut stop: Stop) -> QueryResponse {
+/// An engine error as PostgreSQL names it: a query past its memory is 53200
+/// (out_of_memory), text that does not parse 42601 (syntax_error); anything else is
+/// left as it is.
+fn classified(e: PgWireError) -> PgWireError {
+    use datafusion::error::DataFusionError;
+    use datafusion::sql::sqlparser::parser::ParserError;
+    let PgWireError::ApiError(inner) = &e else {
+        return e;
+    };
+    if let Some(df) = inner.downcast_ref::<DataFusionError>() {
+        if citybooks_query::budget::out_of_memory(df) {
+            let text = df.find_root().to_string();
+            let text = text.strip_prefix("Resources exhausted: ").unwrap_or(&text);
+            return user_error("ERROR", "53200", format!("out of memory: {text}"));
+        }
+        if matches!(df.find_root(), DataFusionError::SQL(..)) {
+            return user_error("ERROR", "42601", df.find_root().to_string());
+        }
+    }
+    if inner.is::<ParserError>() {
+        return user_error("ERROR", "42601", format!("sql parser error: {inner}"));
+    }
+    e
+}
+
+/// What a statement holds until its last row: its slot among the queries running at
+/// once, and its place under the memory watchdog.
+struct Held {
+    _slot: tokio::sync::OwnedSemaphorePermit,
+    watch: citybooks_query::budget::Watch,
+    stop_mib: usize,
+}
+
+type Slot = Arc<Held>;
+
+/// Ends `rows` with the stop's error as soon as it fires; keeps `slot` until the rows
+/// end.
+fn guarded(mut response: QueryResponse, mut stop: Stop, slot: Slot) -> QueryResponse {
     let rows = std::mem::replace(&mut response.data_rows, Box::pin(futures::stream::empty()));
     let guarded = futures::stream::unfold(
-        Some((rows, stop_placeholder(&mut stop))),
+        Some((rows, stop_placeholder(&mut stop), slot)),
         |state| async move {
-            let (mut rows, mut stop) = state?;
+            let (mut rows, mut stop, slot) = state?;
             tokio::select! {
-                item = rows.next() => item.map(|item| (item, Some((rows, stop)))),
+                item = rows.next() => item.map(|item| (item.map_err(classified), Some((rows, stop, slot)))),
                 err = &mut stop => Some((Err(err), None)),
             }
         },
@@ -467,7 +591,7 @@ impl Shared {
     async fn begin<C: ClientInfo>(
         &self,
         client: &C,
-    ) -> PgWireResult<(CancellationToken, Duration)> {
+    ) -> PgWireResult<(CancellationToken, Duration, Slot)> {
         self.live.context().await.map_err(|e| {
             user_error(
                 "ERROR",
@@ -496,12 +620,25 @@ impl Shared {
             t.min(self.options.statement_timeout)
         });
         self.metrics.inc("citybooks_sql_statements_total", &[]);
-        Ok((token, timeout))
+        let budget = self.live.budget();
+        let slot = budget.slot().await.map_err(|e| {
+            self.metrics.inc("citybooks_sql_errors_total", &[]);
+            user_error("ERROR", "53000", e.to_string())
+        })?;
+        Ok((
+            token,
+            timeout,
+            Arc::new(Held {
+                _slot: slot,
+                watch: budget.watch(),
+                stop_mib: budget.memory_stop_mib(),
+            }),
+        ))
     }
 }
 
 #[async_trait]
-impl SimpleQueryHandler for Shared {
+impl SimpleQueryHandler for Session {
     async fn do_query<C>(&self, client: &mut C, query: &str) -> PgWireResult<Vec<Response>>
     where
         C: ClientInfo + ClientPortalStore + Sink<PgWireBackendMessage> + Unpin + Send + Sync,
@@ -509,17 +646,21 @@ impl SimpleQueryHandler for Shared {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (token, timeout) = self.begin(client).await?;
-        let mut stopper = stop(token.clone(), timeout);
+        let (token, timeout, slot) = self.shared.begin(client).await?;
+        let mut stopper = stop(token.clone(), timeout, &slot);
         let responses = tokio::select! {
-            r = SimpleQueryHandler::do_query(&self.service, client, query) => r,
+            r = SimpleQueryHandler::do_query(&self.service, client, query) => r.map_err(classified),
             e = &mut stopper => Err(e),
         };
-        let responses = responses.inspect_err(|e| self.count_error(e))?;
+        let responses = responses.inspect_err(|e| self.shared.count_error(e))?;
         Ok(responses
             .into_iter()
             .map(|r| match r {
-                Response::Query(q) => Response::Query(guarded(q, stop(token.clone(), timeout))),
+                Response::Query(q) => Response::Query(guarded(
+                    q,
+                    stop(token.clone(), timeout, &slot),
+                    slot.clone(),
+                )),
                 other => other,
             })
             .collect())
@@ -527,12 +668,12 @@ impl SimpleQueryHandler for Shared {
 }
 
 #[async_trait]
-impl ExtendedQueryHandler for Shared {
+impl ExtendedQueryHandler for Session {
     type Statement = <DfSessionService as ExtendedQueryHandler>::Statement;
-    type QueryParser = Parser;
+    type QueryParser = OneStatement;
 
     fn query_parser(&self) -> Arc<Self::QueryParser> {
-        self.service.query_parser()
+        self.parser.clone()
     }
 
     async fn do_query<C>(
@@ -547,15 +688,15 @@ impl ExtendedQueryHandler for Shared {
         C::Error: Debug,
         PgWireError: From<<C as Sink<PgWireBackendMessage>>::Error>,
     {
-        let (token, timeout) = self.begin(client).await?;
-        let mut stopper = stop(token.clone(), timeout);
+        let (token, timeout, slot) = self.shared.begin(client).await?;
+        let mut stopper = stop(token.clone(), timeout, &slot);
         let response = tokio::select! {
-            r = ExtendedQueryHandler::do_query(&self.service, client, portal, max_rows) => r,
+            r = ExtendedQueryHandler::do_query(&self.service, client, portal, max_rows) => r.map_err(classified),
             e = &mut stopper => Err(e),
         };
-        let response = response.inspect_err(|e| self.count_error(e))?;
+        let response = response.inspect_err(|e| self.shared.count_error(e))?;
         Ok(match response {
-            Response::Query(q) => Response::Query(guarded(q, stopper)),
+            Response::Query(q) => Response::Query(guarded(q, stopper, slot)),
             other => other,
         })
     }
@@ -646,6 +787,12 @@ impl ReadOnlyGate {
             | Statement::Declare { .. }
             | Statement::Fetch { .. }
             | Statement::Close { .. } => Ok(None),
+            // Whatever else is not a query — CREATE FUNCTION, GRANT, VACUUM, ... even
+            // when DataFusion could not plan it — is refused here, with 25006.
+            other if !substitute && !citybooks_query::is_query(other) => Err(read_only(format!(
+                "`{}` is not a query",
+                citybooks_query::statement_kind(other)
+            ))),
             _ => {
                 // Plan it exactly as datafusion-postgres will run it (its SQL text,
                 // through DataFusion's own parser, which also knows COPY ... TO). A

@@ -166,6 +166,22 @@ pub struct SqlConfig {
     pub statement_timeout_secs: u64,
     /// Most connections at once.
     pub max_connections: usize,
+    /// Memory one query's operators may hold (hash tables, sorts, aggregate states),
+    /// in MiB; past it, sorts and grouped aggregates spill, other queries fail with
+    /// SQLSTATE 53200 / HTTP 507.
+    pub query_memory_mib: usize,
+    /// Memory all running queries may hold together, in MiB.
+    pub server_memory_mib: usize,
+    /// Disk one query may spill to, in MiB.
+    pub query_spill_mib: usize,
+    /// When the server's heap passes this (MiB), every running ad-hoc query is
+    /// stopped (53200): the backstop for memory the pools do not see. 0: never.
+    pub memory_stop_mib: usize,
+    /// Ad-hoc queries (PostgreSQL clients, `POST /api/sql`) running at once; more wait
+    /// for a slot. The dashboard's own requests do not wait behind them.
+    pub max_concurrent_queries: usize,
+    /// Longest a query waits for a slot, in seconds.
+    pub queue_timeout_secs: u64,
 }
 
 impl Default for SqlConfig {
@@ -180,6 +196,12 @@ impl Default for SqlConfig {
             password_auth: PasswordAuth::Scram,
             statement_timeout_secs: 300,
             max_connections: 64,
+            query_memory_mib: 1024,
+            server_memory_mib: 4096,
+            query_spill_mib: 8192,
+            memory_stop_mib: 6144,
+            max_concurrent_queries: 8,
+            queue_timeout_secs: 60,
         }
     }
 }
@@ -311,6 +333,9 @@ pub struct LoadConfig {
     /// The writer lease: loads on one store (from any process or host) take turns;
     /// a crashed writer's lease runs out after this many seconds.
     pub lease_secs: u64,
+    /// A load that would remove more than this share (%) of a fiscal year's rows or
+    /// of its gross amount is held, not committed (`citybooks release`). 100: never.
+    pub max_shrink_percent: u32,
 }
 
 impl Default for LoadConfig {
@@ -319,6 +344,7 @@ impl Default for LoadConfig {
             batch_rows: 65_536,
             target_file_mib: 128,
             lease_secs: 30,
+            max_shrink_percent: 20,
         }
     }
 }
@@ -448,6 +474,10 @@ target_file_mib = {target}
 # Loads on one store take turns, whichever process or host runs them (a writer lease in
 # the store, renewed while a load runs); a crashed writer's lease runs out after this.
 lease_secs = {lease}
+# A load that would remove more than this share (%) of a fiscal year's rows or of its
+# gross amount is held, nothing replaced, until `citybooks release LOAD_ID` (or
+# `citybooks load --replace-years`). 100: never hold.
+max_shrink_percent = {max_shrink}
 
 [sftp]
 # The SFTP drop-box of `citybooks serve`: users (citybooks user add) upload CSV files
@@ -486,6 +516,19 @@ password_auth = "{password_auth}"
 # Longest a statement may run (a client may lower it with SET statement_timeout).
 statement_timeout_secs = {sql_timeout}
 max_connections = {sql_conns}
+# Memory one query may hold (MiB; past it sorts and grouped aggregates spill to disk,
+# other queries fail with SQLSTATE 53200), all queries together, and disk one query
+# may spill to.
+query_memory_mib = {query_memory}
+server_memory_mib = {server_memory}
+query_spill_mib = {query_spill}
+# When the server's heap passes this (MiB), every running ad-hoc query is stopped:
+# the backstop for memory the pools above do not see. 0: never.
+memory_stop_mib = {memory_stop}
+# Ad-hoc queries (SQL clients, POST /api/sql) running at once; more wait up to
+# queue_timeout_secs for a slot. The dashboard's own requests never wait behind them.
+max_concurrent_queries = {max_concurrent}
+queue_timeout_secs = {queue_timeout}
 
 [http]
 # HTTP API (POST /api/sql, /health, /metrics) and the web dashboard.
@@ -561,6 +604,12 @@ password = ""
             password_auth = d.sql.password_auth,
             sql_timeout = d.sql.statement_timeout_secs,
             sql_conns = d.sql.max_connections,
+            query_memory = d.sql.query_memory_mib,
+            server_memory = d.sql.server_memory_mib,
+            query_spill = d.sql.query_spill_mib,
+            memory_stop = d.sql.memory_stop_mib,
+            max_concurrent = d.sql.max_concurrent_queries,
+            queue_timeout = d.sql.queue_timeout_secs,
             http_enabled = d.http.enabled,
             http_listen = d.http.listen,
             http_port = d.http.port,
@@ -571,6 +620,7 @@ password = ""
             batch_rows = d.load.batch_rows,
             target = d.load.target_file_mib,
             lease = d.load.lease_secs,
+            max_shrink = d.load.max_shrink_percent,
             listen = d.sftp.listen,
             port = d.sftp.port,
             idle = d.sftp.idle_timeout_secs,

@@ -16,6 +16,7 @@ pub mod failpoint;
 pub mod loader;
 pub mod loads;
 pub mod publishes;
+pub mod shrink;
 pub mod tables;
 
 pub use error::WarehouseError;

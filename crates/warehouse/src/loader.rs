@@ -37,7 +37,8 @@ use serde::Serialize;
 use crate::csvsource::{Hashing, Next, Records};
 use crate::error::{Result, WarehouseError};
 use crate::failpoint;
-use crate::loads::{ints, strings, LoadRecord, FAILED, LOADED, UNCHANGED};
+use crate::loads::{ints, strings, LoadRecord, DISCARDED, FAILED, HELD, LOADED, UNCHANGED};
+use crate::shrink::{shrinking_years, YearSize};
 use crate::tables::{Input, Warehouse, WriteMode};
 use citybooks_store::{Lease, Waited};
 
@@ -54,6 +55,11 @@ pub enum LoadStatus {
     Unchanged,
     /// Nothing could be loaded; the reason is in `error`, bad rows in quarantine.
     Failed,
+    /// It would have shrunk a fiscal year past `[load] max_shrink_percent`: nothing was
+    /// replaced; the reason is in `hold` (see [`Warehouse::release`]).
+    Held,
+    /// A held load was let go without loading it ([`Warehouse::release`]).
+    Discarded,
 }
 
 /// A row that went to `meta.quarantine`.
@@ -87,6 +93,8 @@ pub struct LoadReport {
     /// The first quarantined rows (all of them are in `meta.quarantine`).
     pub quarantine_sample: Vec<QuarantinedRow>,
     pub error: Option<String>,
+    /// Why the load was held, and how to release it.
+    pub hold: Option<String>,
     pub seconds: f64,
     /// How long the load waited for the writer lease, and for which other loads.
     pub lease_wait: Waited,
@@ -186,6 +194,8 @@ struct Scan {
     rows_read: u64,
     rows_ok: u64,
     years: BTreeSet<i32>,
+    /// Rows and gross amount per fiscal year, for the shrink guard.
+    year_sizes: BTreeMap<i32, YearSize>,
     data_as_of: Option<String>,
     programs: Interner<ProgramMember>,
     types: Interner<TypeMember>,
@@ -229,6 +239,7 @@ fn scan(reader: Box<dyn Read + Send>, file: &str, total: u64, show: bool) -> Res
         rows_read: 0,
         rows_ok: 0,
         years: BTreeSet::new(),
+        year_sizes: BTreeMap::new(),
         data_as_of: None,
         programs: Interner::new(),
         types: Interner::new(),
@@ -270,6 +281,9 @@ fn scan(reader: Box<dyn Read + Send>, file: &str, total: u64, show: bool) -> Res
             Ok(row) => {
                 s.rows_ok += 1;
                 s.years.insert(row.fiscal_year);
+                let size = s.year_sizes.entry(row.fiscal_year).or_default();
+                size.rows += 1;
+                size.gross_cents += row.amount.abs();
                 if s.data_as_of.is_none() {
                     s.data_as_of = row.data_as_of.map(str::to_string);
                 }
@@ -668,6 +682,50 @@ fn repeats<'a>(loads: &'a [LoadRecord], hash: &str) -> Option<&'a LoadRecord> {
     (!overwritten).then_some(last)
 }
 
+/// Rows and gross amount per fiscal year of `years` in the warehouse now.
+async fn year_sizes(
+    ctx: &SessionContext,
+    years: &BTreeSet<i32>,
+) -> Result<BTreeMap<i32, YearSize>> {
+    if years.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let list = years
+        .iter()
+        .map(|y| y.to_string())
+        .collect::<Vec<_>>()
+        .join(",");
+    let sql = format!("select fiscal_year, count(*) as n, sum(abs(amount)) as gross from report.transaction where fiscal_year in ({list}) group by fiscal_year");
+    let mut sizes = BTreeMap::new();
+    for b in query_batches(ctx, &sql).await? {
+        let years = arrow::compute::cast(b.column(0), &arrow::datatypes::DataType::Int32)?;
+        let years = years
+            .as_any()
+            .downcast_ref::<Int32Array>()
+            .ok_or_else(|| WarehouseError::Other("fiscal_year is not an integer".into()))?;
+        let rows = ints(&b, "n")?;
+        let gross = b
+            .column(2)
+            .as_any()
+            .downcast_ref::<Decimal128Array>()
+            .ok_or_else(|| WarehouseError::Other("the gross amount is not a decimal".into()))?;
+        for (i, n) in rows.iter().enumerate() {
+            sizes.insert(
+                years.value(i),
+                YearSize {
+                    rows: n.unwrap_or(0).max(0) as u64,
+                    gross_cents: if arrow::array::Array::is_null(gross, i) {
+                        0
+                    } else {
+                        gross.value(i)
+                    },
+                },
+            );
+        }
+    }
+    Ok(sizes)
+}
+
 /// Where `citybooks load` keeps a file it was given: `raw/cli/<UTC time>-<name>`.
 fn raw_cli_path(name: &str) -> String {
     let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
@@ -683,6 +741,95 @@ fn years_text(years: &BTreeSet<i32>) -> String {
 }
 
 impl Warehouse {
+    /// This warehouse, replacing the fiscal years of every file it loads even when that
+    /// shrinks one past `[load] max_shrink_percent` (`citybooks load --replace-years`).
+    pub fn replacing_years(mut self) -> Warehouse {
+        self.replace_years = true;
+        self
+    }
+
+    /// Settles held load `load_id`: loads its raw file anyway (its fiscal years are
+    /// replaced, as a new load), or with `discard` records that it was let go.
+    pub async fn release(
+        &self,
+        load_id: i64,
+        discard: bool,
+        show_progress: bool,
+    ) -> Result<LoadReport> {
+        let loads = self.loads().await?;
+        let held = loads
+            .iter()
+            .find(|l| l.load_id == load_id)
+            .ok_or(WarehouseError::NoSuchLoad(load_id))?;
+        if !held.is_held() {
+            return Err(WarehouseError::Other(format!(
+                "load {load_id} was not held (its status: {})",
+                held.status
+            )));
+        }
+        if !crate::loads::waiting(&loads)
+            .iter()
+            .any(|l| l.load_id == load_id)
+        {
+            return Err(WarehouseError::Other(format!(
+                "held load {load_id} was already released or discarded (see meta.loads)"
+            )));
+        }
+        if !discard {
+            return self
+                .clone()
+                .replacing_years()
+                .load_object(&held.source_file, false, show_progress)
+                .await;
+        }
+        let clock = Instant::now();
+        let started = now_micros();
+        let ttl = std::time::Duration::from_secs(self.config.lease_secs.max(1));
+        let lease = self
+            .store()
+            .acquire_lease(
+                WRITER_LEASE,
+                &format!("discard of held load {load_id}"),
+                ttl,
+                |holder| tracing::warn!("waiting for the writer lease, held by {holder}"),
+            )
+            .await?;
+        let result = async {
+            let ctx = self.session(None).await?;
+            let max_load = max_of(&ctx, "select max(load_id) as m from meta.loads", "m").await?;
+            let report = LoadReport {
+                load_id: max_load + 1,
+                status: LoadStatus::Discarded,
+                source_file: held.source_file.clone(),
+                content_hash: held.content_hash.clone(),
+                dialect: Some(held.dialect.clone()),
+                bytes: 0,
+                rows_read: 0,
+                rows_loaded: 0,
+                rows_quarantined: 0,
+                years_replaced: Vec::new(),
+                data_as_of: held.data_as_of.clone(),
+                conformed: Vec::new(),
+                new_members: BTreeMap::new(),
+                quarantine_sample: Vec::new(),
+                error: None,
+                hold: Some(format!("held load {load_id} let go without loading it")),
+                seconds: 0.0,
+                lease_wait: lease.waited.clone(),
+            };
+            let versions = self.versions_now(BTreeMap::new()).await?;
+            self.record(&lease, &report, &BTreeSet::new(), started, versions)
+                .await?;
+            Ok(report)
+        }
+        .await;
+        lease.release().await;
+        result.map(|mut r: LoadReport| {
+            r.seconds = clock.elapsed().as_secs_f64();
+            r
+        })
+    }
+
     /// Loads a local file: copies it into the store under `raw/cli/`, then loads it.
     pub async fn load_path(&self, path: &Path, show_progress: bool) -> Result<LoadReport> {
         if !path.is_file() {
@@ -807,6 +954,7 @@ impl Warehouse {
             new_members: BTreeMap::new(),
             quarantine_sample: Vec::new(),
             error: None,
+            hold: None,
             seconds: 0.0,
             lease_wait: lease.waited.clone(),
         };
@@ -871,6 +1019,23 @@ impl Warehouse {
                 .await?;
             report.seconds = clock.elapsed().as_secs_f64();
             return Ok(report);
+        }
+
+        if !self.replace_years {
+            let before = year_sizes(&ctx, &scan.years).await?;
+            let shrunk = shrinking_years(&before, &scan.year_sizes, self.config.max_shrink_percent);
+            if !shrunk.is_empty() {
+                report.status = LoadStatus::Held;
+                report.hold = Some(format!(
+                    "{}; nothing was replaced. Load it anyway with `citybooks release {load_id}` (or `citybooks load --confirm {load_id}`), or let it go with `citybooks release {load_id} --discard`",
+                    shrunk.join("; ")
+                ));
+                let versions = self.versions_now(BTreeMap::new()).await?;
+                self.record(lease, &report, &BTreeSet::new(), started, versions)
+                    .await?;
+                report.seconds = clock.elapsed().as_secs_f64();
+                return Ok(report);
+            }
         }
 
         // Rule 6 over the distinct members, then stable keys.
@@ -1119,6 +1284,10 @@ impl Warehouse {
             LoadStatus::Loaded => LOADED.to_string(),
             LoadStatus::Unchanged => UNCHANGED.to_string(),
             LoadStatus::Failed => format!("{FAILED}: {}", report.error.clone().unwrap_or_default()),
+            LoadStatus::Held => format!("{HELD}: {}", report.hold.clone().unwrap_or_default()),
+            LoadStatus::Discarded => {
+                format!("{DISCARDED}: {}", report.hold.clone().unwrap_or_default())
+            }
         };
         let row = LoadRecord {
             load_id: report.load_id,

@@ -20,6 +20,12 @@ pub const LOADED: &str = "loaded";
 pub const UNCHANGED: &str = "unchanged";
 /// The status of a load from which nothing could be loaded.
 pub const FAILED: &str = "failed";
+/// The status of a load that would have shrunk a fiscal year too far: nothing was
+/// replaced until someone releases it (`held: <reason>`).
+pub const HELD: &str = "held";
+/// The status of the record that lets a held load go without loading it
+/// (`discarded: ...`).
+pub const DISCARDED: &str = "discarded";
 
 /// One row of `meta.loads`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -28,7 +34,8 @@ pub struct LoadRecord {
     pub source_file: String,
     pub content_hash: String,
     pub dialect: String,
-    /// `loaded`, `unchanged` or `failed: <reason>`.
+    /// `loaded`, `unchanged`, `failed: <reason>`, `held: <reason>` or
+    /// `discarded: <which held load>`.
     pub status: String,
     pub rows_read: i64,
     pub rows_loaded: i64,
@@ -52,6 +59,11 @@ impl LoadRecord {
             .split(',')
             .filter_map(|y| y.trim().parse().ok())
             .collect()
+    }
+
+    /// Whether this load was held (see [`HELD`]).
+    pub fn is_held(&self) -> bool {
+        self.status.starts_with(HELD)
     }
 
     /// Whether this load committed data.
@@ -217,4 +229,21 @@ mod tests {
         assert_eq!(r.years(), vec![2024, 2025]);
         assert_eq!(r.table_versions().unwrap()["report.transaction"], 4);
     }
+}
+
+/// The held loads nobody has released or discarded yet: a held load is settled by a
+/// later load of the same content that loaded it (or found it loaded), or by a
+/// `discarded` record of it.
+pub fn waiting(loads: &[LoadRecord]) -> Vec<&LoadRecord> {
+    loads
+        .iter()
+        .filter(|held| held.is_held())
+        .filter(|held| {
+            !loads.iter().any(|l| {
+                l.load_id > held.load_id
+                    && l.content_hash == held.content_hash
+                    && (l.is_loaded() || l.status == UNCHANGED || l.status.starts_with(DISCARDED))
+            })
+        })
+        .collect()
 }

@@ -104,6 +104,9 @@ impl TableProvider for YearUnion {
 pub struct Warehouse {
     store: Store,
     pub(crate) config: LoadConfig,
+    /// Replace the fiscal years of a file even when that shrinks one past
+    /// `[load] max_shrink_percent` (`citybooks load --replace-years`, a release).
+    pub(crate) replace_years: bool,
 }
 
 /// How a load's data goes into a table.
@@ -125,7 +128,11 @@ impl Warehouse {
     pub fn new(store: Store, config: LoadConfig) -> Self {
         // S3 (and S3-compatible) stores need Delta's S3 handlers; registering is idempotent.
         deltalake::aws::register_handlers(None);
-        Warehouse { store, config }
+        Warehouse {
+            store,
+            config,
+            replace_years: false,
+        }
     }
 
     /// The store the warehouse lives in.
