@@ -42,11 +42,7 @@ fn have_psql() -> bool {
 
 /// A project with the sample loaded and one SQL user, served with `env`.
 fn served(env: &[(&str, &str)]) -> (Project, Served) {
-    let p = Project::new();
-    p.load(&[&sample_path()]);
-    add_sql_user(&p, USER, PASSWORD);
-    let s = p.serve(env);
-    (p, s)
+    served_sample(USER, PASSWORD, env)
 }
 
 /// The SQLSTATE psql printed for a failed statement (`\set VERBOSITY verbose`), or

@@ -402,7 +402,7 @@ fn a_load_that_would_shrink_a_year_is_held_until_released() {
     assert!(
         hold.contains(&format!(
             "fiscal year {year} would go from {} rows to 1",
-            grouped(in_year)
+            citybooks_model::format_count(in_year as u64)
         )) && hold.contains(&format!("citybooks release {held}")),
         "{hold}"
     );
@@ -463,19 +463,6 @@ fn a_load_that_would_shrink_a_year_is_held_until_released() {
     }
     let w = p.file("weekly.csv", &api_csv(&header, &weekly));
     assert_eq!(p.load(&[&w])[0]["status"], "loaded");
-}
-
-/// `27412` as `27,412`.
-fn grouped(n: usize) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 #[test]

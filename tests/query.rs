@@ -23,13 +23,9 @@ join report.finance as f on t.finance_id = f.finance_id
 group by f.revenue_or_spending
 order by f.revenue_or_spending;";
 
-/// A project with the sample loaded and one SQL user, served.
+/// A project with the sample loaded and one SQL user, served with `env`.
 fn served(env: &[(&str, &str)]) -> (Project, Served) {
-    let p = Project::new();
-    p.load(&[&sample_path()]);
-    add_sql_user(&p, USER, PASSWORD);
-    let s = p.serve(env);
-    (p, s)
+    served_sample(USER, PASSWORD, env)
 }
 
 fn have_psql() -> bool {

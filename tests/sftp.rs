@@ -441,6 +441,37 @@ fn killed_upload(s3: bool) {
     assert!(log.contains("aborted: session ended before close"), "{log}");
 }
 
+/// Whether paramiko is installed (in CI it must be).
+fn have_paramiko() -> bool {
+    have_peer(
+        "paramiko",
+        Command::new("python3").args(["-c", "import paramiko"]),
+        "pip install paramiko",
+    )
+}
+
+/// Runs a paramiko script of `tests/peers` as `user` with `key` (and the sample as its
+/// local file); returns the JSON it printed.
+fn paramiko(script: &str, port: u16, user: &str, key: &Path) -> serde_json::Value {
+    let out = Command::new("python3")
+        .arg(
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/peers")
+                .join(script),
+        )
+        .args([&port.to_string(), user])
+        .arg(key)
+        .arg(sample_path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
 #[test]
 fn paramiko_is_a_second_client() {
     paramiko_client(false);
@@ -452,16 +483,7 @@ fn paramiko_on_s3() {
 }
 
 fn paramiko_client(s3: bool) {
-    let has_paramiko = Command::new("python3")
-        .args(["-c", "import paramiko"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_paramiko {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install paramiko (see .ci/run)"
-        );
-        eprintln!("paramiko is not installed: skipping (pip install paramiko)");
+    if !have_paramiko() {
         return;
     }
     let Some((p, raw, _s3)) = project_on(s3) else {
@@ -474,20 +496,7 @@ fn paramiko_client(s3: bool) {
         &["-t", "rsa", "-b", "4096", "-m", "PEM"],
     );
     let server = start(&p);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/paramiko_client.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args([&server.sftp.to_string(), "carol"])
-        .arg(&key)
-        .arg(sample_path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = paramiko("paramiko_client.py", server.sftp, "carol", &key);
     assert_eq!(seen["size"], 842968);
     assert_eq!(seen["same"], true);
     assert_eq!(seen["escaped"], false);
@@ -505,16 +514,7 @@ fn paramiko_client(s3: bool) {
 
 #[test]
 fn hostile_sftp_requests_are_refused_and_nothing_outside_the_home_changes() {
-    let has_paramiko = Command::new("python3")
-        .args(["-c", "import paramiko"])
-        .status()
-        .is_ok_and(|s| s.success());
-    if !has_paramiko {
-        assert!(
-            std::env::var_os("CI").is_none(),
-            "CI must install paramiko (see .ci/run)"
-        );
-        eprintln!("paramiko is not installed: skipping (pip install paramiko)");
+    if !have_paramiko() {
         return;
     }
     let Some((p, raw, _s3)) = project_on(false) else {
@@ -553,20 +553,7 @@ fn hostile_sftp_requests_are_refused_and_nothing_outside_the_home_changes() {
         files
     };
     let before = outside(&p.dir);
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/peers/sftp_attacks.py");
-    let out = Command::new("python3")
-        .arg(script)
-        .args([&server.sftp.to_string(), "mallory"])
-        .arg(&key)
-        .arg(sample_path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let seen = paramiko("sftp_attacks.py", server.sftp, "mallory", &key);
     let done: Vec<&String> = seen["attempts"]
         .as_object()
         .unwrap()

@@ -420,6 +420,16 @@ pub fn add_sql_user(p: &Project, name: &str, password: &str) {
     );
 }
 
+/// A project with the sample loaded and one SQL user, served with `env` added to the
+/// environment.
+pub fn served_sample(user: &str, password: &str, env: &[(&str, &str)]) -> (Project, Served) {
+    let p = Project::new();
+    p.load(&[&sample_path()]);
+    add_sql_user(&p, user, password);
+    let s = p.serve(env);
+    (p, s)
+}
+
 /// `psql` without a password prompt: `password` None sends none.
 pub fn psql(port: u16, user: &str, password: Option<&str>, extra: &[&str]) -> Output {
     let mut c = Command::new("psql");

@@ -19,5 +19,5 @@ pub use conform::{
     TypeMember,
 };
 pub use dialect::{Dialect, Field, HeaderError, HeaderMap};
-pub use money::{format_cents, parse_amount, MoneyError};
+pub use money::{format_cents, format_count, parse_amount, MoneyError};
 pub use schema::Table;

@@ -136,10 +136,32 @@ pub fn format_cents(cents: i128) -> String {
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
+/// A count with thousands separators, as reports print it: `27412` as `27,412`.
+pub fn format_count(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use proptest::prelude::*;
+
+    #[test]
+    fn counts_get_thousands_separators() {
+        assert_eq!(format_count(0), "0");
+        assert_eq!(format_count(999), "999");
+        assert_eq!(format_count(1000), "1,000");
+        assert_eq!(format_count(27_412), "27,412");
+        assert_eq!(format_count(1_234_567), "1,234,567");
+    }
 
     #[test]
     fn accepts_the_shapes_of_both_exports() {

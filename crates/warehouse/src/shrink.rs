@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use citybooks_model::format_cents;
+use citybooks_model::{format_cents, format_count};
 
 /// One fiscal year's size: fact rows and gross amount in cents.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -24,19 +24,6 @@ fn shrink_percent(before: f64, after: f64) -> f64 {
     } else {
         (before - after) / before * 100.0
     }
-}
-
-/// `27412` as `27,412`.
-fn grouped(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::new();
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
 }
 
 /// The fiscal years a load would shrink by more than `max_percent` (of rows or of
@@ -57,8 +44,8 @@ pub fn shrinking_years(
             (rows > max || gross > max).then(|| {
                 format!(
                     "fiscal year {year} would go from {} rows to {} (-{rows:.1}%) and from ${} to ${} gross (-{gross:.1}%), more than [load] max_shrink_percent = {max_percent}",
-                    grouped(old.rows),
-                    grouped(new.rows),
+                    format_count(old.rows),
+                    format_count(new.rows),
                     format_cents(old.gross_cents),
                     format_cents(new.gross_cents),
                 )
@@ -112,14 +99,5 @@ mod tests {
         let fifth = sizes(&[(2025, 800, 1_000_00)]);
         assert!(shrinking_years(&before, &fifth, 20).is_empty());
         assert!(shrinking_years(&before, &sizes(&[(2025, 1, 0)]), 100).is_empty());
-    }
-
-    #[test]
-    fn thousands_are_grouped() {
-        assert_eq!(grouped(0), "0");
-        assert_eq!(grouped(999), "999");
-        assert_eq!(grouped(1000), "1,000");
-        assert_eq!(grouped(27_412), "27,412");
-        assert_eq!(grouped(1_234_567), "1,234,567");
     }
 }
