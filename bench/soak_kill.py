@@ -1,11 +1,12 @@
 """Soak test: `citybooks load` killed with SIGKILL at random moments, again and again.
 
-    python3 bench/soak_kill.py [--rows 1000000] [--iterations 100] [--seed 1] [--skip-build]
+    python3 bench/soak_kill.py [--rows 1000000] [--iterations 100] [--seed 1] [--whole] [--skip-build]
 
 Generates the ledger (citybooks-bench gen, the same file as bench/run.py) and loads it
 into a fresh project. Then two versions of its newest fiscal year are made — the year's
 rows as generated (V1) and the same rows with every amount raised by one cent (V2): the
-same row counts, so the shrink guard never holds them. Each iteration loads the other
+same row counts, so the shrink guard never holds them (with --whole: two versions of the
+whole ledger, so every kill lands in a load of all its rows). Each iteration loads the other
 version, kills the load (`kill -9`) at a random moment between its start and its
 measured duration, and checks:
 
@@ -53,15 +54,16 @@ def fingerprint(project):
     return [citybooks(project, "query", "--format", "csv", sql) for sql in FINGERPRINT]
 
 
-def year_versions(ledger, out_dir):
-    """The newest fiscal year's rows as generated, and with every amount + 0.01."""
+def year_versions(ledger, out_dir, whole=False):
+    """The newest fiscal year's rows (every row with `whole`) as generated, and with
+    every amount + 0.01."""
     with open(ledger, newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
         fy, amount = header.index("fiscal_year"), header.index("amount")
         rows = list(reader)
-    year = max(r[fy] for r in rows)
-    mine = [r for r in rows if r[fy] == year]
+    year = "all" if whole else max(r[fy] for r in rows)
+    mine = rows if whole else [r for r in rows if r[fy] == year]
     paths = []
     for name, bump in [("v1", 0), ("v2", 1)]:
         path = os.path.join(out_dir, f"soak-{year}-{name}.csv")
@@ -83,6 +85,8 @@ def main():
     ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--whole", action="store_true",
+                    help="kill loads of the whole ledger, not of its newest year")
     ap.add_argument("--skip-build", action="store_true")
     args = ap.parse_args()
     if not args.skip_build:
@@ -97,7 +101,7 @@ def main():
     shutil.rmtree(project, ignore_errors=True)
     subprocess.run([CB, "init", project], check=True, stdout=subprocess.DEVNULL)
     citybooks(project, "load", "--no-progress", ledger)
-    year, year_rows, versions = year_versions(ledger, OUT)
+    year, year_rows, versions = year_versions(ledger, OUT, args.whole)
     print(f"{args.rows:,} rows loaded; fiscal year {year} ({year_rows:,} rows) in two versions",
           file=sys.stderr)
 
@@ -147,7 +151,7 @@ def main():
     elapsed = time.monotonic() - started_all
 
     table = "\n".join([
-        f"Soak: {args.iterations} loads of {year_rows:,} rows (fiscal year {year} of a "
+        f"Soak: {args.iterations} loads of {year_rows:,} rows (fiscal years {year} of a "
         f"{args.rows:,}-row warehouse) killed with SIGKILL at a random moment of their "
         f"{load_s:.1f} s, seed {args.seed}, {elapsed / 60:.1f} min.",
         "",
@@ -161,7 +165,8 @@ def main():
     print(table)
     for f in failures:
         print(f)
-    with open(os.path.join(OUT, "soak_kill.md"), "w") as f:
+    name = "soak_kill_whole.md" if args.whole else "soak_kill.md"
+    with open(os.path.join(OUT, name), "a") as f:
         f.write(table + "\n")
     sys.exit(1 if failures else 0)
 
