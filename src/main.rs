@@ -175,6 +175,20 @@ enum Command {
         #[arg(long, value_name = "N")]
         as_of_load: Option<i64>,
     },
+    /// Checkpoint every table's Delta log and remove the data files that no version
+    /// younger than the retention references (what loads replaced long ago). Time
+    /// travel to a load older than the retention may fail afterwards.
+    ///
+    /// Example: citybooks vacuum --retention-hours 720
+    Vacuum {
+        /// Keep every file a version of the last this-many hours needs (Delta's default
+        /// is a week).
+        #[arg(long, default_value_t = 168)]
+        retention_hours: u64,
+        /// Only count the files that would go.
+        #[arg(long)]
+        dry_run: bool,
+    },
     /// Settle a held load: load its file anyway (replacing its fiscal years), or with
     /// --discard let it go without loading it. Either is recorded in meta.loads.
     ///
@@ -454,6 +468,30 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 (true, true) => ExitCode::from(HELD_EXIT),
                 (true, false) => ExitCode::SUCCESS,
             })
+        }
+        Command::Vacuum {
+            retention_hours,
+            dry_run,
+        } => {
+            let project = open_project(cli.project.as_deref())?;
+            let wh = warehouse(&project)?;
+            let retention =
+                chrono::Duration::hours(retention_hours.min(i64::MAX as u64 / 3600) as i64);
+            let done = wh.vacuum(retention, dry_run).await?;
+            let verb = if dry_run { "would remove" } else { "removed" };
+            for (table, v) in &done {
+                println!(
+                    "{table}: {verb} {} unreferenced data file{}{}",
+                    v.files,
+                    if v.files == 1 { "" } else { "s" },
+                    if v.checkpoint {
+                        ", log checkpointed"
+                    } else {
+                        ""
+                    }
+                );
+            }
+            Ok(ExitCode::SUCCESS)
         }
         Command::Release {
             load_id,

@@ -466,6 +466,73 @@ fn a_load_that_would_shrink_a_year_is_held_until_released() {
 }
 
 #[test]
+fn vacuum_removes_what_no_recent_version_needs_and_keeps_the_warehouse() {
+    let (header, rows) = sample_records();
+    let amount = col(&header, "amount");
+    let p = Project::new();
+    p.load(&[&sample_path()]);
+    // Two restatements of the year: each leaves the replaced files behind.
+    for cents in ["1.00", "2.00"] {
+        let mut restated = rows.clone();
+        restated[0][amount] = cents.into();
+        let f = p.file(
+            &format!("restated-{cents}.csv"),
+            &api_csv(&header, &restated),
+        );
+        assert_eq!(p.load(&[&f])[0]["status"], "loaded");
+    }
+    let before = p.fingerprint();
+    let facts = p.dir.join("store/warehouse/report/transaction");
+    let parquet = |dir: &std::path::Path| -> usize {
+        let mut n = 0;
+        let mut stack = vec![dir.to_path_buf()];
+        while let Some(d) = stack.pop() {
+            for e in std::fs::read_dir(&d).unwrap() {
+                let path = e.unwrap().path();
+                if path.is_dir() {
+                    if !path.ends_with("_delta_log") {
+                        stack.push(path);
+                    }
+                } else if path.extension().is_some_and(|x| x == "parquet") {
+                    n += 1;
+                }
+            }
+        }
+        n
+    };
+    let files = parquet(&facts);
+    // Within the default retention (a week) nothing goes.
+    assert!(p.ok(&["vacuum"]).contains("report.transaction: removed 0 "));
+    assert_eq!(parquet(&facts), files);
+    // A dry run with no retention counts the two replaced versions' files, removes none.
+    let dry = p.ok(&["vacuum", "--retention-hours", "0", "--dry-run"]);
+    let would: usize = dry
+        .lines()
+        .find(|l| l.starts_with("report.transaction: would remove "))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("{dry}"));
+    assert!(would >= 2, "{dry}");
+    assert_eq!(parquet(&facts), files);
+    let out = p.ok(&["vacuum", "--retention-hours", "0"]);
+    assert!(out.contains("log checkpointed"), "{out}");
+    assert_eq!(parquet(&facts), files - would);
+    // The warehouse is the same, and the next load works on the checkpointed logs.
+    assert_eq!(p.fingerprint(), before);
+    assert_eq!(p.load(&[&sample_path()])[0]["status"], "loaded");
+    assert!(p
+        .dir
+        .join("store/warehouse/report/transaction/_delta_log")
+        .read_dir()
+        .unwrap()
+        .any(|e| e
+            .unwrap()
+            .file_name()
+            .to_string_lossy()
+            .contains("checkpoint")));
+}
+
+#[test]
 fn bad_rows_are_quarantined_with_file_line_and_reason() {
     let (header, rows) = sample_records();
     let c = |n: &str| col(&header, n);

@@ -13,6 +13,7 @@
 pub mod csvsource;
 pub mod error;
 pub mod failpoint;
+pub mod housekeeping;
 pub mod loader;
 pub mod loads;
 pub mod publishes;
