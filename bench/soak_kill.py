@@ -28,9 +28,8 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "bench", "out")
-RELEASE = os.path.join(ROOT, "target", "release")
+from ledger import OUT, RELEASE, api_ledger, build
+
 CB = os.path.join(RELEASE, "citybooks")
 # A killed load's writer lease runs out after [load] lease_secs; short, so the next
 # load does not wait the default 30 s.
@@ -89,14 +88,8 @@ def main():
                     help="kill loads of the whole ledger, not of its newest year")
     ap.add_argument("--skip-build", action="store_true")
     args = ap.parse_args()
-    if not args.skip_build:
-        subprocess.run(["cargo", "build", "--release", "-p", "citybooks", "-p", "citybooks-bench"],
-                       cwd=ROOT, check=True)
-    os.makedirs(OUT, exist_ok=True)
-    ledger = os.path.join(OUT, f"ledger-{args.rows}-api.csv")
-    if not os.path.exists(ledger):
-        subprocess.run([os.path.join(RELEASE, "citybooks-bench"), "gen", "--rows", str(args.rows),
-                        "--dialect", "api", "--out", ledger], check=True)
+    build(args.skip_build)
+    ledger = api_ledger(args.rows)
     project = os.path.join(OUT, f"soak-{args.rows}")
     shutil.rmtree(project, ignore_errors=True)
     subprocess.run([CB, "init", project], check=True, stdout=subprocess.DEVNULL)

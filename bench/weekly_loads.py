@@ -23,9 +23,8 @@ import subprocess
 import sys
 import time
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-OUT = os.path.join(ROOT, "bench", "out")
-RELEASE = os.path.join(ROOT, "target", "release")
+from ledger import OUT, RELEASE, api_ledger, build
+
 CB = os.path.join(RELEASE, "citybooks")
 QUERY = ("select o.organization_group, sum(t.amount) from report.transaction t "
          "join report.program o on t.program_id = o.program_id group by 1 order by 2 desc")
@@ -58,22 +57,13 @@ def main():
     ap.add_argument("--vacuum-every", type=int, default=52)
     ap.add_argument("--skip-build", action="store_true")
     args = ap.parse_args()
-    if not args.skip_build:
-        subprocess.run(["cargo", "build", "--release", "-p", "citybooks", "-p", "citybooks-bench"],
-                       cwd=ROOT, check=True)
-    os.makedirs(OUT, exist_ok=True)
-    ledger = os.path.join(OUT, f"ledger-{args.rows}-api.csv")
-    if not os.path.exists(ledger):
-        subprocess.run([os.path.join(RELEASE, "citybooks-bench"), "gen", "--rows", str(args.rows),
-                        "--dialect", "api", "--out", ledger], check=True)
+    build(args.skip_build)
+    ledger = api_ledger(args.rows)
     with open(ledger, newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
         fy, amount = header.index("fiscal_year"), header.index("amount")
-        year = None
-        rows = []
-        for r in reader:
-            rows.append(r)
+        rows = list(reader)
         year = max(r[fy] for r in rows)
         year_rows = [r for r in rows if r[fy] == year]
     project = os.path.join(OUT, f"weekly-{args.rows}")
