@@ -202,6 +202,23 @@ pub fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
         .collect())
 }
 
+/// The held loads nobody has released or discarded yet: a held load is settled by a
+/// later load of the same content that loaded it (or found it loaded), or by a
+/// `discarded` record of it.
+pub fn waiting(loads: &[LoadRecord]) -> Vec<&LoadRecord> {
+    loads
+        .iter()
+        .filter(|held| held.is_held())
+        .filter(|held| {
+            !loads.iter().any(|l| {
+                l.load_id > held.load_id
+                    && l.content_hash == held.content_hash
+                    && (l.is_loaded() || l.status == UNCHANGED || l.status.starts_with(DISCARDED))
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -229,21 +246,4 @@ mod tests {
         assert_eq!(r.years(), vec![2024, 2025]);
         assert_eq!(r.table_versions().unwrap()["report.transaction"], 4);
     }
-}
-
-/// The held loads nobody has released or discarded yet: a held load is settled by a
-/// later load of the same content that loaded it (or found it loaded), or by a
-/// `discarded` record of it.
-pub fn waiting(loads: &[LoadRecord]) -> Vec<&LoadRecord> {
-    loads
-        .iter()
-        .filter(|held| held.is_held())
-        .filter(|held| {
-            !loads.iter().any(|l| {
-                l.load_id > held.load_id
-                    && l.content_hash == held.content_hash
-                    && (l.is_loaded() || l.status == UNCHANGED || l.status.starts_with(DISCARDED))
-            })
-        })
-        .collect()
 }

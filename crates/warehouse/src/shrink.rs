@@ -58,17 +58,21 @@ pub fn shrinking_years(
 mod tests {
     use super::*;
 
+    /// Year, rows and gross in whole dollars.
     fn sizes(entries: &[(i32, u64, i128)]) -> BTreeMap<i32, YearSize> {
         entries
             .iter()
-            .map(|&(y, rows, gross_cents)| (y, YearSize { rows, gross_cents }))
+            .map(|&(y, rows, dollars)| {
+                let gross_cents = dollars * 100;
+                (y, YearSize { rows, gross_cents })
+            })
             .collect()
     }
 
     #[test]
     fn a_one_row_file_of_a_full_year_is_held_with_a_sentence() {
-        let before = sizes(&[(2024, 30_000, 9_000_000_00), (2025, 27_412, 8_000_000_00)]);
-        let after = sizes(&[(2025, 1, 12_00)]);
+        let before = sizes(&[(2024, 30_000, 9_000_000), (2025, 27_412, 8_000_000)]);
+        let after = sizes(&[(2025, 1, 12)]);
         let found = shrinking_years(&before, &after, 20);
         assert_eq!(found.len(), 1);
         assert!(
@@ -81,9 +85,9 @@ mod tests {
 
     #[test]
     fn a_weekly_file_that_grows_the_year_and_restates_a_little_goes_ahead() {
-        let before = sizes(&[(2024, 30_000, 9_000_000_00), (2025, 20_000, 5_000_000_00)]);
+        let before = sizes(&[(2024, 30_000, 9_000_000), (2025, 20_000, 5_000_000)]);
         // 2025 grows; 2024 is restated: 2% fewer rows, 5% less gross.
-        let after = sizes(&[(2024, 29_400, 8_550_000_00), (2025, 21_204, 5_412_000_00)]);
+        let after = sizes(&[(2024, 29_400, 8_550_000), (2025, 21_204, 5_412_000)]);
         assert!(shrinking_years(&before, &after, 20).is_empty());
         // A year new to the warehouse cannot shrink.
         assert!(shrinking_years(&before, &sizes(&[(2026, 1, 1)]), 20).is_empty());
@@ -91,12 +95,12 @@ mod tests {
 
     #[test]
     fn rows_or_gross_alone_trip_it_and_the_limit_is_exclusive() {
-        let before = sizes(&[(2025, 1000, 1_000_00)]);
+        let before = sizes(&[(2025, 1000, 1_000)]);
         // Same rows, a quarter of the gross gone (amounts zeroed by a bad export).
-        let zeroed = sizes(&[(2025, 1000, 750_00)]);
+        let zeroed = sizes(&[(2025, 1000, 750)]);
         assert_eq!(shrinking_years(&before, &zeroed, 20).len(), 1);
         // Exactly 20% fewer rows is allowed; 100 never holds.
-        let fifth = sizes(&[(2025, 800, 1_000_00)]);
+        let fifth = sizes(&[(2025, 800, 1_000)]);
         assert!(shrinking_years(&before, &fifth, 20).is_empty());
         assert!(shrinking_years(&before, &sizes(&[(2025, 1, 0)]), 100).is_empty());
     }
