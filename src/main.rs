@@ -175,9 +175,10 @@ enum Command {
         #[arg(long, value_name = "N")]
         as_of_load: Option<i64>,
     },
-    /// Checkpoint every table's Delta log and remove the data files that no version
-    /// younger than the retention references (what loads replaced long ago). Time
-    /// travel to a load older than the retention may fail afterwards.
+    /// Compact every table's small files, checkpoint its Delta log and remove the data
+    /// files that no version younger than the retention references (what loads
+    /// replaced or compaction merged long ago). Time travel to a load older than the
+    /// retention may fail afterwards.
     ///
     /// Example: citybooks vacuum --retention-hours 720
     Vacuum {
@@ -479,11 +480,22 @@ async fn run(cli: Cli) -> Result<ExitCode> {
                 chrono::Duration::hours(retention_hours.min(i64::MAX as u64 / 3600) as i64);
             let done = wh.vacuum(retention, dry_run).await?;
             let verb = if dry_run { "would remove" } else { "removed" };
+            let plural = |n: u64| if n == 1 { "" } else { "s" };
             for (table, v) in &done {
+                let compacted = if v.compacted > 0 {
+                    format!(
+                        ", compacted {} small file{} into {}",
+                        v.compacted,
+                        plural(v.compacted),
+                        v.compacted_into
+                    )
+                } else {
+                    String::new()
+                };
                 println!(
-                    "{table}: {verb} {} unreferenced data file{}{}",
+                    "{table}: {verb} {} unreferenced data file{}{compacted}{}",
                     v.files,
-                    if v.files == 1 { "" } else { "s" },
+                    plural(v.files as u64),
                     if v.checkpoint {
                         ", log checkpointed"
                     } else {

@@ -361,6 +361,16 @@ async fn sftp_server(
             }
         }
     });
+    let unreported = dropbox.unreported_uploads().await;
+    if !unreported.is_empty() {
+        println!(
+            "  {} upload(s) have no load report (the server stopped before loading them): queued again",
+            unreported.len()
+        );
+    }
+    for up in unreported {
+        let _ = dropbox.uploads.send(up);
+    }
     let config = server::ssh_config(&host_keys, Duration::from_secs(cfg.idle_timeout_secs));
     Ok(tokio::spawn(async move {
         server::serve(

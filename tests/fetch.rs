@@ -489,4 +489,21 @@ fn serve_refreshes_the_current_fiscal_year_on_schedule() {
         .requests()
         .iter()
         .all(|r| r["params"]["$where"] == format!("fiscal_year = '{year}'")));
+
+    // The portal now publishes one row of the year (a truncated publication): the
+    // refresh is held by the shrink guard, says so as its error with the way to settle
+    // it, and the year keeps its rows.
+    portal.set_faults("only 1");
+    let held = wait_for("a held refresh", &|v| {
+        v["last_error"]
+            .as_str()
+            .is_some_and(|e| e.contains("would go from"))
+    });
+    let error = held["last_error"].as_str().unwrap();
+    assert!(
+        error.contains(&format!("fiscal year {year} would go from 2,186 rows to 1"))
+            && error.contains("citybooks release"),
+        "{held}"
+    );
+    assert_eq!(p.value("select count(*) from report.transaction"), "2186");
 }

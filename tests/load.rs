@@ -501,9 +501,20 @@ fn vacuum_removes_what_no_recent_version_needs_and_keeps_the_warehouse() {
         n
     };
     let files = parquet(&facts);
-    // Within the default retention (a week) nothing goes.
-    assert!(p.ok(&["vacuum"]).contains("report.transaction: removed 0 "));
+    let loads = p.dir.join("store/warehouse/meta/loads");
+    assert_eq!(parquet(&loads), 3, "one small file per load");
+    // Within the default retention (a week) nothing goes, but the loads' three small
+    // records are compacted into one file (the three stay for time travel).
+    let out = p.ok(&["vacuum"]);
+    assert!(out.contains("report.transaction: removed 0 "), "{out}");
+    assert!(
+        out.contains(
+            "meta.loads: removed 0 unreferenced data files, compacted 3 small files into 1"
+        ),
+        "{out}"
+    );
     assert_eq!(parquet(&facts), files);
+    assert_eq!(parquet(&loads), 4);
     // A dry run with no retention counts the two replaced versions' files, removes none.
     let dry = p.ok(&["vacuum", "--retention-hours", "0", "--dry-run"]);
     let would: usize = dry
@@ -517,6 +528,13 @@ fn vacuum_removes_what_no_recent_version_needs_and_keeps_the_warehouse() {
     let out = p.ok(&["vacuum", "--retention-hours", "0"]);
     assert!(out.contains("log checkpointed"), "{out}");
     assert_eq!(parquet(&facts), files - would);
+    // The three small files the first vacuum compacted go now that no retention
+    // protects them: one file of meta.loads is left.
+    assert!(
+        out.contains("meta.loads: removed 3 unreferenced data files, log checkpointed"),
+        "{out}"
+    );
+    assert_eq!(parquet(&loads), 1);
     // The warehouse is the same, and the next load works on the checkpointed logs.
     assert_eq!(p.fingerprint(), before);
     assert_eq!(p.load(&[&sample_path()])[0]["status"], "loaded");
@@ -530,6 +548,37 @@ fn vacuum_removes_what_no_recent_version_needs_and_keeps_the_warehouse() {
             .file_name()
             .to_string_lossy()
             .contains("checkpoint")));
+}
+
+#[test]
+fn every_tenth_commit_compacts_and_checkpoints_and_no_history_is_dropped() {
+    let p = Project::new();
+    p.load(&[&sample_path()]);
+    let total = "select sum(amount) from report.transaction";
+    let first = p.value(total);
+    let (header, mut rows) = sample_records();
+    rows[0][col(&header, "amount")] = "1.00".into();
+    let restated = p.file("restated.csv", &api_csv(&header, &rows));
+    // Load 2 restates the year; loads 3..=11 find it unchanged, and each still ends
+    // with a meta.loads commit: versions 0..=10. The tenth commit compacts the table's
+    // eleven small files into one (version 11) and checkpoints the log there.
+    for _ in 0..10 {
+        p.load(&[&restated]);
+    }
+    let log = p.dir.join("store/warehouse/meta/loads/_delta_log");
+    let has = |name: &str| log.join(name).exists();
+    assert!(has("00000000000000000011.checkpoint.parquet"));
+    assert!(!has("00000000000000000010.checkpoint.parquet"));
+    let compaction = std::fs::read_to_string(log.join("00000000000000000011.json")).unwrap();
+    assert!(
+        compaction.contains("OPTIMIZE") && compaction.contains("compact"),
+        "{compaction}"
+    );
+    assert_eq!(p.value("select count(*) from meta.loads"), "11");
+    // The log keeps its first commit, and time travel to load 1 reads it.
+    assert!(has("00000000000000000000.json"));
+    assert_eq!(p.rows_as_of(total, Some(1))[0][0], first);
+    assert_ne!(p.value(total), first);
 }
 
 #[test]

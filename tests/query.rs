@@ -1378,7 +1378,16 @@ fn the_dashboard_passes_its_browser_tests() {
     ) {
         return;
     }
-    let (_p, s) = served(&[]);
+    let (p, s) = served(&[]);
+    // A one-row file of the sample's year: held by the shrink guard, so the page must
+    // say so (and its figures stay the sample's).
+    let (header, rows) = sample_records();
+    let one = p.file("one-row.csv", &api_csv(&header, &rows[..1]));
+    let held = p.run(&["load", "--json", one.to_str().unwrap()]);
+    assert_eq!(held.status.code(), Some(3), "{}", text(&held));
+    let report: serde_json::Value = serde_json::from_slice(&held.stdout).unwrap();
+    assert_eq!(report["status"], "held");
+    let held_id = report["load_id"].to_string();
     let shot = std::env::var("CITYBOOKS_SCREENSHOT").unwrap_or_else(|_| {
         std::env::temp_dir()
             .join("citybooks-dashboard.png")
@@ -1388,6 +1397,7 @@ fn the_dashboard_passes_its_browser_tests() {
     let out = Command::new("node")
         .arg(format!("{browser}/e2e.mjs"))
         .args(["--base", &s.url(""), "--screenshot", &shot])
+        .args(["--held-load", &held_id])
         .output()
         .unwrap();
     println!("{}", text(&out));

@@ -181,6 +181,29 @@ fn original_routine(p: &Project, raw: &Path) {
         .value("select min(source_file) from report.transaction")
         .starts_with("raw/alice/"));
 
+    // A one-row file of the same fiscal year (a test upload, a truncated export) would
+    // shrink the year: the upload is held, the report beside it says why and how to
+    // settle it, nothing is replaced, and /health lists the held load.
+    let (header, rows) = sample_records();
+    std::fs::write(work.join("one-row.csv"), api_csv(&header, &rows[..1])).unwrap();
+    let out = sftp(server.sftp, &ed, "bob", &work, "put one-row.csv\n", &[]);
+    assert!(out.status.success());
+    let report = wait_for(&raw.join("bob/one-row.csv.load.json"), &["held"]);
+    assert!(
+        report.contains("would go from") && report.contains("citybooks release"),
+        "{report}"
+    );
+    assert_eq!(p.value("select count(*) from report.transaction"), "2186");
+    let (code, health) = http_get(&server, "/health");
+    assert_eq!(code, 200, "{health}");
+    assert_eq!(
+        health["held"][0]["source_file"], "raw/bob/one-row.csv",
+        "{health}"
+    );
+    assert!(health["held"][0]["reason"]
+        .as_str()
+        .is_some_and(|r| r.contains("would go from")));
+
     // Bob sees only his own home; escapes are refused.
     let out = sftp(server.sftp, &ed, "bob", &work, "ls -la\n", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -562,7 +585,7 @@ fn hostile_sftp_requests_are_refused_and_nothing_outside_the_home_changes() {
         .map(|(k, _)| k)
         .collect();
     assert!(done.is_empty(), "carried out: {done:?}");
-    assert_eq!(seen["attempts"].as_object().unwrap().len(), 20);
+    assert_eq!(seen["attempts"].as_object().unwrap().len(), 21);
     // The upload itself worked and was loaded; its report is the server's own.
     let report = wait_for(&raw.join("mallory/mine.csv.load.json"), &["loaded"]);
     assert!(report.contains("\"rows_loaded\": 2186"), "{report}");

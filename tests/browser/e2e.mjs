@@ -2,7 +2,7 @@
 // End-to-end test of the citybooks web dashboard in a real browser.
 //
 //   cd tests/browser && npm ci          # playwright-core only; it never downloads a browser
-//   node tests/browser/e2e.mjs --base http://127.0.0.1:18080 [--screenshot out.png] [--token T]
+//   node tests/browser/e2e.mjs --base http://127.0.0.1:18080 [--screenshot out.png] [--token T] [--held-load N]
 //
 // Drives the Debian chromium (CHROMIUM, default /usr/bin/chromium) headless against a
 // running `citybooks serve`, and checks what the page shows against SQL the script sends to
@@ -25,7 +25,7 @@ import path from 'node:path';
 // ---- arguments -------------------------------------------------------------------------
 
 function parseArgs(argv) {
-  const out = { base: null, screenshot: null, token: null };
+  const out = { base: null, screenshot: null, token: null, heldLoad: null };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     const take = () => {
@@ -35,6 +35,7 @@ function parseArgs(argv) {
     if (a === '--base') out.base = take();
     else if (a === '--screenshot') out.screenshot = take();
     else if (a === '--token') out.token = take();
+    else if (a === '--held-load') out.heldLoad = take();
     else if (a === '--help' || a === '-h') usage();
     else usage(`unknown argument ${a}`);
   }
@@ -45,7 +46,7 @@ function parseArgs(argv) {
 
 function usage(error) {
   if (error) console.error(`e2e: ${error}`);
-  console.error('usage: node tests/browser/e2e.mjs --base http://127.0.0.1:PORT [--screenshot out.png] [--token T]');
+  console.error('usage: node tests/browser/e2e.mjs --base http://127.0.0.1:PORT [--screenshot out.png] [--token T] [--held-load N]');
   process.exit(2);
 }
 
@@ -241,6 +242,20 @@ await check('/ loads and the four overview charts render with data', async () =>
     const points = await chartRendered(page, `chart-${id}`);
     assert(points > 0, `chart-${id} has data-points=${points}`);
   }
+});
+
+// 1b. A load the shrink guard held (--held-load N): the banner names it and says why; when
+// none is held the banner stays hidden.
+await check(args.heldLoad ? `the banner says load ${args.heldLoad} is held and why` : 'no held-load banner', async () => {
+  const banner = page.locator(tid('held-banner'));
+  if (!args.heldLoad) {
+    assert(await banner.isHidden(), `the banner shows: ${await banner.textContent()}`);
+    return;
+  }
+  await banner.waitFor({ state: 'visible', timeout: 10_000 });
+  const text = await banner.textContent();
+  assert(text.includes(`Load ${args.heldLoad} (`) && text.includes('is held, not in these figures')
+    && text.includes('would go from'), `the banner says: ${text}`);
 });
 
 // 2. Each overview chart shows exactly what its SQL returns.

@@ -54,6 +54,17 @@ def main():
             seen[name] = "done"
         except (IOError, OSError, paramiko.SSHException, UnicodeError):
             seen[name] = "refused"
+    # A name that is not UTF-8, on a session of its own: a server may end the session
+    # that sent it, and the attempts above must not pass for refused because of that.
+    other = paramiko.Transport(("127.0.0.1", port))
+    other.connect(username=user, pkey=key)
+    try:
+        paramiko.SFTPClient.from_transport(other).putfo(
+            io.BytesIO(data), b"\xff\xfe-latin-1-caf\xe9.csv", confirm=False)
+        seen["put a non-UTF-8 name"] = "done"
+    except (IOError, OSError, paramiko.SSHException, UnicodeError, EOFError):
+        seen["put a non-UTF-8 name"] = "refused"
+    other.close()
     listing = sorted(sftp.listdir("."))
     sftp.close()
     transport.close()

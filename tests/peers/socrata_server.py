@@ -21,6 +21,7 @@ the server runs); one per line:
   html          pages answer 200 with an HTML error page
   fail-from P   every request for page index >= P answers 503
   empty         the data set has no rows
+  only N        the data set holds only its first N rows (a truncated publication)
 Every request is logged to --log as a JSON line {"path", "params", "token"}.
 
 Usage: socrata_server.py --csv FILE --port-file F --log F [--fault-file F] [--token T]
@@ -126,6 +127,8 @@ class Handler(BaseHTTPRequestHandler):
             return self.error(404, "not_found", f"Unknown resource {url.path}")
         active = faults()
         rows = [] if "empty" in active else matching(params.get("$where"))
+        if rows is not None and "only" in active:
+            rows = rows[:active["only"]]
         if rows is None:
             return self.error(400, "query.soql.invalid", f"Could not parse SoQL query \"{params.get('$where')}\"")
         if m.group(2) == "json":

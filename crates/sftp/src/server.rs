@@ -49,6 +49,45 @@ impl DropBox {
     pub fn open_sessions(&self) -> u32 {
         self.sessions.lock().map(|s| s.values().sum()).unwrap_or(0)
     }
+
+    /// The `.csv` uploads in the users' homes that have no load report beside them: the
+    /// server stopped (or was killed) after publishing them and before their load
+    /// reported. The report is an upload's acknowledgement, so serve queues these again
+    /// when it starts; one whose content is already in the warehouse is found unchanged
+    /// and gets its report. Oldest first, by user.
+    pub async fn unreported_uploads(&self) -> Vec<Uploaded> {
+        let users = match self.users.list() {
+            Ok(users) => users,
+            Err(e) => {
+                tracing::warn!("listing the SFTP users to find unreported uploads: {e}");
+                return Vec::new();
+            }
+        };
+        let mut found = Vec::new();
+        for (user, _) in users {
+            let home = match self.store.list(&format!("raw/{user}")).await {
+                Ok(home) => home,
+                Err(e) => {
+                    tracing::warn!("listing raw/{user} to find unreported uploads: {e}");
+                    continue;
+                }
+            };
+            let names: std::collections::HashSet<&str> =
+                home.iter().map(|(name, _)| name.as_str()).collect();
+            let mut unreported: Vec<&str> = names
+                .iter()
+                .copied()
+                .filter(|name| name.to_ascii_lowercase().ends_with(".csv"))
+                .filter(|name| !names.contains(format!("{name}{REPORT_SUFFIX}").as_str()))
+                .collect();
+            unreported.sort_unstable();
+            found.extend(unreported.into_iter().map(|path| Uploaded {
+                user: user.clone(),
+                path: path.to_string(),
+            }));
+        }
+        found
+    }
 }
 
 /// Per-file, per-user and per-session limits.
@@ -367,6 +406,18 @@ pub fn jail(path: &str) -> Result<String, StatusReply> {
             StatusCode::PermissionDenied,
             format!(
                 "{}: a file name cannot hold a NUL byte",
+                path.escape_debug()
+            ),
+        ));
+    }
+    // The SFTP library decodes a name that is not UTF-8 lossily, every bad byte
+    // becoming U+FFFD: stored as is, two different names would land on one object.
+    // Refuse it (and with it the rare UTF-8 name that holds U+FFFD itself).
+    if path.contains(char::REPLACEMENT_CHARACTER) {
+        return Err(fail(
+            StatusCode::PermissionDenied,
+            format!(
+                "{}: a file name must be UTF-8 (this one has bytes that are not)",
                 path.escape_debug()
             ),
         ));
@@ -900,5 +951,20 @@ mod tests {
             assert_eq!(e.status_code, StatusCode::PermissionDenied, "{path:?}");
         }
         assert_eq!(jail("dir/x.csv").unwrap(), "dir/x.csv");
+    }
+
+    /// What the SFTP library makes of a name that is not UTF-8 (`\xff\xfe.csv`, a
+    /// Latin-1 `caf\xe9.csv`): lossy text, refused rather than stored under a name the
+    /// client never sent.
+    #[test]
+    fn a_name_that_is_not_utf8_is_refused() {
+        for bytes in [&b"\xff\xfe.csv"[..], b"caf\xe9.csv", b"dir/\x80/x.csv"] {
+            let lossy = String::from_utf8_lossy(bytes);
+            let e = jail(&lossy).unwrap_err();
+            assert_eq!(e.status_code, StatusCode::PermissionDenied, "{lossy}");
+            let message = e.error_message.unwrap_or_default();
+            assert!(message.contains("must be UTF-8"), "{message}");
+        }
+        assert_eq!(jail("café.csv").unwrap(), "café.csv");
     }
 }

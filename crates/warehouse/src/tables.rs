@@ -35,7 +35,7 @@ const ROW_GROUP_ROWS: usize = 128 * 1024;
 /// Parquet settings of every table: Snappy (fast to write and read) and row groups
 /// small enough that a 10M-row load stays well under 1 GiB (measured at 10M rows:
 /// 128 Ki rows 528 MiB peak; 32 Ki rows 391 MiB, but scans prefer larger row groups).
-fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
+pub(crate) fn writer_properties() -> deltalake::parquet::file::properties::WriterProperties {
     deltalake::parquet::file::properties::WriterProperties::builder()
         .set_compression(deltalake::parquet::basic::Compression::SNAPPY)
         .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
@@ -209,10 +209,10 @@ impl Warehouse {
             Input::Batches(batches) => delta.write(batches),
             Input::Plan(plan) => delta.write(Vec::new()).with_input_plan(plan),
         }
-        .with_commit_properties(
-            CommitProperties::default()
-                .with_metadata([("citybooks.load_id".to_string(), serde_json::json!(load_id))]),
-        )
+        .with_commit_properties(commit_properties(
+            "citybooks.load_id",
+            serde_json::json!(load_id),
+        ))
         .with_target_file_size(NonZeroU64::new(self.config.target_file_mib.max(1) << 20))
         .with_writer_properties(writer_properties());
         if is_new {
@@ -229,12 +229,16 @@ impl Warehouse {
             };
         }
         let written = builder.await.map_err(&err)?;
-        written.version().map(|v| v as i64).ok_or_else(|| {
+        let version = written.version().map(|v| v as i64).ok_or_else(|| {
             WarehouseError::Other(format!(
                 "{}: no version after commit",
                 table.qualified_name()
             ))
-        })
+        })?;
+        if version > 0 && version % CHECKPOINT_EVERY == 0 {
+            self.tidy_log(table, written).await;
+        }
+        Ok(version)
     }
 
     /// A provider for `table` at `version` (None: latest); an empty table of the right
@@ -483,4 +487,28 @@ impl Warehouse {
         n += self.store.delete_prefix("raw").await?;
         Ok(n)
     }
+}
+
+/// Every this many commits to a table, the loader tidies it up
+/// ([`Warehouse::tidy_log`]): it compacts the small files of the tables that grow by
+/// small appends and writes a checkpoint of the log. Opening a table (every load and
+/// every refresh does, several times) reads the newest checkpoint, the commits after
+/// it and every data file, so this bounds both. (Delta's own checkpoint interval is
+/// 100. Measured over 150 weekly loads of a 100,000-row warehouse: a load at version
+/// 150 took 1.0 s with 50 commits to replay, 0.66 s right after a checkpoint, 0.40 s
+/// with `meta.loads`' 151 files compacted into one; the first week's took 0.27 s.)
+pub const CHECKPOINT_EVERY: i64 = 10;
+
+/// The properties of every commit citybooks makes: what made it (`citybooks.load_id`,
+/// or `citybooks.operation` for housekeeping), no
+/// checkpoint from Delta's own post-commit hook (citybooks writes them on its own
+/// cadence, [`CHECKPOINT_EVERY`]) and no clean-up of "expired" log entries, which would
+/// silently break time travel (`--as-of-load`) to loads older than Delta's 30-day log
+/// retention. The history is the warehouse's to keep; `citybooks vacuum` is the one
+/// place that removes anything.
+pub(crate) fn commit_properties(key: &str, value: serde_json::Value) -> CommitProperties {
+    CommitProperties::default()
+        .with_metadata([(key.to_string(), value)])
+        .with_create_checkpoint(false)
+        .with_cleanup_expired_logs(Some(false))
 }
