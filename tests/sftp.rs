@@ -600,6 +600,35 @@ fn hostile_sftp_requests_are_refused_and_nothing_outside_the_home_changes() {
 }
 
 #[test]
+fn an_upload_left_without_its_report_is_loaded_when_serve_starts() {
+    let p = Project::new();
+    add_user(&p, "dora", "dora", &["-t", "ed25519"]);
+    // What a server killed after publishing an upload and before its load reported
+    // leaves behind; and an upload that was reported, which stays as it is.
+    let home = p.dir.join("store/raw/dora");
+    std::fs::create_dir_all(&home).unwrap();
+    std::fs::copy(sample_path(), home.join("ledger.csv")).unwrap();
+    std::fs::write(home.join("old.csv"), "an old upload").unwrap();
+    let old_report = r#"{"status": "failed", "error": "kept as it was"}"#;
+    std::fs::write(home.join("old.csv.load.json"), old_report).unwrap();
+    let server = start(&p);
+    assert!(
+        server
+            .banner
+            .contains("1 upload(s) have no load report (the server stopped before loading them): queued again"),
+        "{}",
+        server.banner
+    );
+    let report = wait_for(&home.join("ledger.csv.load.json"), &["loaded"]);
+    assert!(report.contains("\"rows_loaded\": 2186"), "{report}");
+    assert_eq!(
+        std::fs::read_to_string(home.join("old.csv.load.json")).unwrap(),
+        old_report
+    );
+    assert_eq!(p.value("select count(*) from meta.loads"), "1");
+}
+
+#[test]
 fn file_size_quota_and_session_limits_hold() {
     limits(false);
 }

@@ -255,7 +255,8 @@ pub struct SftpConfig {
     pub listen: String,
     /// TCP port.
     pub port: u16,
-    /// Seconds without traffic after which a session is closed.
+    /// Seconds without traffic after which a session is closed; parts of unfinished
+    /// uploads (a killed server's) older than this are removed from a local store.
     pub idle_timeout_secs: u64,
     /// Failed authentications from one client address before it is banned.
     pub max_auth_failures: u32,
@@ -485,7 +486,8 @@ max_shrink_percent = {max_shrink}
 enabled = {sftp_enabled}
 listen = "{listen}"
 port = {port}
-# Seconds without traffic after which a session is closed.
+# Seconds without traffic after which a session is closed; parts of unfinished
+# uploads (a killed server's) older than this are removed from a local store.
 idle_timeout_secs = {idle}
 # A client address with this many failed authentications is banned for ban_secs.
 max_auth_failures = {fails}

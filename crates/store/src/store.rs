@@ -402,6 +402,54 @@ impl Store {
             .collect())
     }
 
+    /// Removes the parts of multipart uploads under `rel/` that nobody finished and
+    /// nobody touched for `older_than`: what a process killed in the middle of an
+    /// upload leaves in a local store (object_store stages an upload of `name` in
+    /// `name#N` beside it, and publishes it by a rename). They were never visible —
+    /// listings, reads and loads skip them — so this reclaims only disk. An upload in
+    /// flight writes its part continually, so `older_than` must be longer than any pause
+    /// an upload may make (the SFTP idle timeout). Returns how many went. On S3 nothing:
+    /// an unfinished multipart upload there is invisible too, and a bucket lifecycle
+    /// rule (`AbortIncompleteMultipartUpload`) reclaims it.
+    pub fn remove_stale_parts(&self, rel: &str, older_than: std::time::Duration) -> usize {
+        let Some(dir) = &self.local_dir else {
+            return 0;
+        };
+        let is_part = |name: &str| {
+            name.rsplit_once('#').is_some_and(|(stem, n)| {
+                !stem.is_empty() && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+            })
+        };
+        let now = std::time::SystemTime::now();
+        let mut removed = 0;
+        let mut stack = vec![dir.join(rel)];
+        while let Some(d) = stack.pop() {
+            let Ok(entries) = std::fs::read_dir(&d) else {
+                continue;
+            };
+            for entry in entries.flatten() {
+                let path = entry.path();
+                let Ok(meta) = entry.metadata() else { continue };
+                if meta.is_dir() {
+                    stack.push(path);
+                    continue;
+                }
+                let stale = meta
+                    .modified()
+                    .ok()
+                    .and_then(|m| now.duration_since(m).ok())
+                    .is_some_and(|age| age >= older_than);
+                if stale
+                    && is_part(&entry.file_name().to_string_lossy())
+                    && std::fs::remove_file(&path).is_ok()
+                {
+                    removed += 1;
+                }
+            }
+        }
+        removed
+    }
+
     /// Deletes every object under `rel/`; returns how many.
     pub async fn delete_prefix(&self, rel: &str) -> Result<usize, StoreError> {
         let objects = self.list(rel).await?;
@@ -415,6 +463,35 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn stale_parts_of_unfinished_uploads_go_and_nothing_else() {
+        let tmp = tempfile::tempdir().unwrap();
+        let config = StoreConfig::default();
+        let store = Store::open(&config, Some(tmp.path().to_path_buf())).unwrap();
+        let home = tmp.path().join("raw/alice/sub");
+        std::fs::create_dir_all(&home).unwrap();
+        let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+        let make = |name: &str, old: bool| {
+            let f = std::fs::File::create(home.join(name)).unwrap();
+            if old {
+                f.set_modified(hour_ago).unwrap();
+            }
+        };
+        make("week.csv#1", true); // a killed upload's part: goes
+        make("fresh.csv#2", false); // an upload in flight: stays
+        make("c#d.csv", true); // a name with a '#': stays
+        make("ledger.csv", true);
+        make("#7", true); // no name before the '#': not a part
+        let removed = store.remove_stale_parts("raw", std::time::Duration::from_secs(600));
+        assert_eq!(removed, 1);
+        let mut left: Vec<String> = std::fs::read_dir(&home)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        left.sort();
+        assert_eq!(left, ["#7", "c#d.csv", "fresh.csv#2", "ledger.csv"]);
+    }
 
     #[tokio::test]
     async fn put_stream_publishes_only_complete_objects() {

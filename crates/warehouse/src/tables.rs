@@ -154,12 +154,18 @@ impl Warehouse {
 
     /// The Delta table at `version` (None: latest); None if it does not exist (yet).
     pub async fn table_at(&self, table: Table, version: Option<i64>) -> Result<Option<DeltaTable>> {
-        // A table exists once its first commit is in its log.
-        if self
+        // A table exists once its first commit is in its log (or, were the log's oldest
+        // commits cleaned up by another Delta writer, once it has a checkpoint). Two
+        // lookups, not a listing: the log grows by a file per load, forever.
+        let log = format!("{}/_delta_log", table.store_path());
+        if !self
             .store
-            .list(&format!("{}/_delta_log", table.store_path()))
+            .exists(&format!("{log}/00000000000000000000.json"))
             .await?
-            .is_empty()
+            && !self
+                .store
+                .exists(&format!("{log}/_last_checkpoint"))
+                .await?
         {
             return Ok(None);
         }
