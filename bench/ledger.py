@@ -23,3 +23,22 @@ def api_ledger(rows):
         subprocess.run([os.path.join(RELEASE, "citybooks-bench"), "gen", "--rows", str(rows),
                         "--dialect", "api", "--out", path], check=True)
     return path
+
+
+CB = os.path.join(RELEASE, "citybooks")
+
+
+def fresh_project(name):
+    """An empty citybooks project in bench/out/NAME (whatever was there goes)."""
+    import shutil
+    project = os.path.join(OUT, name)
+    shutil.rmtree(project, ignore_errors=True)
+    subprocess.run([CB, "init", project], check=True, stdout=subprocess.DEVNULL)
+    return project
+
+
+def publish(name, text):
+    """Prints a benchmark's Markdown report and writes it to bench/out/NAME."""
+    print(text)
+    with open(os.path.join(OUT, name), "w") as f:
+        f.write(text + "\n")

@@ -26,6 +26,7 @@ import csv
 import glob
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -34,8 +35,8 @@ import time
 import urllib.request
 from urllib.parse import urlencode
 
-from ledger import OUT, api_ledger, build
-from soak_kill import CB, citybooks
+from ledger import CB, api_ledger, build, fresh_project, publish
+from soak_kill import citybooks
 from soak_serve import Serve
 
 USER, PASSWORD = "analyst", "a long passphrase"
@@ -99,9 +100,7 @@ def main():
                      "`cargo install oha`, sftp and ssh-keygen from openssh-client")
     build(args.skip_build)
     ledger = api_ledger(args.rows)
-    project = os.path.join(OUT, f"load-all-{args.rows}")
-    shutil.rmtree(project, ignore_errors=True)
-    subprocess.run([CB, "init", project], check=True, stdout=subprocess.DEVNULL)
+    project = fresh_project(f"load-all-{args.rows}")
     subprocess.run([CB, "sql-user", "add", USER], cwd=project,
                    input=PASSWORD + "\n", text=True, check=True, stdout=subprocess.DEVNULL)
     keys = {}
@@ -139,7 +138,10 @@ def main():
     cli_file = os.path.join(work, "cli.csv")
     write(cli_file, None, 1)
 
-    serve = Serve(project)
+    # serve with its defaults, on loopback.
+    serve = Serve(project, env=dict(os.environ, CITYBOOKS_SFTP_LISTEN="127.0.0.1",
+                                    CITYBOOKS_SQL_LISTEN="127.0.0.1",
+                                    CITYBOOKS_HTTP_LISTEN="127.0.0.1"))
     http = next(int(l.rsplit(":", 1)[1]) for l in serve.lines if "HTTP" in l and "listening on" in l)
     sql = next(int(l.rsplit(":", 1)[1]) for l in serve.lines if "SQL" in l and "listening on" in l)
     base = f"http://127.0.0.1:{http}"
@@ -149,17 +151,20 @@ def main():
     statements = [c["sql"] for c in charts] + [q.format(year=year) for q in ANALYST]
     for i, s in enumerate(statements):
         with open(os.path.join(scripts, f"q{i:02}.sql"), "w") as f:
-            f.write(" ".join(s.split()).rstrip(";") + ";\n")
+            # One line for pgbench: the comments go first, or they would swallow the rest.
+            f.write(" ".join(re.sub(r"--[^\n]*", "", s).split()).rstrip(";") + ";\n")
     explore = "/api/explore?" + urlencode({"side": "Spending", "h": "organization", "year": year})
     trend = "/api/trend?" + urlencode({"side": "Spending", "h": "organization"})
     http_paths = [f"/api/charts/{charts[0]['id']}", f"/api/charts/{charts[2]['id']}", explore, trend]
 
     rss = {"before": rss_mib(serve.proc.pid), "peak": 0.0}
+    disk = {"least free": shutil.disk_usage(project).free}
     stop = threading.Event()
 
     def sample():
         while not stop.is_set():
             rss["peak"] = max(rss["peak"], rss_mib(serve.proc.pid))
+            disk["least free"] = min(disk["least free"], shutil.disk_usage(project).free)
             time.sleep(0.5)
 
     threading.Thread(target=sample, daemon=True).start()
@@ -203,6 +208,10 @@ def main():
 
     pg_out, _ = pgbench.communicate()
     oha_out = [json.loads(o.communicate()[0]) for o in ohas]
+    with open(os.path.join(project, "pgbench.out"), "w") as f:
+        f.write(pg_out)
+    with open(os.path.join(project, "oha.json"), "w") as f:
+        json.dump(oha_out, f, indent=1)
     stop.set()
     # The upload queue may still be loading: wait for every report.
     reports = {}
@@ -218,6 +227,8 @@ def main():
     time.sleep(2)
     rss["after"] = rss_mib(serve.proc.pid)
     serve.kill()
+    with open(os.path.join(project, "serve.log"), "w") as f:
+        f.writelines(serve.lines)
 
     # pgbench: per-transaction latencies from its logs (column 3, microseconds).
     latencies, failed_tx = [], 0
@@ -232,12 +243,15 @@ def main():
                         latencies.append(int(parts[2]) / 1000)
     pg_p = percentiles(latencies)
     pg_errors = failed_tx + (0 if pgbench.returncode == 0 else 1)
-    tps = next((l for l in pg_out.splitlines() if l.startswith("tps")), "tps ?")
+    tps = next((l for l in pg_out.splitlines() if l.startswith("tps")), "tps = 0")
 
     http_rows, http_errors = [], 0
     for path, o in zip(http_paths, oha_out):
         codes = o.get("statusCodeDistribution", {})
-        bad = sum(v for k, v in codes.items() if k != "200") + sum(o.get("errorDistribution", {}).values())
+        # oha counts the requests still in flight when -z runs out as "aborted due to
+        # deadline": they were cut by the load generator, not refused by the server.
+        bad = sum(v for k, v in codes.items() if k != "200") + sum(
+            v for k, v in o.get("errorDistribution", {}).items() if k != "aborted due to deadline")
         http_errors += bad
         lat = o.get("latencyPercentiles", {})
         summary = o.get("summary", {})
@@ -262,7 +276,7 @@ def main():
         "| clients | requests | throughput | p50 ms | p95 ms | p99 ms | errors |",
         "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
         f"| pgbench, 64 clients, {len(statements)} statements | {len(latencies):,} | "
-        f"{tps.split('(')[0].replace('tps = ', '').strip()}/s | {pg_p['p50']:.0f} | "
+        f"{float(tps.split('(')[0].replace('tps = ', '').strip() or 0):.1f}/s | {pg_p['p50']:.0f} | "
         f"{pg_p['p95']:.0f} | {pg_p['p99']:.0f} | {pg_errors} |",
     ] + http_rows + [
         "",
@@ -271,13 +285,12 @@ def main():
         + f". Command-line load: {load_status}.",
         "",
         f"serve RSS: {rss['before']:.0f} MiB before, {rss['peak']:.0f} MiB peak, "
-        f"{rss['after']:.0f} MiB after.",
+        f"{rss['after']:.0f} MiB after. Least free disk during the run: "
+        f"{disk['least free'] / 2**30:.1f} GiB.",
         "",
         f"Errors: {errors}",
     ] + [f"- upload {u}/{n}: exit {c}: {e[-200:]}" for u, n, c, e in upload_errors])
-    print(text)
-    with open(os.path.join(OUT, "load_all.md"), "w") as f:
-        f.write(text + "\n")
+    publish("load_all.md", text)
     sys.exit(1 if errors else 0)
 
 

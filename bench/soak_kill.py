@@ -22,15 +22,12 @@ import argparse
 import csv
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import time
 
-from ledger import OUT, RELEASE, api_ledger, build
-
-CB = os.path.join(RELEASE, "citybooks")
+from ledger import CB, OUT, api_ledger, build, fresh_project
 # A killed load's writer lease runs out after [load] lease_secs; short, so the next
 # load does not wait the default 30 s.
 ENV = dict(os.environ, CITYBOOKS_LOAD_LEASE_SECS="3")
@@ -90,9 +87,7 @@ def main():
     args = ap.parse_args()
     build(args.skip_build)
     ledger = api_ledger(args.rows)
-    project = os.path.join(OUT, f"soak-{args.rows}")
-    shutil.rmtree(project, ignore_errors=True)
-    subprocess.run([CB, "init", project], check=True, stdout=subprocess.DEVNULL)
+    project = fresh_project(f"soak-{args.rows}")
     citybooks(project, "load", "--no-progress", ledger)
     year, year_rows, versions = year_versions(ledger, OUT, args.whole)
     print(f"{args.rows:,} rows loaded; fiscal year {year} ({year_rows:,} rows) in two versions",

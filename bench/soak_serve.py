@@ -24,15 +24,14 @@ bench/out/soak_serve.md.
 import argparse
 import os
 import random
-import shutil
 import signal
 import subprocess
 import sys
 import threading
 import time
 
-from ledger import OUT, api_ledger, build
-from soak_kill import CB, ENV, citybooks, fingerprint, year_versions
+from ledger import CB, OUT, api_ledger, build, fresh_project, publish
+from soak_kill import ENV, citybooks, fingerprint, year_versions
 
 # A short SFTP idle timeout: serve removes the parts killed uploads left once they are
 # older than it (the default, 600 s, would outlast the soak).
@@ -48,10 +47,10 @@ LINK_KBITS = 40_000
 class Serve:
     """`citybooks serve` on ports the system picks; its output kept in `lines`."""
 
-    def __init__(self, project):
+    def __init__(self, project, env=SERVE_ENV):
         self.proc = subprocess.Popen(
             [CB, "serve", "--sftp-port", "0", "--sql-port", "0", "--http-port", "0"],
-            cwd=project, env=SERVE_ENV, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+            cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
             text=True)
         self.lines, self.sftp = [], None
         deadline = time.monotonic() + 120
@@ -108,9 +107,7 @@ def main():
     args = ap.parse_args()
     build(args.skip_build)
     ledger = api_ledger(args.rows)
-    project = os.path.join(OUT, f"soak-serve-{args.rows}")
-    shutil.rmtree(project, ignore_errors=True)
-    subprocess.run([CB, "init", project], check=True, stdout=subprocess.DEVNULL)
+    project = fresh_project(f"soak-serve-{args.rows}")
     key = os.path.join(project, "alice-key")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)
     citybooks(project, "user", "add", USER, "--key", key + ".pub")
@@ -233,9 +230,7 @@ def main():
         "",
         f"Failures: {len(failures)}",
     ] + [f"- {f}" for f in failures])
-    print(text)
-    with open(os.path.join(OUT, "soak_serve.md"), "w") as f:
-        f.write(text + "\n")
+    publish("soak_serve.md", text)
     sys.exit(1 if failures else 0)
 
 

@@ -18,14 +18,11 @@ Prints a Markdown table (one row per 25 weeks) and writes bench/out/weekly_loads
 import argparse
 import csv
 import os
-import shutil
 import subprocess
 import sys
 import time
 
-from ledger import OUT, RELEASE, api_ledger, build
-
-CB = os.path.join(RELEASE, "citybooks")
+from ledger import CB, OUT, api_ledger, build, fresh_project, publish
 QUERY = ("select o.organization_group, sum(t.amount) from report.transaction t "
          "join report.program o on t.program_id = o.program_id group by 1 order by 2 desc")
 
@@ -66,9 +63,7 @@ def main():
         rows = list(reader)
         year = max(r[fy] for r in rows)
         year_rows = [r for r in rows if r[fy] == year]
-    project = os.path.join(OUT, f"weekly-{args.rows}")
-    shutil.rmtree(project, ignore_errors=True)
-    subprocess.run([CB, "init", project], check=True, stdout=subprocess.DEVNULL)
+    project = fresh_project(f"weekly-{args.rows}")
     run(project, "load", "--no-progress", ledger)
     weekly = os.path.join(OUT, "weekly-file.csv")
     table, load_times = [], []
@@ -103,11 +98,7 @@ def main():
         "| week | mean load (last 25), s | dashboard query, s | report.transaction data files | log entries |",
         "| ---: | ---: | ---: | ---: | ---: |",
     ] + [f"| {w} | {l:.2f} | {q:.2f} | {d} | {g} |" for w, l, q, d, g in table]
-    text = "\n".join(lines)
-    print(text)
-    name = f"weekly_loads_{'vacuum' if args.vacuum_every else 'novacuum'}.md"
-    with open(os.path.join(OUT, name), "w") as f:
-        f.write(text + "\n")
+    publish(f"weekly_loads_{'vacuum' if args.vacuum_every else 'novacuum'}.md", "\n".join(lines))
 
 
 if __name__ == "__main__":

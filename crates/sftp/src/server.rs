@@ -690,7 +690,8 @@ impl russh_sftp::server::Handler for Sftp {
                     .max_file_bytes
                     .min(limits.quota_bytes.saturating_sub(used));
                 let upload = self.store().put_multipart(&path).await.map_err(store_err)?;
-                let writer = WriteMultipart::new_with_chunk_size(upload, 8 << 20);
+                let writer =
+                    WriteMultipart::new_with_chunk_size(upload, self.dropbox.store.part_size());
                 let handle = self.handle(Open::Write {
                     path: rel,
                     upload: std::sync::Mutex::new(writer),

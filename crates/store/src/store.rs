@@ -190,6 +190,17 @@ impl Store {
         }
     }
 
+    /// The part size of a multipart upload: [`PART_SIZE`] on S3; 1 MiB on a local store,
+    /// where a part is a write to the staged file, so a live upload touches it at least
+    /// every MiB (see [`Store::remove_stale_parts`]).
+    pub fn part_size(&self) -> usize {
+        if self.local_dir.is_some() {
+            1 << 20
+        } else {
+            PART_SIZE
+        }
+    }
+
     /// Streams `reader` to `rel` (multipart on S3); `on_chunk` sees every chunk (for a
     /// content hash). The object appears only once the whole upload has succeeded; on
     /// error the upload is aborted and nothing is visible. Returns the bytes written.
@@ -205,7 +216,7 @@ impl Store {
             .put_multipart(&path)
             .await
             .map_err(|e| self.err(e))?;
-        let mut writer = WriteMultipart::new_with_chunk_size(upload, PART_SIZE);
+        let mut writer = WriteMultipart::new_with_chunk_size(upload, self.part_size());
         let mut buf = vec![0u8; 1 << 20];
         let mut total = 0u64;
         loop {
@@ -407,8 +418,10 @@ impl Store {
     /// upload leaves in a local store (object_store stages an upload of `name` in
     /// `name#N` beside it, and publishes it by a rename). They were never visible —
     /// listings, reads and loads skip them — so this reclaims only disk. An upload in
-    /// flight writes its part continually, so `older_than` must be longer than any pause
-    /// an upload may make (the SFTP idle timeout). Returns how many went. On S3 nothing:
+    /// flight writes its part at every part it completes (the SFTP drop-box's parts are
+    /// 1 MiB on a local store), so `older_than` must be longer than a live upload takes
+    /// for one part: the SFTP idle timeout (600 s: a link of 14 kbit/s). Returns how many
+    /// went. On S3 nothing:
     /// an unfinished multipart upload there is invisible too, and a bucket lifecycle
     /// rule (`AbortIncompleteMultipartUpload`) reclaims it.
     pub fn remove_stale_parts(&self, rel: &str, older_than: std::time::Duration) -> usize {
