@@ -28,6 +28,17 @@ def api_ledger(rows):
 CB = os.path.join(RELEASE, "citybooks")
 
 
+def arguments(ap):
+    """Adds what every soak and load benchmark takes (--rows, --skip-build) to `ap`,
+    parses the command line, makes the release build and the generated ledger of
+    --rows rows. Returns (args, the ledger's path)."""
+    ap.add_argument("--rows", type=int, default=1_000_000)
+    ap.add_argument("--skip-build", action="store_true")
+    args = ap.parse_args()
+    build(args.skip_build)
+    return args, api_ledger(args.rows)
+
+
 def fresh_project(name):
     """An empty citybooks project in bench/out/NAME (whatever was there goes)."""
     import shutil

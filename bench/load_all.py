@@ -35,7 +35,7 @@ import time
 import urllib.request
 from urllib.parse import urlencode
 
-from ledger import CB, api_ledger, build, fresh_project, publish
+from ledger import CB, arguments, fresh_project, publish
 from soak_kill import citybooks
 from soak_serve import Serve
 
@@ -90,16 +90,12 @@ def percentiles(values):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--seconds", type=int, default=300)
-    ap.add_argument("--skip-build", action="store_true")
-    args = ap.parse_args()
     for tool in ("pgbench", "oha", "sftp", "ssh-keygen"):
         if not shutil.which(tool):
             sys.exit(f"{tool} is needed: pgbench from postgresql-contrib, oha from "
                      "`cargo install oha`, sftp and ssh-keygen from openssh-client")
-    build(args.skip_build)
-    ledger = api_ledger(args.rows)
+    args, ledger = arguments(ap)
     project = fresh_project(f"load-all-{args.rows}")
     subprocess.run([CB, "sql-user", "add", USER], cwd=project,
                    input=PASSWORD + "\n", text=True, check=True, stdout=subprocess.DEVNULL)

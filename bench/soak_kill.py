@@ -27,7 +27,7 @@ import subprocess
 import sys
 import time
 
-from ledger import CB, OUT, api_ledger, build, fresh_project
+from ledger import CB, OUT, arguments, fresh_project
 # A killed load's writer lease runs out after [load] lease_secs; short, so the next
 # load does not wait the default 30 s.
 ENV = dict(os.environ, CITYBOOKS_LOAD_LEASE_SECS="3")
@@ -78,15 +78,11 @@ def year_versions(ledger, out_dir, whole=False):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--whole", action="store_true",
                     help="kill loads of the whole ledger, not of its newest year")
-    ap.add_argument("--skip-build", action="store_true")
-    args = ap.parse_args()
-    build(args.skip_build)
-    ledger = api_ledger(args.rows)
+    args, ledger = arguments(ap)
     project = fresh_project(f"soak-{args.rows}")
     citybooks(project, "load", "--no-progress", ledger)
     year, year_rows, versions = year_versions(ledger, OUT, args.whole)

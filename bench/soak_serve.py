@@ -30,7 +30,7 @@ import sys
 import threading
 import time
 
-from ledger import CB, OUT, api_ledger, build, fresh_project, publish
+from ledger import CB, OUT, arguments, fresh_project, publish
 from soak_kill import ENV, citybooks, fingerprint, year_versions
 
 # A short SFTP idle timeout: serve removes the parts killed uploads left once they are
@@ -100,13 +100,9 @@ def settled(project, timeout=180):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--iterations", type=int, default=100)
     ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--skip-build", action="store_true")
-    args = ap.parse_args()
-    build(args.skip_build)
-    ledger = api_ledger(args.rows)
+    args, ledger = arguments(ap)
     project = fresh_project(f"soak-serve-{args.rows}")
     key = os.path.join(project, "alice-key")
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", key], check=True)

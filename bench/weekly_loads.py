@@ -22,7 +22,7 @@ import subprocess
 import sys
 import time
 
-from ledger import CB, OUT, api_ledger, build, fresh_project, publish
+from ledger import CB, OUT, arguments, fresh_project, publish
 QUERY = ("select o.organization_group, sum(t.amount) from report.transaction t "
          "join report.program o on t.program_id = o.program_id group by 1 order by 2 desc")
 
@@ -49,13 +49,9 @@ def count_files(project):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", type=int, default=1_000_000)
     ap.add_argument("--weeks", type=int, default=500)
     ap.add_argument("--vacuum-every", type=int, default=52)
-    ap.add_argument("--skip-build", action="store_true")
-    args = ap.parse_args()
-    build(args.skip_build)
-    ledger = api_ledger(args.rows)
+    args, ledger = arguments(ap)
     with open(ledger, newline="") as f:
         reader = csv.reader(f)
         header = next(reader)
