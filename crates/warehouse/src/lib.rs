@@ -7,6 +7,9 @@
 //!   `citybooks-model`) → model (stable dimension keys, exact facts, quarantine) →
 //!   commit (dimensions, facts, quarantine, `meta.loads`, one Delta commit each).
 //! * [`loads`] — the rows of `meta.loads` and what they decide (idempotent reloads).
+//! * [`shrink`] — the guard that holds a load which would shrink a fiscal year.
+//! * [`housekeeping`] — compaction and checkpoints every ten commits of a table, and
+//!   `citybooks vacuum` (compaction, checkpoints, removal of files past the retention).
 //!
 //! This crate never prints; the binary shows what it returns.
 
