@@ -21,7 +21,6 @@ import glob
 import http.client
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
