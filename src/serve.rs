@@ -362,23 +362,28 @@ async fn sftp_server(
         }
     });
     // Parts of uploads a killed server left in a local store: never visible, only
-    // disk; removed once older than the idle timeout (no live upload pauses longer).
+    // disk; removed once older than the idle timeout (a live upload writes its part
+    // every MiB). On S3 a bucket lifecycle rule reclaims unfinished uploads.
     let idle = Duration::from_secs(cfg.idle_timeout_secs.max(1));
     let sweep = wh.store().clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(idle);
-        loop {
-            every.tick().await;
-            let store = sweep.clone();
-            let removed =
-                tokio::task::spawn_blocking(move || store.remove_stale_parts("raw", idle))
-                    .await
-                    .unwrap_or(0);
-            if removed > 0 {
-                println!("removed {removed} part(s) of uploads a stopped server never finished");
+    if sweep.local_dir().is_some() {
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(idle);
+            loop {
+                every.tick().await;
+                let store = sweep.clone();
+                let removed =
+                    tokio::task::spawn_blocking(move || store.remove_stale_parts("raw", idle))
+                        .await
+                        .unwrap_or(0);
+                if removed > 0 {
+                    println!(
+                        "removed {removed} part(s) of uploads a stopped server never finished"
+                    );
+                }
             }
-        }
-    });
+        });
+    }
     let unreported = dropbox.unreported_uploads().await;
     if !unreported.is_empty() {
         println!(

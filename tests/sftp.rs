@@ -611,6 +611,11 @@ fn an_upload_left_without_its_report_is_loaded_when_serve_starts() {
     std::fs::write(home.join("old.csv"), "an old upload").unwrap();
     let old_report = r#"{"status": "failed", "error": "kept as it was"}"#;
     std::fs::write(home.join("old.csv.load.json"), old_report).unwrap();
+    // The part a killed upload left (object_store stages `name#N`), an hour old.
+    let part = std::fs::File::create(home.join("killed.csv#1")).unwrap();
+    part.set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
+    drop(part);
     let server = start(&p);
     assert!(
         server
@@ -626,6 +631,13 @@ fn an_upload_left_without_its_report_is_loaded_when_serve_starts() {
         old_report
     );
     assert_eq!(p.value("select count(*) from meta.loads"), "1");
+    // serve swept the part at start (older than the idle timeout), and left the rest.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while home.join("killed.csv#1").exists() {
+        assert!(Instant::now() < deadline, "the killed upload's part stayed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(home.join("ledger.csv").exists() && home.join("old.csv").exists());
 }
 
 #[test]

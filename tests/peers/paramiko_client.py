@@ -9,15 +9,12 @@ import io
 import json
 import sys
 
-import paramiko
+from sftp_session import connect
 
 
 def main():
     port, user, keyfile, local = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-    key = paramiko.PKey.from_path(keyfile)
-    transport = paramiko.Transport(("127.0.0.1", port))
-    transport.connect(username=user, pkey=key)
-    sftp = paramiko.SFTPClient.from_transport(transport)
+    transport, sftp = connect(port, user, keyfile)
     sftp.put(local, "upload.csv")
     listing = sorted(sftp.listdir("."))
     size = sftp.stat("upload.csv").st_size

@@ -11,13 +11,12 @@ import sys
 
 import paramiko
 
+from sftp_session import connect
+
 
 def main():
     port, user, keyfile, local = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4]
-    key = paramiko.PKey.from_path(keyfile)
-    transport = paramiko.Transport(("127.0.0.1", port))
-    transport.connect(username=user, pkey=key)
-    sftp = paramiko.SFTPClient.from_transport(transport)
+    transport, sftp = connect(port, user, keyfile)
     with open(local, "rb") as f:
         data = f.read()
     sftp.put(local, "mine.csv")
@@ -56,10 +55,9 @@ def main():
             seen[name] = "refused"
     # A name that is not UTF-8, on a session of its own: a server may end the session
     # that sent it, and the attempts above must not pass for refused because of that.
-    other = paramiko.Transport(("127.0.0.1", port))
-    other.connect(username=user, pkey=key)
+    other, other_sftp = connect(port, user, keyfile)
     try:
-        paramiko.SFTPClient.from_transport(other).putfo(
+        other_sftp.putfo(
             io.BytesIO(data), b"\xff\xfe-latin-1-caf\xe9.csv", confirm=False)
         seen["put a non-UTF-8 name"] = "done"
     except (IOError, OSError, paramiko.SSHException, UnicodeError, EOFError):

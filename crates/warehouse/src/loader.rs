@@ -817,10 +817,8 @@ impl Warehouse {
                 seconds: 0.0,
                 lease_wait: lease.waited.clone(),
             };
-            let versions = self.versions_now(BTreeMap::new()).await?;
-            self.record(&lease, &report, &BTreeSet::new(), started, versions)
-                .await?;
-            Ok(report)
+            self.end_early(&lease, report, BTreeMap::new(), started, clock)
+                .await
         }
         .await;
         lease.release().await;
@@ -968,11 +966,9 @@ impl Warehouse {
             Err(e @ (WarehouseError::Header { .. } | WarehouseError::Csv { .. })) => {
                 // Nothing loadable: record the attempt; the raw file stays in the store.
                 report.error = Some(e.to_string());
-                let versions = self.versions_now(BTreeMap::new()).await?;
-                self.record(lease, &report, &BTreeSet::new(), started, versions)
-                    .await?;
-                report.seconds = clock.elapsed().as_secs_f64();
-                return Ok(report);
+                return self
+                    .end_early(lease, report, BTreeMap::new(), started, clock)
+                    .await;
             }
             Err(e) => return Err(e),
         };
@@ -994,11 +990,9 @@ impl Warehouse {
             report.rows_quarantined = 0;
             report.quarantine_sample.clear();
             report.years_replaced = prev.years();
-            let versions = self.versions_now(BTreeMap::new()).await?;
-            self.record(lease, &report, &BTreeSet::new(), started, versions)
-                .await?;
-            report.seconds = clock.elapsed().as_secs_f64();
-            return Ok(report);
+            return self
+                .end_early(lease, report, BTreeMap::new(), started, clock)
+                .await;
         }
 
         let mut versions: BTreeMap<String, i64> = BTreeMap::new();
@@ -1014,11 +1008,9 @@ impl Warehouse {
                     .await?;
                 versions.insert(Table::Quarantine.qualified_name(), v);
             }
-            let versions = self.versions_now(versions).await?;
-            self.record(lease, &report, &BTreeSet::new(), started, versions)
-                .await?;
-            report.seconds = clock.elapsed().as_secs_f64();
-            return Ok(report);
+            return self
+                .end_early(lease, report, versions, started, clock)
+                .await;
         }
 
         if !self.replace_years {
@@ -1030,11 +1022,9 @@ impl Warehouse {
                     "{}; nothing was replaced. Load it anyway with `citybooks release {load_id}` (or `citybooks load --confirm {load_id}`), or let it go with `citybooks release {load_id} --discard`",
                     shrunk.join("; ")
                 ));
-                let versions = self.versions_now(BTreeMap::new()).await?;
-                self.record(lease, &report, &BTreeSet::new(), started, versions)
-                    .await?;
-                report.seconds = clock.elapsed().as_secs_f64();
-                return Ok(report);
+                return self
+                    .end_early(lease, report, BTreeMap::new(), started, clock)
+                    .await;
             }
         }
 
@@ -1269,6 +1259,24 @@ impl Warehouse {
             }
         }
         serde_json::to_string(&versions).map_err(|e| WarehouseError::Other(e.to_string()))
+    }
+
+    /// Ends a load that replaces no fiscal year (nothing loadable, unchanged, held):
+    /// records it in `meta.loads` with `committed` (what it did commit, e.g. its
+    /// quarantined rows) and the versions of every other table, and returns its report.
+    async fn end_early(
+        &self,
+        lease: &Lease,
+        mut report: LoadReport,
+        committed: BTreeMap<String, i64>,
+        started: i64,
+        clock: Instant,
+    ) -> Result<LoadReport> {
+        let versions = self.versions_now(committed).await?;
+        self.record(lease, &report, &BTreeSet::new(), started, versions)
+            .await?;
+        report.seconds = clock.elapsed().as_secs_f64();
+        Ok(report)
     }
 
     /// Appends the load's row to `meta.loads`.
