@@ -871,14 +871,19 @@ async fn status(project: &Project) -> Result<()> {
     print_query(
         &wh,
         "loads",
-        "select load_id, status, source_file, rows_read, rows_loaded, rows_quarantined, years_replaced, finished from meta.loads order by load_id",
+        "select load_id, status, source_file, rows_read, rows_loaded, rows_quarantined, years_replaced, finished, coalesce(error, hold) as reason from meta.loads order by load_id",
     )
     .await?;
     let held = citybooks_warehouse::loads::waiting(&loads);
     if !held.is_empty() {
         println!("\nheld loads (nothing of them was replaced):");
         for l in held {
-            println!("  load {} ({}): {}", l.load_id, l.source_file, l.status);
+            println!(
+                "  load {} ({}): {}",
+                l.load_id,
+                l.source_file,
+                l.hold.as_deref().unwrap_or_default()
+            );
         }
     }
     let counts: Vec<String> = Table::ALL

@@ -671,8 +671,19 @@ fn a_file_with_nothing_loadable_fails_clearly_and_keeps_everything() {
     );
     assert_eq!(p.value("select count(*) from meta.quarantine"), "3");
     assert_eq!(
-        p.value("select count(*) from meta.loads where status like 'failed:%'"),
+        p.value("select count(*) from meta.loads where status = 'failed'"),
         "2"
+    );
+    // The reasons have a column of their own: the header's, and the counts of the
+    // file whose every row was quarantined.
+    let errors = p.rows("select error from meta.loads where status = 'failed' order by load_id");
+    assert!(
+        errors[0][0].contains("the header has no column fiscal_year"),
+        "{errors:?}"
+    );
+    assert!(
+        errors[1][0].contains("nothing could be loaded: 3 of 3 rows quarantined"),
+        "{errors:?}"
     );
     // The raw files stay in the store.
     assert_eq!(

@@ -118,6 +118,18 @@ pub enum PublishError {
     },
     #[error("{0}")]
     Warehouse(Box<WarehouseError>),
+    /// Rows of `table` that could not be encoded for the target (a fault of ours).
+    #[error("encoding {table} for the target: {message}")]
+    Encode { table: String, message: String },
+}
+
+impl PublishError {
+    fn encode(table: &str) -> impl Fn(&dyn std::fmt::Debug) -> PublishError + '_ {
+        move |e| PublishError::Encode {
+            table: table.to_string(),
+            message: format!("{e:?}"),
+        }
+    }
 }
 
 impl From<WarehouseError> for PublishError {
@@ -575,16 +587,20 @@ async fn stream(
 }
 
 /// `batch` with the model's column types (scans may read text as views).
-fn conform(batch: &RecordBatch, schema: &SchemaRef) -> Result<RecordBatch, PublishError> {
+fn conform(
+    table: Table,
+    batch: &RecordBatch,
+    schema: &SchemaRef,
+) -> Result<RecordBatch, PublishError> {
     let columns = schema
         .fields()
         .iter()
         .zip(batch.columns())
         .map(|(f, c)| cast(c, f.data_type()))
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| WarehouseError::Other(e.to_string()))?;
+        .map_err(|e| PublishError::encode(table.name())(&e))?;
     RecordBatch::try_new(schema.clone(), columns)
-        .map_err(|e| PublishError::from(WarehouseError::Other(e.to_string())))
+        .map_err(|e| PublishError::encode(table.name())(&e))
 }
 
 /// How rows reach the target: see the module doc.
@@ -680,24 +696,24 @@ async fn send_rows(
                 .map_err(|e| session.failed(&step, &e))?;
             futures::pin_mut!(sink);
             let mut encoder = ArrowToPostgresBinaryEncoder::try_new(&schema)
-                .map_err(|e| WarehouseError::Other(format!("{}: {e:?}", table.name())))?;
+                .map_err(|e| PublishError::encode(table.name())(&e))?;
             let mut buf = BytesMut::new();
             encoder
                 .write_header(&mut buf)
-                .map_err(|e| WarehouseError::Other(format!("{}: {e:?}", table.name())))?;
+                .map_err(|e| PublishError::encode(table.name())(&e))?;
             while let Some(batch) = batches.next().await {
-                let batch = conform(&batch.map_err(WarehouseError::from)?, &schema)?;
+                let batch = conform(table, &batch.map_err(WarehouseError::from)?, &schema)?;
                 seen(&batch);
                 encoder
                     .write_batch(&batch, &mut buf)
-                    .map_err(|e| WarehouseError::Other(format!("{}: {e:?}", table.name())))?;
+                    .map_err(|e| PublishError::encode(table.name())(&e))?;
                 sink.send(buf.split().freeze())
                     .await
                     .map_err(|e| session.failed(&step, &e))?;
             }
             encoder
                 .write_footer(&mut buf)
-                .map_err(|e| WarehouseError::Other(format!("{}: {e:?}", table.name())))?;
+                .map_err(|e| PublishError::encode(table.name())(&e))?;
             sink.send(buf.split().freeze())
                 .await
                 .map_err(|e| session.failed(&step, &e))?;
@@ -713,19 +729,19 @@ async fn send_rows(
             let mut rows = 0u64;
             let mut part = 0usize;
             while let Some(batch) = batches.next().await {
-                let batch = conform(&batch.map_err(WarehouseError::from)?, &schema)?;
+                let batch = conform(table, &batch.map_err(WarehouseError::from)?, &schema)?;
                 seen(&batch);
                 rows += batch.num_rows() as u64;
                 let mut file = Vec::new();
                 let mut writer =
                     parquet::arrow::ArrowWriter::try_new(&mut file, schema.clone(), None)
-                        .map_err(|e| WarehouseError::Other(e.to_string()))?;
+                        .map_err(|e| PublishError::encode(table.name())(&e))?;
                 writer
                     .write(&batch)
-                    .map_err(|e| WarehouseError::Other(e.to_string()))?;
+                    .map_err(|e| PublishError::encode(table.name())(&e))?;
                 writer
                     .close()
-                    .map_err(|e| WarehouseError::Other(e.to_string()))?;
+                    .map_err(|e| PublishError::encode(table.name())(&e))?;
                 let rel = format!("{folder}/part-{part:05}.parquet");
                 warehouse
                     .store()

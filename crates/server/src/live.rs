@@ -52,7 +52,7 @@ impl Live {
         let ctx = engine.session(&warehouse, None).await?;
         let ctx = crate::pgcompat::install(ctx, roles)
             .await
-            .map_err(|e| WarehouseError::Other(format!("setting up pg_catalog: {e}")))?;
+            .map_err(|e| WarehouseError::Internal(format!("setting up pg_catalog: {e}")))?;
         budget.install(&ctx);
         Ok(Arc::new(Live {
             warehouse,
@@ -101,7 +101,7 @@ impl Live {
         self.refresh(false).await?;
         self.budget
             .session(&self.ctx)
-            .map_err(|e| WarehouseError::Other(format!("setting up a query session: {e}")))
+            .map_err(|e| WarehouseError::Internal(format!("setting up a query session: {e}")))
     }
 
     /// The load generation the session shows now (see [`Warehouse::generation`]).

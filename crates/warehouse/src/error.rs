@@ -37,8 +37,42 @@ pub enum WarehouseError {
     NoSuchLoad(i64),
     #[error(transparent)]
     LeaseLost(#[from] citybooks_store::LeaseLost),
-    #[error("{0}")]
-    Other(String),
+    /// The raw file changed while it was being loaded (its two passes disagree):
+    /// nothing of this load is recorded; loading it again is safe.
+    #[error("{file}: {detail}; the file changed during the load: load it again")]
+    SourceChanged { file: String, detail: String },
+    /// `citybooks release` of a load that was not held.
+    #[error("load {load_id} was not held (its status: {status})")]
+    NotHeld { load_id: i64, status: String },
+    /// `citybooks release` of a held load that was already released or discarded.
+    #[error("held load {0} was already released or discarded (see meta.loads)")]
+    AlreadySettled(i64),
+    /// Something the store holds does not read as citybooks wrote it.
+    #[error("{table}: {detail}")]
+    Corrupt { table: String, detail: String },
+    /// A fault of citybooks itself (a task that stopped, a value it cannot encode):
+    /// nothing the user did or can fix by changing input.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl WarehouseError {
+    /// Whether the raw file itself cannot be read as a ledger (its header or its CSV):
+    /// the load is recorded as failed, nothing else happens.
+    pub fn is_unreadable_input(&self) -> bool {
+        matches!(
+            self,
+            WarehouseError::Header { .. } | WarehouseError::Csv { .. }
+        )
+    }
+
+    /// Stored data of `table` that does not read as citybooks wrote it.
+    pub fn corrupt(table: impl Into<String>, detail: impl Into<String>) -> Self {
+        WarehouseError::Corrupt {
+            table: table.into(),
+            detail: detail.into(),
+        }
+    }
 }
 
 impl From<arrow::error::ArrowError> for WarehouseError {

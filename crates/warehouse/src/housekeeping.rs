@@ -25,8 +25,7 @@ use citybooks_model::Table;
 use deltalake::DeltaTable;
 use serde::Serialize;
 
-use crate::error::{Result, WarehouseError};
-use crate::loader::WRITER_LEASE;
+use crate::error::Result;
 use crate::tables::{commit_properties, writer_properties, Warehouse};
 
 /// What a vacuum did (or, dry, would do) to one table.
@@ -50,8 +49,7 @@ impl Warehouse {
         table: Table,
         delta: DeltaTable,
     ) -> Result<(DeltaTable, deltalake::operations::optimize::Metrics)> {
-        let target =
-            NonZeroU64::new(self.config.target_file_mib.max(1) << 20).expect("at least one MiB");
+        let target = NonZeroU64::new(self.config.target_file_mib << 20).expect("at least one MiB");
         delta
             .optimize()
             .with_target_size(target)
@@ -97,13 +95,7 @@ impl Warehouse {
         retention: chrono::Duration,
         dry_run: bool,
     ) -> Result<BTreeMap<String, Vacuumed>> {
-        let ttl = std::time::Duration::from_secs(self.config.lease_secs.max(1));
-        let lease = self
-            .store()
-            .acquire_lease(WRITER_LEASE, "vacuum", ttl, |holder| {
-                tracing::warn!("vacuum: waiting for the writer lease, held by {holder}")
-            })
-            .await?;
+        let lease = self.writer_lease("vacuum").await?;
         let result = async {
             let mut done = BTreeMap::new();
             for table in Table::ALL {
@@ -111,9 +103,7 @@ impl Warehouse {
                     continue;
                 };
                 let name = table.qualified_name();
-                let err = |e: deltalake::DeltaTableError| {
-                    WarehouseError::Other(format!("vacuum of {name}: {e}"))
-                };
+                let err = Self::delta_err(table);
                 lease.check().await?;
                 let (delta, compacted, compacted_into) = if dry_run {
                     (delta, 0, 0)
@@ -126,7 +116,7 @@ impl Warehouse {
                 if checkpoint {
                     deltalake::checkpoints::create_checkpoint(&delta, None)
                         .await
-                        .map_err(err)?;
+                        .map_err(&err)?;
                 }
                 let (_, metrics) = delta
                     .vacuum()

@@ -11,7 +11,7 @@ use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use crate::error::Result;
-use crate::loader::{max_of, WRITER_LEASE};
+use crate::loader::max_of;
 use crate::tables::{Input, Warehouse, WriteMode};
 
 /// One row of `meta.publishes`.
@@ -67,19 +67,8 @@ impl Warehouse {
     /// Appends `row` to `meta.publishes` with the next `publish_id`, under the writer
     /// lease (so the number is never handed out twice). Returns the number.
     pub async fn record_publish(&self, mut row: PublishRecord) -> Result<i64> {
-        let ttl = std::time::Duration::from_secs(self.config.lease_secs.max(1));
         let lease = self
-            .store()
-            .acquire_lease(
-                WRITER_LEASE,
-                &format!("publish to {}", row.target),
-                ttl,
-                |holder| {
-                    tracing::warn!(
-                        "recording a publish: waiting for the writer lease, held by {holder}"
-                    )
-                },
-            )
+            .writer_lease(&format!("recording a publish to {}", row.target))
             .await?;
         let result = async {
             row.publish_id = self.last_publish_id().await? + 1;

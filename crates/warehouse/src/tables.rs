@@ -22,6 +22,7 @@ use datafusion::logical_expr::{
 use datafusion::physical_plan::ExecutionPlan;
 use datafusion::prelude::{SessionConfig, SessionContext};
 use deltalake::kernel::transaction::CommitProperties;
+use deltalake::operations::write::SchemaMode;
 use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
@@ -115,6 +116,9 @@ pub(crate) enum WriteMode {
     Append,
     /// Replace exactly the rows matching the predicate (facts of some fiscal years).
     Replace(Expr),
+    /// Replace every row, and the table's schema with the input's: the migration of a
+    /// table written by an older citybooks (earlier versions stay for time travel).
+    Rewrite,
 }
 
 /// What a load writes to a table.
@@ -219,7 +223,7 @@ impl Warehouse {
             "citybooks.load_id",
             serde_json::json!(load_id),
         ))
-        .with_target_file_size(NonZeroU64::new(self.config.target_file_mib.max(1) << 20))
+        .with_target_file_size(NonZeroU64::new(self.config.target_file_mib << 20))
         .with_writer_properties(writer_properties());
         if is_new {
             builder = builder
@@ -232,11 +236,14 @@ impl Warehouse {
                 WriteMode::Replace(predicate) => builder
                     .with_save_mode(SaveMode::Overwrite)
                     .with_replace_where(predicate),
+                WriteMode::Rewrite => builder
+                    .with_save_mode(SaveMode::Overwrite)
+                    .with_schema_mode(SchemaMode::Overwrite),
             };
         }
         let written = builder.await.map_err(&err)?;
         let version = written.version().map(|v| v as i64).ok_or_else(|| {
-            WarehouseError::Other(format!(
+            WarehouseError::Internal(format!(
                 "{}: no version after commit",
                 table.qualified_name()
             ))
@@ -285,11 +292,13 @@ impl Warehouse {
                     let value = file.partition_values_map().get(column).cloned().flatten();
                     let year = value.as_deref().and_then(|v| v.parse::<i32>().ok());
                     Some(year.ok_or_else(|| {
-                        WarehouseError::Other(format!(
-                            "{}: file {} has no readable {column} ({value:?})",
+                        WarehouseError::corrupt(
                             table.qualified_name(),
-                            file.object_store_path()
-                        ))
+                            format!(
+                                "file {} has no readable {column} ({value:?})",
+                                file.object_store_path()
+                            ),
+                        )
                     })?)
                 }
             };
@@ -395,10 +404,13 @@ impl Warehouse {
                 ctx.register_object_store(&url, self.store.object_store());
             }
         }
+        // meta.loads is read whole (a row per load): in today's shape whatever
+        // citybooks wrote it (see `LoadRecord::from_batches`), and as of a load it
+        // holds the loads up to that one.
+        let loads = self.loads().await?;
         let versions: Option<HashMap<String, i64>> = match as_of_load {
             None => None,
             Some(n) => {
-                let loads = self.loads().await?;
                 let record = loads
                     .iter()
                     .find(|l| l.load_id == n)
@@ -412,20 +424,15 @@ impl Warehouse {
             .collect();
         for table in Table::ALL {
             let provider: Arc<dyn TableProvider> = match (&versions, table) {
-                (None, _) => self.provider(ctx, table, None, scans).await?,
-                (Some(_), Table::Loads) => {
+                (_, Table::Loads) => {
                     let n = as_of_load.unwrap_or(i64::MAX);
-                    let rows: Vec<LoadRecord> = self
-                        .loads()
-                        .await?
-                        .into_iter()
-                        .filter(|l| l.load_id <= n)
-                        .collect();
+                    let rows: Vec<&LoadRecord> = loads.iter().filter(|l| l.load_id <= n).collect();
                     Arc::new(MemTable::try_new(
                         table.schema(),
-                        vec![vec![LoadRecord::to_batch(&rows)?]],
+                        vec![vec![LoadRecord::to_batch(rows)?]],
                     )?)
                 }
+                (None, _) => self.provider(ctx, table, None, scans).await?,
                 (Some(v), _) => match v.get(&table.qualified_name()) {
                     Some(version) => self.provider(ctx, table, Some(*version), scans).await?,
                     None => Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?),
@@ -435,7 +442,7 @@ impl Warehouse {
         }
         let catalog = ctx
             .catalog(CATALOG)
-            .ok_or_else(|| WarehouseError::Other("the default catalog is missing".into()))?;
+            .ok_or_else(|| WarehouseError::Internal("the default catalog is missing".into()))?;
         for (name, schema) in schemas {
             catalog.register_schema(name, schema)?;
         }
