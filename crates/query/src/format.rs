@@ -1,10 +1,15 @@
-//! Result formats: an aligned table for people, CSV / JSON lines / Parquet for tools.
+//! Result formats: an aligned table for people, CSV / JSON lines / Parquet for tools,
+//! and the JSON of the HTTP API ([`result_json`]).
 
 use std::io::Write;
 use std::str::FromStr;
 
-use arrow::array::RecordBatch;
-use arrow::datatypes::SchemaRef;
+use std::time::Duration;
+
+use arrow::array::{Array, ArrayRef, AsArray, RecordBatch};
+use arrow::datatypes::{DataType, Float64Type, Int64Type, SchemaRef, UInt64Type};
+use arrow::util::display::{ArrayFormatter, FormatOptions};
+use serde_json::{json, Value};
 
 use crate::{QueryError, QueryResult};
 
@@ -165,6 +170,77 @@ impl<W: Write + Send> BatchWriter<W> {
             Inner::Json(mut w) => w.finish().map_err(out_err),
             Inner::Parquet(w) => w.close().map(|_| ()).map_err(out_err),
             Inner::Arrow(mut w) => w.finish().map_err(out_err),
+        }
+    }
+}
+
+/// A result as the HTTP API and the dashboard read it: column names and types, rows
+/// as arrays, whether the rows were cut at the limit, and how long it took.
+pub fn result_json(result: &QueryResult, truncated: bool, elapsed: Duration) -> Value {
+    let columns: Vec<Value> = result
+        .schema
+        .fields()
+        .iter()
+        .map(|f| json!({"name": f.name(), "type": f.data_type().to_string()}))
+        .collect();
+    let mut rows: Vec<Vec<Value>> = Vec::with_capacity(result.num_rows());
+    for batch in &result.batches {
+        let columns: Vec<Vec<Value>> = batch.columns().iter().map(column_json).collect();
+        for i in 0..batch.num_rows() {
+            rows.push(columns.iter().map(|c| c[i].clone()).collect());
+        }
+    }
+    json!({
+        "columns": columns,
+        "row_count": rows.len(),
+        "rows": rows,
+        "truncated": truncated,
+        "elapsed_ms": (elapsed.as_secs_f64() * 1e5).round() / 100.0,
+    })
+}
+
+/// One column as JSON values: numbers for integers and floats, exact strings for
+/// decimals (a JSON number would lose cents beyond 2^53), text for the rest.
+pub fn column_json(array: &ArrayRef) -> Vec<Value> {
+    // Null where the array is null, else `value(i)`.
+    let each = |value: &dyn Fn(usize) -> Value| -> Vec<Value> {
+        (0..array.len())
+            .map(|i| {
+                if array.is_null(i) {
+                    Value::Null
+                } else {
+                    value(i)
+                }
+            })
+            .collect()
+    };
+    let cast = |to: &DataType| arrow::compute::cast(array, to).expect("numbers widen losslessly");
+    match array.data_type() {
+        DataType::Int8 | DataType::Int16 | DataType::Int32 | DataType::Int64 => {
+            let a = cast(&DataType::Int64);
+            let a = a.as_primitive::<Int64Type>();
+            each(&|i| json!(a.value(i)))
+        }
+        DataType::UInt8 | DataType::UInt16 | DataType::UInt32 | DataType::UInt64 => {
+            let a = cast(&DataType::UInt64);
+            let a = a.as_primitive::<UInt64Type>();
+            each(&|i| json!(a.value(i)))
+        }
+        DataType::Float16 | DataType::Float32 | DataType::Float64 => {
+            let a = cast(&DataType::Float64);
+            let a = a.as_primitive::<Float64Type>();
+            each(&|i| serde_json::Number::from_f64(a.value(i)).map_or(Value::Null, Value::Number))
+        }
+        DataType::Boolean => {
+            let a = array.as_boolean();
+            each(&|i| json!(a.value(i)))
+        }
+        _ => {
+            let options = FormatOptions::default();
+            match ArrayFormatter::try_new(array.as_ref(), &options) {
+                Ok(f) => each(&|i| Value::String(f.value(i).to_string())),
+                Err(_) => vec![Value::Null; array.len()],
+            }
         }
     }
 }

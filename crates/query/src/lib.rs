@@ -14,8 +14,8 @@ pub mod format;
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
 use citybooks_warehouse::Warehouse;
+use datafusion::common::tree_node::{TreeNode, TreeNodeRecursion};
 use datafusion::error::DataFusionError;
-use datafusion::execution::context::SQLOptions;
 use datafusion::logical_expr::LogicalPlan;
 use datafusion::prelude::{DataFrame, SessionContext};
 use datafusion::sql::parser::{DFParser, Statement as DFStatement};
@@ -36,8 +36,24 @@ pub enum QueryError {
     Output(String),
     #[error("{0}")]
     Config(String),
-    #[error("citybooks is read-only: only queries run (SELECT, WITH, VALUES, EXPLAIN, SHOW); the warehouse changes only through loads ({0})")]
-    ReadOnly(String),
+    #[error(transparent)]
+    ReadOnly(#[from] ReadOnly),
+}
+
+/// A statement the read-only gate refused. Front doors map it by type — SQLSTATE
+/// 25006 on the PostgreSQL wire, HTTP 403 — never by its text.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("citybooks is read-only: only queries run (SELECT, WITH, VALUES, EXPLAIN, SHOW); the warehouse changes only through loads ({what})")]
+pub struct ReadOnly {
+    /// What was refused, e.g. "`CREATE TABLE` is not a query" or "DML not supported:
+    /// Insert Into".
+    pub what: String,
+}
+
+impl ReadOnly {
+    pub fn new(what: impl Into<String>) -> Self {
+        ReadOnly { what: what.into() }
+    }
 }
 
 impl From<DataFusionError> for QueryError {
@@ -66,14 +82,6 @@ impl From<citybooks_warehouse::WarehouseError> for QueryError {
     }
 }
 
-/// What a read-only session accepts: queries only — no DDL, no DML, no `SET`.
-pub fn read_only() -> SQLOptions {
-    SQLOptions::new()
-        .with_allow_ddl(false)
-        .with_allow_dml(false)
-        .with_allow_statements(false)
-}
-
 /// A query's result: its schema (known even when no rows came back) and its rows.
 #[derive(Debug, Clone)]
 pub struct QueryResult {
@@ -94,12 +102,12 @@ impl QueryResult {
 /// Two gates: before planning, every statement of `sql` must be a query
 /// ([`is_query`]; this also catches what DataFusion cannot plan, like `CREATE
 /// FUNCTION`); after planning, the plan must hold no DDL, DML or statement
-/// ([`read_only`]).
+/// ([`verify_read_only`]).
 pub async fn plan(ctx: &SessionContext, sql: &str) -> Result<DataFrame, QueryError> {
     only_queries(sql)?;
-    ctx.sql_with_options(sql, read_only())
-        .await
-        .map_err(read_only_error)
+    let plan = ctx.state().create_logical_plan(sql).await?;
+    verify_read_only(&plan)?;
+    Ok(ctx.execute_logical_plan(plan).await?)
 }
 
 /// Whether `statement` only reads: a query (`SELECT`, `WITH`, `VALUES`), `SHOW`, or
@@ -166,10 +174,9 @@ fn only_queries(sql: &str) -> Result<(), QueryError> {
             _ => false,
         };
         if !query {
-            return Err(QueryError::ReadOnly(format!(
-                "`{}` is not a query",
-                statement_kind(statement)
-            )));
+            return Err(
+                ReadOnly::new(format!("`{}` is not a query", statement_kind(statement))).into(),
+            );
         }
     }
     if statements.len() > 1 {
@@ -181,27 +188,27 @@ fn only_queries(sql: &str) -> Result<(), QueryError> {
     Ok(())
 }
 
-/// Checks an already planned statement against [`read_only`] (for servers that plan
-/// statements themselves, like the PostgreSQL wire protocol's).
-pub fn verify_read_only(plan: &LogicalPlan) -> Result<(), QueryError> {
-    read_only().verify_plan(plan).map_err(read_only_error)
-}
-
-/// Turns DataFusion's refusal of a DDL/DML/statement plan into [`QueryError::ReadOnly`].
-fn read_only_error(e: DataFusionError) -> QueryError {
-    let text = e.to_string();
-    if [
-        "DDL not supported",
-        "DML not supported",
-        "Statement not supported",
-    ]
-    .iter()
-    .any(|m| text.contains(m))
-    {
-        QueryError::ReadOnly(text.lines().next().unwrap_or_default().to_string())
-    } else {
-        QueryError::Engine(e)
-    }
+/// Refuses a planned statement that holds DDL, DML (`COPY ... TO` included) or a
+/// statement (`SET`, transactions) anywhere in its plan, as a typed [`ReadOnly`]. Servers that plan statements themselves (the PostgreSQL
+/// wire protocol's) call it too.
+pub fn verify_read_only(plan: &LogicalPlan) -> Result<(), ReadOnly> {
+    let mut refused = None;
+    plan.apply(|node| {
+        refused = match node {
+            LogicalPlan::Ddl(ddl) => Some(format!("DDL not supported: {}", ddl.name())),
+            LogicalPlan::Dml(dml) => Some(format!("DML not supported: {}", dml.op)),
+            LogicalPlan::Copy(_) => Some("DML not supported: COPY".to_string()),
+            LogicalPlan::Statement(s) => Some(format!("Statement not supported: {}", s.name())),
+            _ => None,
+        };
+        Ok(if refused.is_some() {
+            TreeNodeRecursion::Stop
+        } else {
+            TreeNodeRecursion::Continue
+        })
+    })
+    .expect("the visit returns no error");
+    refused.map_or(Ok(()), |what| Err(ReadOnly::new(what)))
 }
 
 /// Runs one read-only statement on `ctx`.

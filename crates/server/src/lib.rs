@@ -11,6 +11,7 @@ pub mod live;
 pub mod metrics;
 pub mod pg;
 pub mod pgcompat;
+pub mod sqlstate;
 pub mod sqlusers;
 
 pub use http::{router, HttpOptions};

@@ -25,6 +25,10 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use async_trait::async_trait;
+
+use citybooks_query::ReadOnly;
+
+use crate::sqlstate;
 use bytes::Bytes;
 use datafusion::common::ParamValues;
 use datafusion::logical_expr::LogicalPlan;
@@ -260,14 +264,17 @@ impl pgwire::api::stmt::QueryParser for OneStatement {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
-        let statements = self
-            .counter
-            .parse(sql)
-            .map_err(|e| user_error("ERROR", "42601", format!("sql parser error: {e}")))?;
+        let statements = self.counter.parse(sql).map_err(|e| {
+            user_error(
+                "ERROR",
+                sqlstate::SYNTAX_ERROR,
+                format!("sql parser error: {e}"),
+            )
+        })?;
         if statements.len() > 1 {
             return Err(user_error(
                 "ERROR",
-                "42601",
+                sqlstate::SYNTAX_ERROR,
                 "cannot insert multiple commands into a prepared statement".into(),
             ));
         }
@@ -422,7 +429,7 @@ impl StartupHandler for Startup {
         {
             return Err(user_error(
                 "FATAL",
-                "28000",
+                sqlstate::INVALID_AUTHORIZATION_SPECIFICATION,
                 "citybooks accepts only TLS connections here: connect with sslmode=require".into(),
             ));
         }
@@ -496,15 +503,14 @@ fn stop(token: CancellationToken, timeout: Duration, held: &Held) -> Stop {
     let stop_mib = held.stop_mib;
     Box::pin(async move {
         tokio::select! {
-            () = token.cancelled() => user_error("ERROR", "57014", "canceling statement due to user request".into()),
+            () = token.cancelled() => user_error(
+        "ERROR", sqlstate::QUERY_CANCELED, "canceling statement due to user request".into()),
             () = memory.cancelled() => user_error(
-                "ERROR",
-                "53200",
+        "ERROR", sqlstate::OUT_OF_MEMORY,
                 citybooks_query::budget::stopped_for_memory(stop_mib),
             ),
             () = tokio::time::sleep(timeout) => user_error(
-                "ERROR",
-                "57014",
+        "ERROR", sqlstate::QUERY_CANCELED,
                 format!("canceling statement due to statement timeout ({} ms)", timeout.as_millis()),
             ),
         }
@@ -524,14 +530,22 @@ fn classified(e: PgWireError) -> PgWireError {
         if citybooks_query::budget::out_of_memory(df) {
             let text = df.find_root().to_string();
             let text = text.strip_prefix("Resources exhausted: ").unwrap_or(&text);
-            return user_error("ERROR", "53200", format!("out of memory: {text}"));
+            return user_error(
+                "ERROR",
+                sqlstate::OUT_OF_MEMORY,
+                format!("out of memory: {text}"),
+            );
         }
         if matches!(df.find_root(), DataFusionError::SQL(..)) {
-            return user_error("ERROR", "42601", df.find_root().to_string());
+            return user_error("ERROR", sqlstate::SYNTAX_ERROR, df.find_root().to_string());
         }
     }
     if inner.is::<ParserError>() {
-        return user_error("ERROR", "42601", format!("sql parser error: {inner}"));
+        return user_error(
+            "ERROR",
+            sqlstate::SYNTAX_ERROR,
+            format!("sql parser error: {inner}"),
+        );
     }
     e
 }
@@ -595,7 +609,7 @@ impl Shared {
         self.live.context().await.map_err(|e| {
             user_error(
                 "ERROR",
-                "58000",
+                sqlstate::SYSTEM_ERROR,
                 format!("the warehouse cannot be read: {e}"),
             )
         })?;
@@ -623,7 +637,7 @@ impl Shared {
         let budget = self.live.budget();
         let slot = budget.slot().await.map_err(|e| {
             self.metrics.inc("citybooks_sql_errors_total", &[]);
-            user_error("ERROR", "53000", e.to_string())
+            user_error("ERROR", sqlstate::INSUFFICIENT_RESOURCES, e.to_string())
         })?;
         Ok((
             token,
@@ -768,10 +782,10 @@ impl ReadOnlyGate {
                 if allowed {
                     Ok(None)
                 } else {
-                    Err(read_only(format!(
+                    Err(read_only(ReadOnly::new(format!(
                         "`{statement}` would change the engine's settings; a client may only set {}",
                         CLIENT_SETTINGS.join(", ")
-                    )))
+                    ))))
                 }
             }
             Statement::ShowVariable { .. }
@@ -789,10 +803,12 @@ impl ReadOnlyGate {
             | Statement::Close { .. } => Ok(None),
             // Whatever else is not a query — CREATE FUNCTION, GRANT, VACUUM, ... even
             // when DataFusion could not plan it — is refused here, with 25006.
-            other if !substitute && !citybooks_query::is_query(other) => Err(read_only(format!(
-                "`{}` is not a query",
-                citybooks_query::statement_kind(other)
-            ))),
+            other if !substitute && !citybooks_query::is_query(other) => {
+                Err(read_only(ReadOnly::new(format!(
+                    "`{}` is not a query",
+                    citybooks_query::statement_kind(other)
+                ))))
+            }
             _ => {
                 // Plan it exactly as datafusion-postgres will run it (its SQL text,
                 // through DataFusion's own parser, which also knows COPY ... TO). A
@@ -807,20 +823,20 @@ impl ReadOnlyGate {
                     Err(e) if substitute => return Err(PgWireError::ApiError(Box::new(e))),
                     Err(_) => return Ok(None),
                 };
-                citybooks_query::verify_read_only(&plan).map_err(|e| read_only(e.to_string()))?;
+                citybooks_query::verify_read_only(&plan).map_err(read_only)?;
                 Ok(Some(plan))
             }
         }
     }
 }
 
-fn read_only(message: String) -> PgWireError {
-    let message = if message.starts_with("citybooks is read-only") {
-        message
-    } else {
-        format!("citybooks is read-only: {message}")
-    };
-    user_error("ERROR", "25006", message)
+/// The gate's refusal as PostgreSQL names it: SQLSTATE 25006.
+fn read_only(refusal: ReadOnly) -> PgWireError {
+    user_error(
+        "ERROR",
+        sqlstate::READ_ONLY_SQL_TRANSACTION,
+        refusal.to_string(),
+    )
 }
 
 /// The login of a connection.
