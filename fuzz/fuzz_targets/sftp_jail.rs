@@ -1,4 +1,4 @@
-//! The SFTP path resolver (`citybooks_sftp::server::jail`).
+//! The SFTP path resolver (`citybooks_sftp::paths::jail`).
 //!
 //! Its contract: a client path becomes a path below the user's home (`""` is the home),
 //! or is refused when it climbs out. Oracle, for any path:
@@ -12,7 +12,7 @@
 
 #![no_main]
 
-use citybooks_sftp::server::jail;
+use citybooks_sftp::paths::jail;
 use libfuzzer_sys::fuzz_target;
 use russh_sftp::protocol::StatusCode;
 

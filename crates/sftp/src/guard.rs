@@ -14,6 +14,86 @@ pub struct Audit {
     file: Mutex<std::fs::File>,
 }
 
+/// What a client did or tried: the audit log's `operation`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Operation {
+    /// An authentication attempt.
+    Login,
+    /// An address banned after repeated failed logins.
+    Ban,
+    /// An SFTP session asked for.
+    Session,
+    List,
+    Open,
+    Upload,
+    Download,
+    Remove,
+    Mkdir,
+    Rmdir,
+    Rename,
+}
+
+impl Operation {
+    /// The word the audit log writes.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Operation::Login => "login",
+            Operation::Ban => "ban",
+            Operation::Session => "session",
+            Operation::List => "list",
+            Operation::Open => "open",
+            Operation::Upload => "upload",
+            Operation::Download => "download",
+            Operation::Remove => "remove",
+            Operation::Mkdir => "mkdir",
+            Operation::Rmdir => "rmdir",
+            Operation::Rename => "rename",
+        }
+    }
+}
+
+/// How an operation ended: the audit log's `result`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Outcome {
+    /// `ok`.
+    Ok,
+    /// `refused: <why>` — e.g. a banned address, too many sessions.
+    Refused(String),
+    /// `refused (<method>): <why>` — an authentication that failed.
+    RefusedLogin { method: String, why: String },
+    /// `address banned`.
+    Banned,
+    /// `aborted: <why>` — an upload that was not published.
+    Aborted(String),
+    /// `<SFTP status>: <message>` — a file operation the server answered with an error.
+    Failed { status: String, message: String },
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Outcome::Ok => f.write_str("ok"),
+            Outcome::Refused(why) => write!(f, "refused: {why}"),
+            Outcome::RefusedLogin { method, why } => write!(f, "refused ({method}): {why}"),
+            Outcome::Banned => f.write_str("address banned"),
+            Outcome::Aborted(why) => write!(f, "aborted: {why}"),
+            Outcome::Failed { status, message } => write!(f, "{status}: {message}"),
+        }
+    }
+}
+
+/// One entry of the audit log.
+#[derive(Debug, Clone)]
+pub struct Event<'a> {
+    pub user: &'a str,
+    pub client: Option<std::net::SocketAddr>,
+    pub operation: Operation,
+    /// The path as the client named it (empty for logins and sessions).
+    pub path: &'a str,
+    pub bytes: u64,
+    pub outcome: Outcome,
+}
+
 impl Audit {
     /// Opens (appending) the audit log at `path`.
     pub fn open(path: &Path) -> std::io::Result<Audit> {
@@ -27,23 +107,15 @@ impl Audit {
     }
 
     /// Appends one entry. A failing disk is logged, never fatal to the session.
-    pub fn record(
-        &self,
-        user: &str,
-        client: Option<std::net::SocketAddr>,
-        operation: &str,
-        path: &str,
-        bytes: u64,
-        result: &str,
-    ) {
+    pub fn record(&self, event: Event<'_>) {
         let entry = serde_json::json!({
             "time": chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
-            "user": user,
-            "client": client.map(|c| c.to_string()),
-            "operation": operation,
-            "path": path,
-            "bytes": bytes,
-            "result": result,
+            "user": event.user,
+            "client": event.client.map(|c| c.to_string()),
+            "operation": event.operation.as_str(),
+            "path": event.path,
+            "bytes": event.bytes,
+            "result": event.outcome.to_string(),
         });
         if let Ok(mut f) = self.file.lock() {
             if let Err(e) = writeln!(f, "{entry}") {

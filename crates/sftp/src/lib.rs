@@ -1,17 +1,26 @@
-//! The SFTP drop-box (issue 3), so far its identity layer: the server's host keys and
-//! the SSH-key users whose uploads will land in `raw/<user>/` of the project's store.
+//! The SFTP drop-box: finance staff upload the Controller's CSV exports with their SSH
+//! keys into `raw/<user>/` of the project's store.
 //!
 //! * [`hostkeys`] — Ed25519 and RSA host keys, generated once by `citybooks init`,
 //!   stable across restarts, in `keys/` of the project folder.
 //! * [`users`] — `users/<name>.pub` files in OpenSSH `authorized_keys` format: several
 //!   keys per user (RSA, Ed25519, ECDSA); public-key authentication only.
+//! * [`server`] — the SSH server: logins, bans, sessions per user, the [`server::DropBox`]
+//!   the connections share.
+//! * `session` — the SFTP subsystem of one session; `upload` — one upload in progress,
+//!   published only on close.
+//! * [`paths`] — every client path normalised inside the user's home (the jail).
+//! * [`guard`] — the audit log (typed events) and the ban of failing addresses.
 //!
-//! This crate does not touch the warehouse; the server will hand finished uploads to
-//! the loader of `citybooks-warehouse`.
+//! This crate does not touch the warehouse; the binary hands finished uploads
+//! ([`server::Uploaded`]) to the loader of `citybooks-warehouse`.
 
 pub mod guard;
 pub mod hostkeys;
+pub mod paths;
 pub mod server;
+mod session;
+mod upload;
 pub mod users;
 
 pub use hostkeys::HostKeys;
