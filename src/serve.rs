@@ -72,39 +72,37 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
         }
     };
     // Bind everything first: a port in use stops the server before any part starts.
-    let sftp = match cfg.sftp.enabled {
-        true => Some(
-            bind(
-                &listen(&cfg.sftp.listen),
-                ports.sftp_port.unwrap_or(cfg.sftp.port),
-                "SFTP",
-            )
-            .await?,
+    let mut bound = Vec::new();
+    for (what, enabled, configured, port, given) in [
+        (
+            "SFTP",
+            cfg.sftp.enabled,
+            &cfg.sftp.listen,
+            cfg.sftp.port,
+            ports.sftp_port,
         ),
-        false => None,
-    };
-    let sql = match cfg.sql.enabled {
-        true => Some(
-            bind(
-                &listen(&cfg.sql.listen),
-                ports.sql_port.unwrap_or(cfg.sql.port),
-                "SQL",
-            )
-            .await?,
+        (
+            "SQL",
+            cfg.sql.enabled,
+            &cfg.sql.listen,
+            cfg.sql.port,
+            ports.sql_port,
         ),
-        false => None,
-    };
-    let http = match cfg.http.enabled {
-        true => Some(
-            bind(
-                &listen(&cfg.http.listen),
-                ports.http_port.unwrap_or(cfg.http.port),
-                "HTTP",
-            )
-            .await?,
+        (
+            "HTTP",
+            cfg.http.enabled,
+            &cfg.http.listen,
+            cfg.http.port,
+            ports.http_port,
         ),
-        false => None,
-    };
+    ] {
+        bound.push(match enabled {
+            true => Some(bind(&listen(configured), given.unwrap_or(port), what).await?),
+            false => None,
+        });
+    }
+    let [sftp, sql, http]: [Option<TcpListener>; 3] =
+        bound.try_into().expect("three servers were bound");
     if sftp.is_none() && sql.is_none() && http.is_none() {
         bail!("nothing to serve: [sftp], [sql] and [http] are all disabled (enabled = false) in citybooks.toml");
     }
@@ -139,13 +137,13 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
         live.budget().spawn_watchdog();
     }
     if let (Some(listener), Some(live)) = (sql, &live) {
-        let tls = match (cfg.sql.tls_cert.is_empty(), cfg.sql.tls_key.is_empty()) {
-            (true, true) => None,
-            (false, false) => Some(tls_acceptor(
+        // Both files or neither: the configuration checked that.
+        let tls = match cfg.sql.tls_cert.is_empty() {
+            true => None,
+            false => Some(tls_acceptor(
                 &project.dir.join(&cfg.sql.tls_cert),
                 &project.dir.join(&cfg.sql.tls_key),
             )?),
-            _ => bail!("[sql] TLS needs both tls_cert and tls_key (or neither)"),
         };
         let tls_note = if tls.is_some() { ", TLS" } else { "" };
         let server = PgServer::new(
@@ -153,7 +151,7 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
             sql_users(project),
             tls,
             PgOptions {
-                statement_timeout: Duration::from_secs(cfg.sql.statement_timeout_secs.max(1)),
+                statement_timeout: Duration::from_secs(cfg.sql.statement_timeout_secs),
                 max_connections: cfg.sql.max_connections,
                 tls_required: cfg.sql.tls_required,
                 password_auth: cfg.sql.password_auth,
@@ -185,8 +183,8 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
     if let (Some(listener), Some(live)) = (http, &live) {
         let options = HttpOptions {
             token: (!cfg.http.token.is_empty()).then(|| cfg.http.token.clone()),
-            row_limit: cfg.http.row_limit.max(1),
-            timeout: Duration::from_secs(cfg.http.timeout_secs.max(1)),
+            row_limit: cfg.http.row_limit,
+            timeout: Duration::from_secs(cfg.http.timeout_secs),
             assets_dir: (!cfg.http.assets_dir.is_empty())
                 .then(|| project.dir.join(&cfg.http.assets_dir)),
             cache: cfg.http.cache,
@@ -336,8 +334,8 @@ async fn sftp_server(
             .unwrap_or_default();
             match &report {
                 Ok(r) => {
-                    let status = format!("{:?}", r.status).to_lowercase();
-                    metrics.inc("citybooks_loads_total", &[("status", &status)]);
+                    let status = r.status.as_str();
+                    metrics.inc("citybooks_loads_total", &[("status", status)]);
                     println!(
                         "load {}: {status} {} ({} rows loaded, {} quarantined)",
                         r.load_id, up.path, r.rows_loaded, r.rows_quarantined
@@ -364,7 +362,7 @@ async fn sftp_server(
     // Parts of uploads a killed server left in a local store: never visible, only
     // disk; removed once older than the idle timeout (a live upload writes its part
     // every MiB). On S3 a bucket lifecycle rule reclaims unfinished uploads.
-    let idle = Duration::from_secs(cfg.idle_timeout_secs.max(1));
+    let idle = Duration::from_secs(cfg.idle_timeout_secs);
     let sweep = wh.store().clone();
     if sweep.local_dir().is_some() {
         tokio::spawn(async move {
