@@ -1,0 +1,180 @@
+//! The dashboard: the explorer's sums against the sample, the browser tests, and
+//! `citybooks demo`.
+
+use super::*;
+
+#[test]
+fn the_explorer_sums_equal_the_sample() {
+    let (_p, s) = served(&[]);
+    let (header, rows) = sample_records();
+    let [group, dept, side, related, amount] = [
+        "organization_group",
+        "department",
+        "revenue_or_spending",
+        "related_govt_units",
+        "amount",
+    ]
+    .map(|c| col(&header, c));
+    // OpenBook's default: spending, related government units excluded.
+    let mut expected: BTreeMap<String, i128> = BTreeMap::new();
+    let mut with_related: i128 = 0;
+    for r in &rows {
+        if r[side] == "Spending" {
+            with_related += cents(&r[amount]);
+            if r[related].eq_ignore_ascii_case("no") {
+                *expected.entry(r[group].clone()).or_default() += cents(&r[amount]);
+            }
+        }
+    }
+    let (status, view) = http_get(&s, "/api/explore?year=2025&side=Spending&h=organization");
+    assert_eq!(status, 200, "{view}");
+    let got: BTreeMap<String, i128> = view["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                cents(r["amount"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, expected);
+    assert_eq!(
+        cents(view["total"].as_str().unwrap()),
+        expected.values().sum::<i128>()
+    );
+    let (_, all) = http_get(
+        &s,
+        "/api/explore?year=2025&side=Spending&h=organization&related=include",
+    );
+    assert_eq!(cents(all["total"].as_str().unwrap()), with_related);
+
+    // One level down.
+    let first = view["rows"][0]["name"].as_str().unwrap().to_string();
+    let mut depts: BTreeMap<String, i128> = BTreeMap::new();
+    for r in &rows {
+        if r[side] == "Spending" && r[related].eq_ignore_ascii_case("no") && r[group] == first {
+            *depts.entry(r[dept].clone()).or_default() += cents(&r[amount]);
+        }
+    }
+    let q: String = url_encode(&first);
+    let (_, down) = http_get(
+        &s,
+        &format!("/api/explore?year=2025&side=Spending&h=organization&path={q}"),
+    );
+    assert_eq!(down["column"], "department");
+    let got: BTreeMap<String, i128> = down["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                cents(r["amount"].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, depts);
+    let (_, trend) = http_get(
+        &s,
+        &format!("/api/trend?side=Spending&h=organization&path={q}"),
+    );
+    assert_eq!(
+        cents(trend["rows"][0]["amount"].as_str().unwrap()),
+        depts.values().sum::<i128>()
+    );
+    let (status, bad) = http_get(&s, "/api/explore?h=colour");
+    assert_eq!(status, 400);
+    assert!(bad["error"]
+        .as_str()
+        .unwrap()
+        .contains("organization, type or fund"));
+}
+
+#[test]
+fn the_dashboard_passes_its_browser_tests() {
+    let browser = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
+    if !have_peer(
+        "chromium and playwright-core",
+        Command::new("node")
+            .current_dir(browser)
+            .args(["-e", "require('playwright-core'); require('fs').accessSync(process.env.CHROMIUM || '/usr/bin/chromium')"]),
+        "apt-get install chromium && npm ci --prefix tests/browser",
+    ) {
+        return;
+    }
+    let (p, s) = served(&[]);
+    // A one-row file of the sample's year: held by the shrink guard, so the page must
+    // say so (and its figures stay the sample's).
+    let (header, rows) = sample_records();
+    let one = p.file("one-row.csv", &api_csv(&header, &rows[..1]));
+    let held = p.run(&["load", "--json", one.to_str().unwrap()]);
+    assert_eq!(held.status.code(), Some(3), "{}", text(&held));
+    let report: serde_json::Value = serde_json::from_slice(&held.stdout).unwrap();
+    assert_eq!(report["status"], "held");
+    let held_id = report["load_id"].to_string();
+    let shot = std::env::var("CITYBOOKS_SCREENSHOT").unwrap_or_else(|_| {
+        std::env::temp_dir()
+            .join("citybooks-dashboard.png")
+            .display()
+            .to_string()
+    });
+    let out = Command::new("node")
+        .arg(format!("{browser}/e2e.mjs"))
+        .args(["--base", &s.url(""), "--screenshot", &shot])
+        .args(["--held-load", &held_id])
+        .output()
+        .unwrap();
+    println!("{}", text(&out));
+    assert!(out.status.success(), "{}", text(&out));
+}
+
+#[test]
+fn demo_serves_the_dashboard_and_psql() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut demo = Command::new(BIN);
+    demo.current_dir(tmp.path()).arg("demo");
+    let guard = Served::start(demo);
+    assert!(
+        guard.banner.contains("Net profit by organization group"),
+        "{}",
+        guard.banner
+    );
+    assert!(guard
+        .banner
+        .contains(&format!("dashboard: http://127.0.0.1:{}/", guard.http)));
+    let line = guard
+        .banner
+        .lines()
+        .find(|l| l.contains("PGPASSWORD="))
+        .expect("the psql line");
+    assert!(line.contains(&format!("-p {}", guard.sql)), "{line}");
+    let page = ureq::get(&guard.url("/"))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    assert!(page.contains("/assets/echarts.min.js"));
+    if have_psql() {
+        let password = line
+            .split("PGPASSWORD=")
+            .nth(1)
+            .unwrap()
+            .split_whitespace()
+            .next()
+            .unwrap();
+        let out = psql(
+            guard.sql,
+            "demo",
+            Some(password),
+            &["-A", "-t", "-c", "select count(*) from report.transaction"],
+        );
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "2186",
+            "{}",
+            text(&out)
+        );
+    }
+}
