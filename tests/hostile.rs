@@ -18,6 +18,20 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
+/// The peak-memory test runs alone: with the other tests of this file hammering both
+/// cores at once, the watchdog sees its stop later and the peak it measures is the
+/// machine's load, not the server's (measured: 3.1 GiB alone, 4.2 GiB once in a full
+/// run). The others share the lock and run side by side.
+static CORES: std::sync::RwLock<()> = std::sync::RwLock::new(());
+
+fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
+    CORES.write().unwrap_or_else(|e| e.into_inner())
+}
+
+fn shared() -> std::sync::RwLockReadGuard<'static, ()> {
+    CORES.read().unwrap_or_else(|e| e.into_inner())
+}
+
 const USER: &str = "analyst";
 const PASSWORD: &str = "a long passphrase";
 
@@ -93,6 +107,7 @@ fn post_sql(s: &Served, body: serde_json::Value) -> (u16, Result<Vec<u8>, std::i
 
 #[test]
 fn hostile_queries_end_in_clear_errors_and_the_server_stays_small() {
+    let _cores = alone();
     if !have_psql() {
         return;
     }
@@ -150,6 +165,7 @@ fn hostile_queries_end_in_clear_errors_and_the_server_stays_small() {
 
 #[test]
 fn a_burst_of_queries_waits_for_a_slot_and_the_dashboard_does_not() {
+    let _cores = shared();
     if !have_psql() {
         return;
     }
@@ -213,6 +229,7 @@ fn a_burst_of_queries_waits_for_a_slot_and_the_dashboard_does_not() {
 
 #[test]
 fn downloads_stream_a_stopped_one_is_cut_off_loudly_and_bodies_are_bounded() {
+    let _cores = shared();
     let (_p, s) = served(&[]);
     // A whole download: every row of a cross join of the sample with itself.
     let n: usize = {
@@ -385,6 +402,7 @@ fn file_reads(secret: &Path) -> Vec<String> {
 
 #[test]
 fn hostile_statements_are_refused_over_every_protocol_and_nothing_changes() {
+    let _cores = shared();
     if !have_psql() {
         return;
     }

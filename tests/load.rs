@@ -762,15 +762,11 @@ fn status_demo_and_destroy() {
     assert!(p.dir.join("citybooks.toml").exists());
 
     let tmp = tempfile::tempdir().unwrap();
-    let out = std::process::Command::new(BIN)
-        .current_dir(tmp.path())
-        .args(["demo", "--no-serve"])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        std::process::Command::new(BIN)
+            .current_dir(tmp.path())
+            .args(["demo", "--no-serve"]),
+        "citybooks demo --no-serve",
     );
     let text = String::from_utf8_lossy(&out.stdout);
     for title in [

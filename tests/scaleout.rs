@@ -457,16 +457,11 @@ fn analyst(port: u16, args: &[&str]) -> std::process::Output {
 
 /// `citybooks query --format csv` with `env`: the CSV text (header included).
 fn query_csv(p: &Project, env: &[(&str, String)], sql: &str) -> String {
-    let out = p
-        .cmd()
-        .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
-        .args(["query", "--format", "csv", sql])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{sql}\n{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        p.cmd()
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .args(["query", "--format", "csv", sql]),
+        sql,
     );
     String::from_utf8(out.stdout).unwrap()
 }

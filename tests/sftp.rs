@@ -476,21 +476,17 @@ fn have_paramiko() -> bool {
 /// Runs a paramiko script of `tests/peers` as `user` with `key` (and the sample as its
 /// local file); returns the JSON it printed.
 fn paramiko(script: &str, port: u16, user: &str, key: &Path) -> serde_json::Value {
-    let out = Command::new("python3")
-        .arg(
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("tests/peers")
-                .join(script),
-        )
-        .args([&port.to_string(), user])
-        .arg(key)
-        .arg(sample_path())
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{script}: {}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("python3")
+            .arg(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("tests/peers")
+                    .join(script),
+            )
+            .args([&port.to_string(), user])
+            .arg(key)
+            .arg(sample_path()),
+        script,
     );
     serde_json::from_slice(&out.stdout).unwrap()
 }

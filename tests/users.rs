@@ -16,15 +16,9 @@ fn keygen_pub(p: &Project, name: &str, args: &[&str]) -> std::path::PathBuf {
 }
 
 fn fingerprint(path: &std::path::Path) -> String {
-    let out = Command::new("ssh-keygen")
-        .arg("-lf")
-        .arg(path)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = run_ok(
+        Command::new("ssh-keygen").arg("-lf").arg(path),
+        "ssh-keygen -lf",
     );
     String::from_utf8_lossy(&out.stdout)
         .split_whitespace()

@@ -225,6 +225,18 @@ impl Served {
     }
 }
 
+/// Runs `command` to its end and returns its output; fails the test with `what` and
+/// the command's stderr when it does not succeed.
+pub fn run_ok(command: &mut Command, what: &str) -> Output {
+    let out = command.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out
+}
+
 /// Whether a real peer a test needs is installed (`probe` succeeds). Outside CI a
 /// missing peer skips the test with a note; in CI (`CI` set) it fails it.
 pub fn have_peer(what: &str, probe: &mut Command, install: &str) -> bool {
@@ -581,27 +593,22 @@ impl Postgres {
             as_postgres,
             _tmp: tmp,
         };
-        let out = pg
-            .tool("initdb")
-            .arg("-D")
-            .arg(&pg.dir)
-            .args([
-                "-U",
-                "postgres",
-                "--auth-local=trust",
-                "--auth-host=scram-sha-256",
-                "-E",
-                "UTF8",
-                "--locale=C",
-                "--no-sync",
-            ])
-            .arg(format!("--pwfile={}", pwfile.display()))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "initdb: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            pg.tool("initdb")
+                .arg("-D")
+                .arg(&pg.dir)
+                .args([
+                    "-U",
+                    "postgres",
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "-E",
+                    "UTF8",
+                    "--locale=C",
+                    "--no-sync",
+                ])
+                .arg(format!("--pwfile={}", pwfile.display())),
+            "initdb",
         );
         pg.start_again();
         pg
@@ -626,19 +633,14 @@ impl Postgres {
             self.port,
             self.dir.display()
         );
-        let out = self
-            .tool("pg_ctl")
-            .arg("-D")
-            .arg(&self.dir)
-            .arg("-l")
-            .arg(self.dir.join("server.log"))
-            .args(["-w", "-t", "60", "-o", &options, "start"])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "pg_ctl start: {}",
-            String::from_utf8_lossy(&out.stderr)
+        run_ok(
+            self.tool("pg_ctl")
+                .arg("-D")
+                .arg(&self.dir)
+                .arg("-l")
+                .arg(self.dir.join("server.log"))
+                .args(["-w", "-t", "60", "-o", &options, "start"]),
+            "pg_ctl start",
         );
     }
 

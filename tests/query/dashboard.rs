@@ -3,6 +3,21 @@
 
 use super::*;
 
+/// An explorer answer's rows as name -> amount in cents.
+fn amounts_by_name(view: &serde_json::Value) -> BTreeMap<String, i128> {
+    view["rows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["name"].as_str().unwrap().to_string(),
+                cents(r["amount"].as_str().unwrap()),
+            )
+        })
+        .collect()
+}
+
 #[test]
 fn the_explorer_sums_equal_the_sample() {
     let (_p, s) = served(&[]);
@@ -28,17 +43,7 @@ fn the_explorer_sums_equal_the_sample() {
     }
     let (status, view) = http_get(&s, "/api/explore?year=2025&side=Spending&h=organization");
     assert_eq!(status, 200, "{view}");
-    let got: BTreeMap<String, i128> = view["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["name"].as_str().unwrap().to_string(),
-                cents(r["amount"].as_str().unwrap()),
-            )
-        })
-        .collect();
+    let got = amounts_by_name(&view);
     assert_eq!(got, expected);
     assert_eq!(
         cents(view["total"].as_str().unwrap()),
@@ -64,17 +69,7 @@ fn the_explorer_sums_equal_the_sample() {
         &format!("/api/explore?year=2025&side=Spending&h=organization&path={q}"),
     );
     assert_eq!(down["column"], "department");
-    let got: BTreeMap<String, i128> = down["rows"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| {
-            (
-                r["name"].as_str().unwrap().to_string(),
-                cents(r["amount"].as_str().unwrap()),
-            )
-        })
-        .collect();
+    let got = amounts_by_name(&down);
     assert_eq!(got, depts);
     let (_, trend) = http_get(
         &s,

@@ -239,18 +239,43 @@ fn psql_describes_every_table_with_its_keys_and_comments() {
     described(s.sql, r"\df");
 }
 
+/// The project and server of [`python_peer_on_sample`], what its client printed, and
+/// the sample's sums by side.
+type PeerOnSample = (
+    Project,
+    Served,
+    serde_json::Value,
+    BTreeMap<String, (i128, i128)>,
+);
+
+/// Serves the sample and runs the Python client `script` on it, when the Python
+/// modules `imports` are installed (else says what to install, see [`have_peer`]):
+/// the project, the server, what the client printed, the sample's sums by side.
+fn python_peer_on_sample(
+    what: &str,
+    imports: &str,
+    install: &str,
+    script: &str,
+) -> Option<PeerOnSample> {
+    let probe = format!("import {imports}");
+    if !have_peer(what, Command::new("python3").args(["-c", &probe]), install) {
+        return None;
+    }
+    let (p, s) = served(&[]);
+    let seen = python_peer(script, s.sql);
+    Some((p, s, seen, sample_by_side()))
+}
+
 #[test]
 fn sqlalchemy_and_pandas_reflect_and_read_the_star_schema_with_both_drivers() {
-    if !have_peer(
+    let Some((_p, _s, seen, by)) = python_peer_on_sample(
         "SQLAlchemy with psycopg2 and psycopg",
-        Command::new("python3").args(["-c", "import sqlalchemy, psycopg2, psycopg, pandas"]),
+        "sqlalchemy, psycopg2, psycopg, pandas",
         "pip install sqlalchemy psycopg2-binary 'psycopg[binary]' pandas",
-    ) {
+        "sqlalchemy_client.py",
+    ) else {
         return;
-    }
-    let (_p, s) = served(&[]);
-    let seen = python_peer("sqlalchemy_client.py", s.sql);
-    let by = sample_by_side();
+    };
     let (sum, rows) = totals(&by);
     for driver in ["psycopg2", "psycopg"] {
         let d = &seen[driver];
@@ -712,16 +737,14 @@ fn statements_time_out_and_the_server_limit_wins() {
 
 #[test]
 fn psycopg_and_pandas_read_the_warehouse_and_can_cancel() {
-    if !have_peer(
+    let Some((_p, _s, seen, by)) = python_peer_on_sample(
         "psycopg and pandas",
-        Command::new("python3").args(["-c", "import psycopg, pandas"]),
+        "psycopg, pandas",
         "pip install 'psycopg[binary]' pandas",
-    ) {
+        "psycopg_client.py",
+    ) else {
         return;
-    }
-    let (_p, s) = served(&[]);
-    let seen = python_peer("psycopg_client.py", s.sql);
-    let by = sample_by_side();
+    };
     let (sum, rows) = totals(&by);
     assert_eq!(seen["rows"], rows as i64);
     assert_eq!(seen["rows_2025"], rows as i64);
