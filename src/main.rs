@@ -389,21 +389,7 @@ fn warehouse(project: &Project) -> Result<Warehouse> {
 
 async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
-        Command::Init { dir } => {
-            let project = Project::init(&dir)?;
-            let host_keys = HostKeys::ensure(&project.dir.join(HOST_KEYS_DIR))?;
-            println!("created project {}", project.dir.display());
-            println!(
-                "  config: {}",
-                project.dir.join(citybooks_store::CONFIG_FILE).display()
-            );
-            println!("  store:  {}", project.store()?.root());
-            for fp in host_keys.fingerprints() {
-                println!("  SFTP host key: {fp}");
-            }
-            println!("next: cd {} && citybooks load FILE.csv", dir.display());
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Init { dir } => init(&dir).await,
         Command::Load {
             paths,
             replace_years,
@@ -412,118 +398,40 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             json,
             publish,
         } => {
-            let project = open_project(cli.project.as_deref())?;
-            let wh = warehouse(&project)?;
-            let wh = if replace_years {
-                wh.replacing_years()
-            } else {
-                wh
-            };
-            let publish_to = match publish {
-                false => None,
-                true => Some(publishing::settings(&project, None, None, None, false)?.context(
-                    "--publish: no [publish] target in citybooks.toml (or CITYBOOKS_PUBLISH_TARGET)",
-                )?),
-            };
-            let mut committed = false;
-            let show = !no_progress && std::io::stderr().is_terminal();
-            let mut ok = true;
-            let mut held = false;
-            let mut reports = Vec::new();
-            if let Some(n) = confirm {
-                let report = wh
-                    .release(n, false, show)
-                    .await
-                    .with_context(|| format!("releasing held load {n}"))?;
-                reports.push((format!("held load {n}"), report));
-            }
-            for path in &paths {
-                let report = wh
-                    .load_source(path, show)
-                    .await
-                    .with_context(|| format!("loading {path}"))?;
-                reports.push((path.clone(), report));
-            }
-            for (path, report) in &reports {
-                if json {
-                    println!("{}", serde_json::to_string(report)?);
-                } else {
-                    print_report(path, report);
-                }
-                ok &= report.status != LoadStatus::Failed;
-                held |= report.status == LoadStatus::Held;
-                committed |= report.status == LoadStatus::Loaded;
-            }
-            if let (Some((target, options)), true) = (&publish_to, committed) {
-                match publishing::publish(&wh, target, options).await {
-                    Ok(r) if json => println!("{}", publish_json(&r)),
-                    Ok(r) => publishing::print(&r, &options.schema),
-                    Err(e) => {
-                        eprintln!("error: {e}");
-                        ok = false;
-                    }
-                }
-            }
-            Ok(match (ok, held) {
-                (false, _) => ExitCode::FAILURE,
-                (true, true) => ExitCode::from(HELD_EXIT),
-                (true, false) => ExitCode::SUCCESS,
-            })
+            load(
+                &open_project(cli.project.as_deref())?,
+                &paths,
+                replace_years,
+                confirm,
+                no_progress,
+                json,
+                publish,
+            )
+            .await
         }
         Command::Vacuum {
             retention_hours,
             dry_run,
         } => {
-            let project = open_project(cli.project.as_deref())?;
-            let wh = warehouse(&project)?;
-            let retention =
-                chrono::Duration::hours(retention_hours.min(i64::MAX as u64 / 3600) as i64);
-            let done = wh.vacuum(retention, dry_run).await?;
-            let verb = if dry_run { "would remove" } else { "removed" };
-            let plural = |n: u64| if n == 1 { "" } else { "s" };
-            for (table, v) in &done {
-                let compacted = if v.compacted > 0 {
-                    format!(
-                        ", compacted {} small file{} into {}",
-                        v.compacted,
-                        plural(v.compacted),
-                        v.compacted_into
-                    )
-                } else {
-                    String::new()
-                };
-                println!(
-                    "{table}: {verb} {} unreferenced data file{}{compacted}{}",
-                    v.files,
-                    plural(v.files as u64),
-                    if v.checkpoint {
-                        ", log checkpointed"
-                    } else {
-                        ""
-                    }
-                );
-            }
-            Ok(ExitCode::SUCCESS)
+            vacuum(
+                &open_project(cli.project.as_deref())?,
+                retention_hours,
+                dry_run,
+            )
+            .await
         }
         Command::Release {
             load_id,
             discard,
             json,
         } => {
-            let project = open_project(cli.project.as_deref())?;
-            let wh = warehouse(&project)?;
-            let show = std::io::stderr().is_terminal();
-            let report = wh.release(load_id, discard, show).await?;
-            if json {
-                println!("{}", serde_json::to_string(&report)?);
-            } else {
-                print_report(&format!("held load {load_id}"), &report);
-            }
-            Ok(if report.status == LoadStatus::Failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            release(
+                &open_project(cli.project.as_deref())?,
+                load_id,
+                discard,
+                json,
+            )
+            .await
         }
         Command::Publish {
             target,
@@ -532,20 +440,15 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             iam_role,
             json,
         } => {
-            let project = open_project(cli.project.as_deref())?;
-            let Some((target, options)) =
-                publishing::settings(&project, target.as_deref(), schema, iam_role, full)?
-            else {
-                bail!("no target: give one (citybooks publish postgres://user@host:5432/db) or set [publish] target");
-            };
-            let wh = warehouse(&project)?;
-            let report = publishing::publish(&wh, &target, &options).await?;
-            if json {
-                println!("{}", publish_json(&report));
-            } else {
-                publishing::print(&report, &options.schema);
-            }
-            Ok(ExitCode::SUCCESS)
+            publish(
+                &open_project(cli.project.as_deref())?,
+                target,
+                schema,
+                full,
+                iam_role,
+                json,
+            )
+            .await
         }
         Command::Scheduler(args) => {
             cluster::scheduler(cli.project.as_deref(), args).await?;
@@ -561,25 +464,14 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             output,
             as_of_load,
         } => {
-            let project = open_project(cli.project.as_deref())?;
-            let wh = warehouse(&project)?;
-            let engine = Engine::from_config(&project.config.query)?;
-            let result = citybooks_query::query(&engine, &wh, &sql, as_of_load).await?;
-            match output {
-                Some(file) => {
-                    let f = std::fs::File::create(&file)
-                        .with_context(|| format!("creating {}", file.display()))?;
-                    write_batches(&result, format, std::io::BufWriter::new(f))?;
-                    eprintln!("wrote {} rows to {}", result.num_rows(), file.display());
-                }
-                None => {
-                    if format == OutputFormat::Parquet && std::io::stdout().is_terminal() {
-                        bail!("Parquet is binary: give --output FILE or redirect standard output");
-                    }
-                    write_batches(&result, format, std::io::stdout())?;
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            query(
+                &open_project(cli.project.as_deref())?,
+                &sql,
+                format,
+                output,
+                as_of_load,
+            )
+            .await
         }
         Command::Status => {
             let project = open_project(cli.project.as_deref())?;
@@ -603,126 +495,346 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             no_progress,
             json,
         } => {
-            let project = open_project(cli.project.as_deref())?;
-            let years = match (fiscal_year, since) {
-                (Some(y), _) => citybooks_fetch::Years::One(y),
-                (None, Some(y)) => citybooks_fetch::Years::Since(y),
-                (None, None) => citybooks_fetch::Years::All,
-            };
-            let show = !no_progress && !json && std::io::stderr().is_terminal();
-            let (fetched, report) =
-                fetching::fetch_and_load(&project, years, portal.as_deref(), show).await?;
-            if json {
-                println!("{}", serde_json::json!({"fetch": fetched, "load": report}));
-            } else {
-                println!(
-                    "fetched {} rows ({} bytes, {} page(s){}) into {}",
-                    fetched.rows,
-                    fetched.bytes,
-                    fetched.pages,
-                    if fetched.resumed_pages > 0 {
-                        format!(", {} resumed", fetched.resumed_pages)
-                    } else {
-                        String::new()
-                    },
-                    fetched.file
-                );
-                print_report(&fetched.file, &report);
-            }
-            Ok(if report.status == LoadStatus::Failed {
-                ExitCode::FAILURE
-            } else {
-                ExitCode::SUCCESS
-            })
+            fetch(
+                &open_project(cli.project.as_deref())?,
+                portal,
+                fiscal_year,
+                since,
+                no_progress,
+                json,
+            )
+            .await
         }
         Command::SqlUser { action } => {
-            let project = open_project(cli.project.as_deref())?;
-            let users = serve::sql_users(&project);
-            match action {
-                SqlUserAction::Add { name } => {
-                    let password = read_password(&name)?;
-                    let existed = users.add(&name, &password)?;
-                    println!(
-                        "SQL user {name} {}; connect with: psql -h HOST -p {} -U {name} -d citybooks",
-                        if existed { "has a new password" } else { "added" },
-                        project.config.sql.port
-                    );
-                }
-                SqlUserAction::List => {
-                    let all = users.list()?;
-                    if all.is_empty() {
-                        println!("no SQL users yet: citybooks sql-user add NAME");
-                    }
-                    for name in all {
-                        println!("{name}");
-                    }
-                }
-                SqlUserAction::Remove { name } => {
-                    users.remove(&name)?;
-                    println!("SQL user {name} removed");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+            sql_user(&open_project(cli.project.as_deref())?, action).await
         }
-        Command::User { action } => {
-            let project = open_project(cli.project.as_deref())?;
-            let users = Users::new(&project.dir.join(USERS_DIR));
-            match action {
-                UserAction::Add { name, keys } => {
-                    let added = users.add(&name, &keys)?;
-                    let total = users.keys(&name)?.len();
-                    println!("user {name}: {added} key(s) added, {total} in all; home raw/{name}/ in the store");
-                }
-                UserAction::List => {
-                    let all = users.list()?;
-                    if all.is_empty() {
-                        println!("no users yet: citybooks user add NAME --key FILE.pub");
-                    }
-                    for (name, keys) in all {
-                        println!("{name}");
-                        for k in keys {
-                            println!("  {} {} {}", k.fingerprint, k.algorithm, k.comment);
-                        }
-                    }
-                }
-                UserAction::Remove { name } => {
-                    users.remove(&name)?;
-                    println!("user {name} removed; their files stay in raw/{name}/");
-                }
-            }
-            Ok(ExitCode::SUCCESS)
+        Command::User { action } => user(&open_project(cli.project.as_deref())?, action).await,
+        Command::Destroy { yes } => destroy(&open_project(cli.project.as_deref())?, yes).await,
+    }
+}
+
+/// `citybooks init`.
+async fn init(dir: &Path) -> Result<ExitCode> {
+    let project = Project::init(dir)?;
+    let host_keys = HostKeys::ensure(&project.dir.join(HOST_KEYS_DIR))?;
+    println!("created project {}", project.dir.display());
+    println!(
+        "  config: {}",
+        project.dir.join(citybooks_store::CONFIG_FILE).display()
+    );
+    println!("  store:  {}", project.store()?.root());
+    for fp in host_keys.fingerprints() {
+        println!("  SFTP host key: {fp}");
+    }
+    println!("next: cd {} && citybooks load FILE.csv", dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `citybooks load`.
+async fn load(
+    project: &Project,
+    paths: &[String],
+    replace_years: bool,
+    confirm: Option<i64>,
+    no_progress: bool,
+    json: bool,
+    publish: bool,
+) -> Result<ExitCode> {
+    let wh = warehouse(project)?;
+    let wh = if replace_years {
+        wh.replacing_years()
+    } else {
+        wh
+    };
+    let publish_to = match publish {
+        false => None,
+        true => Some(
+            publishing::settings(project, None, None, None, false)?.context(
+                "--publish: no [publish] target in citybooks.toml (or CITYBOOKS_PUBLISH_TARGET)",
+            )?,
+        ),
+    };
+    let mut committed = false;
+    let show = !no_progress && std::io::stderr().is_terminal();
+    let mut ok = true;
+    let mut held = false;
+    let mut reports = Vec::new();
+    if let Some(n) = confirm {
+        let report = wh
+            .release(n, false, show)
+            .await
+            .with_context(|| format!("releasing held load {n}"))?;
+        reports.push((format!("held load {n}"), report));
+    }
+    for path in paths {
+        let report = wh
+            .load_source(path, show)
+            .await
+            .with_context(|| format!("loading {path}"))?;
+        reports.push((path.clone(), report));
+    }
+    for (path, report) in &reports {
+        if json {
+            println!("{}", serde_json::to_string(report)?);
+        } else {
+            print_report(path, report);
         }
-        Command::Destroy { yes } => {
-            let project = open_project(cli.project.as_deref())?;
-            let wh = warehouse(&project)?;
-            let objects =
-                wh.store().list("warehouse").await?.len() + wh.store().list("raw").await?.len();
-            if !yes {
-                if !std::io::stdin().is_terminal() {
-                    bail!("destroy asks for confirmation on a terminal; pass --yes to confirm non-interactively");
-                }
-                print!(
-                    "Remove the warehouse and raw files of {} ({objects} objects in {})? Type 'yes': ",
-                    project.dir.display(),
-                    wh.store().root()
-                );
-                std::io::stdout().flush()?;
-                let mut answer = String::new();
-                std::io::stdin().read_line(&mut answer)?;
-                if answer.trim() != "yes" {
-                    println!("nothing removed");
-                    return Ok(ExitCode::FAILURE);
-                }
+        ok &= report.status != LoadStatus::Failed;
+        held |= report.status == LoadStatus::Held;
+        committed |= report.status == LoadStatus::Loaded;
+    }
+    if let (Some((target, options)), true) = (&publish_to, committed) {
+        match publishing::publish(&wh, target, options).await {
+            Ok(r) if json => println!("{}", publish_json(&r)),
+            Ok(r) => publishing::print(&r, &options.schema),
+            Err(e) => {
+                eprintln!("error: {e}");
+                ok = false;
             }
-            let n = wh.destroy().await?;
-            println!(
-                "removed {n} objects from {}; {} stays",
-                wh.store().root(),
-                citybooks_store::CONFIG_FILE
-            );
-            Ok(ExitCode::SUCCESS)
         }
     }
+    Ok(match (ok, held) {
+        (false, _) => ExitCode::FAILURE,
+        (true, true) => ExitCode::from(HELD_EXIT),
+        (true, false) => ExitCode::SUCCESS,
+    })
+}
+
+/// `citybooks vacuum`.
+async fn vacuum(project: &Project, retention_hours: u64, dry_run: bool) -> Result<ExitCode> {
+    let wh = warehouse(project)?;
+    let retention = chrono::Duration::hours(retention_hours.min(i64::MAX as u64 / 3600) as i64);
+    let done = wh.vacuum(retention, dry_run).await?;
+    let verb = if dry_run { "would remove" } else { "removed" };
+    let plural = |n: u64| if n == 1 { "" } else { "s" };
+    for (table, v) in &done {
+        let compacted = if v.compacted > 0 {
+            format!(
+                ", compacted {} small file{} into {}",
+                v.compacted,
+                plural(v.compacted),
+                v.compacted_into
+            )
+        } else {
+            String::new()
+        };
+        println!(
+            "{table}: {verb} {} unreferenced data file{}{compacted}{}",
+            v.files,
+            plural(v.files as u64),
+            if v.checkpoint {
+                ", log checkpointed"
+            } else {
+                ""
+            }
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `citybooks release`.
+async fn release(project: &Project, load_id: i64, discard: bool, json: bool) -> Result<ExitCode> {
+    let wh = warehouse(project)?;
+    let show = std::io::stderr().is_terminal();
+    let report = wh.release(load_id, discard, show).await?;
+    if json {
+        println!("{}", serde_json::to_string(&report)?);
+    } else {
+        print_report(&format!("held load {load_id}"), &report);
+    }
+    Ok(if report.status == LoadStatus::Failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `citybooks publish`.
+async fn publish(
+    project: &Project,
+    target: Option<String>,
+    schema: Option<String>,
+    full: bool,
+    iam_role: Option<String>,
+    json: bool,
+) -> Result<ExitCode> {
+    let Some((target, options)) =
+        publishing::settings(project, target.as_deref(), schema, iam_role, full)?
+    else {
+        bail!("no target: give one (citybooks publish postgres://user@host:5432/db) or set [publish] target");
+    };
+    let wh = warehouse(project)?;
+    let report = publishing::publish(&wh, &target, &options).await?;
+    if json {
+        println!("{}", publish_json(&report));
+    } else {
+        publishing::print(&report, &options.schema);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `citybooks query`.
+async fn query(
+    project: &Project,
+    sql: &str,
+    format: OutputFormat,
+    output: Option<PathBuf>,
+    as_of_load: Option<i64>,
+) -> Result<ExitCode> {
+    let wh = warehouse(project)?;
+    let engine = Engine::from_config(&project.config.query)?;
+    let result = citybooks_query::query(&engine, &wh, sql, as_of_load).await?;
+    match output {
+        Some(file) => {
+            let f = std::fs::File::create(&file)
+                .with_context(|| format!("creating {}", file.display()))?;
+            write_batches(&result, format, std::io::BufWriter::new(f))?;
+            eprintln!("wrote {} rows to {}", result.num_rows(), file.display());
+        }
+        None => {
+            if format == OutputFormat::Parquet && std::io::stdout().is_terminal() {
+                bail!("Parquet is binary: give --output FILE or redirect standard output");
+            }
+            write_batches(&result, format, std::io::stdout())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `citybooks fetch`.
+async fn fetch(
+    project: &Project,
+    portal: Option<String>,
+    fiscal_year: Option<i32>,
+    since: Option<i32>,
+    no_progress: bool,
+    json: bool,
+) -> Result<ExitCode> {
+    let years = match (fiscal_year, since) {
+        (Some(y), _) => citybooks_fetch::Years::One(y),
+        (None, Some(y)) => citybooks_fetch::Years::Since(y),
+        (None, None) => citybooks_fetch::Years::All,
+    };
+    let show = !no_progress && !json && std::io::stderr().is_terminal();
+    let (fetched, report) =
+        fetching::fetch_and_load(project, years, portal.as_deref(), show).await?;
+    if json {
+        println!("{}", serde_json::json!({"fetch": fetched, "load": report}));
+    } else {
+        println!(
+            "fetched {} rows ({} bytes, {} page(s){}) into {}",
+            fetched.rows,
+            fetched.bytes,
+            fetched.pages,
+            if fetched.resumed_pages > 0 {
+                format!(", {} resumed", fetched.resumed_pages)
+            } else {
+                String::new()
+            },
+            fetched.file
+        );
+        print_report(&fetched.file, &report);
+    }
+    Ok(if report.status == LoadStatus::Failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `citybooks sql-user`.
+async fn sql_user(project: &Project, action: SqlUserAction) -> Result<ExitCode> {
+    let users = serve::sql_users(project);
+    match action {
+        SqlUserAction::Add { name } => {
+            let password = read_password(&name)?;
+            let existed = users.add(&name, &password)?;
+            println!(
+                "SQL user {name} {}; connect with: psql -h HOST -p {} -U {name} -d citybooks",
+                if existed {
+                    "has a new password"
+                } else {
+                    "added"
+                },
+                project.config.sql.port
+            );
+        }
+        SqlUserAction::List => {
+            let all = users.list()?;
+            if all.is_empty() {
+                println!("no SQL users yet: citybooks sql-user add NAME");
+            }
+            for name in all {
+                println!("{name}");
+            }
+        }
+        SqlUserAction::Remove { name } => {
+            users.remove(&name)?;
+            println!("SQL user {name} removed");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `citybooks user`.
+async fn user(project: &Project, action: UserAction) -> Result<ExitCode> {
+    let users = Users::new(&project.dir.join(USERS_DIR));
+    match action {
+        UserAction::Add { name, keys } => {
+            let added = users.add(&name, &keys)?;
+            let total = users.keys(&name)?.len();
+            println!(
+                "user {name}: {added} key(s) added, {total} in all; home raw/{name}/ in the store"
+            );
+        }
+        UserAction::List => {
+            let all = users.list()?;
+            if all.is_empty() {
+                println!("no users yet: citybooks user add NAME --key FILE.pub");
+            }
+            for (name, keys) in all {
+                println!("{name}");
+                for k in keys {
+                    println!("  {} {} {}", k.fingerprint, k.algorithm, k.comment);
+                }
+            }
+        }
+        UserAction::Remove { name } => {
+            users.remove(&name)?;
+            println!("user {name} removed; their files stay in raw/{name}/");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `citybooks destroy`.
+async fn destroy(project: &Project, yes: bool) -> Result<ExitCode> {
+    let wh = warehouse(project)?;
+    let objects = wh.store().list("warehouse").await?.len() + wh.store().list("raw").await?.len();
+    if !yes {
+        if !std::io::stdin().is_terminal() {
+            bail!("destroy asks for confirmation on a terminal; pass --yes to confirm non-interactively");
+        }
+        print!(
+            "Remove the warehouse and raw files of {} ({objects} objects in {})? Type 'yes': ",
+            project.dir.display(),
+            wh.store().root()
+        );
+        std::io::stdout().flush()?;
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer)?;
+        if answer.trim() != "yes" {
+            println!("nothing removed");
+            return Ok(ExitCode::FAILURE);
+        }
+    }
+    let n = wh.destroy().await?;
+    println!(
+        "removed {n} objects from {}; {} stays",
+        wh.store().root(),
+        citybooks_store::CONFIG_FILE
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 /// A publish report as one JSON object.

@@ -4,7 +4,7 @@
 //! crates/server.
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use citybooks_server::{tls_acceptor, HttpOptions, Live, Metrics, PgOptions, PgServer, SqlUsers};
@@ -137,99 +137,25 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
         live.budget().spawn_watchdog();
     }
     if let (Some(listener), Some(live)) = (sql, &live) {
-        // Both files or neither: the configuration checked that.
-        let tls = match cfg.sql.tls_cert.is_empty() {
-            true => None,
-            false => Some(tls_acceptor(
-                &project.dir.join(&cfg.sql.tls_cert),
-                &project.dir.join(&cfg.sql.tls_key),
-            )?),
-        };
-        let tls_note = if tls.is_some() { ", TLS" } else { "" };
-        let server = PgServer::new(
-            live.clone(),
-            sql_users(project),
-            tls,
-            PgOptions {
-                statement_timeout: Duration::from_secs(cfg.sql.statement_timeout_secs),
-                max_connections: cfg.sql.max_connections,
-                tls_required: cfg.sql.tls_required,
-                password_auth: cfg.sql.password_auth,
-            },
-            metrics.clone(),
-        )?;
-        let addr = listener.local_addr()?;
-        println!("citybooks SQL (PostgreSQL protocol{tls_note}) listening on {addr}");
-        match &demo {
-            Some(login) => println!(
-                "  psql: PGPASSWORD={} psql -h {} -p {} -U {} -d citybooks",
-                login.password,
-                shown_host(addr),
-                addr.port(),
-                login.user
-            ),
-            None => println!(
-                "  connect with: psql -h {} -p {} -U USER -d citybooks   (users: citybooks sql-user add USER)",
-                shown_host(addr),
-                addr.port()
-            ),
-        }
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            server.serve(listener, stop.cancelled_owned()).await;
-            Ok(())
-        }));
+        tasks.push(sql_server(
+            project,
+            live,
+            listener,
+            &metrics,
+            shutdown.clone(),
+            demo.as_ref(),
+        )?);
     }
     if let (Some(listener), Some(live)) = (http, &live) {
-        let options = HttpOptions {
-            token: (!cfg.http.token.is_empty()).then(|| cfg.http.token.clone()),
-            row_limit: cfg.http.row_limit,
-            timeout: Duration::from_secs(cfg.http.timeout_secs),
-            assets_dir: (!cfg.http.assets_dir.is_empty())
-                .then(|| project.dir.join(&cfg.http.assets_dir)),
-            cache: cfg.http.cache,
-        };
-        let router = citybooks_server::router(live.clone(), metrics.clone(), options);
-        let addr = listener.local_addr()?;
-        println!("citybooks HTTP API and dashboard listening on {addr}");
-        println!("  dashboard: http://{}:{}/", shown_host(addr), addr.port());
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            axum::serve(listener, router)
-                .with_graceful_shutdown(stop.cancelled_owned())
-                .await
-                .context("HTTP server")
-        }));
+        tasks.push(http_server(
+            project,
+            live,
+            listener,
+            &metrics,
+            shutdown.clone(),
+        )?);
     }
-    if !cfg.fetch.schedule.is_empty() {
-        let schedule =
-            citybooks_fetch::Schedule::parse(&cfg.fetch.schedule).map_err(anyhow::Error::msg)?;
-        let next = schedule
-            .next_after(chrono::Local::now())
-            .map_or_else(|| "never".to_string(), |t| t.to_rfc3339());
-        println!(
-            "scheduled refresh of the current fiscal year from {}: {} (next {next})",
-            cfg.fetch.portal,
-            schedule.as_str()
-        );
-        let project = project.clone();
-        let stop = shutdown.clone();
-        tasks.push(tokio::spawn(async move {
-            let dir = project.dir.clone();
-            let first = Duration::from_millis(project.config.fetch.backoff_ms.max(1));
-            let max = Duration::from_secs(project.config.fetch.retry_max_secs.max(1));
-            citybooks_fetch::schedule::run(
-                schedule,
-                dir,
-                first,
-                max,
-                || refresh(&project),
-                stop.cancelled_owned(),
-            )
-            .await;
-            Ok(())
-        }));
-    }
+    tasks.extend(refresh_task(project, shutdown.clone())?);
     println!("ready (Ctrl-C stops)");
 
     stop_signal().await;
@@ -239,6 +165,126 @@ pub async fn serve(project: &Project, ports: &Ports, demo: Option<DemoLogin>) ->
     }
     println!("stopped");
     Ok(())
+}
+
+/// Starts the PostgreSQL wire protocol on `listener`; the task ends at `shutdown`.
+fn sql_server(
+    project: &Project,
+    live: &Arc<Live>,
+    listener: TcpListener,
+    metrics: &Arc<Metrics>,
+    shutdown: CancellationToken,
+    demo: Option<&DemoLogin>,
+) -> Result<JoinHandle<Result<()>>> {
+    let cfg = &project.config;
+    // Both files or neither: the configuration checked that.
+    let tls = match cfg.sql.tls_cert.is_empty() {
+        true => None,
+        false => Some(tls_acceptor(
+            &project.dir.join(&cfg.sql.tls_cert),
+            &project.dir.join(&cfg.sql.tls_key),
+        )?),
+    };
+    let tls_note = if tls.is_some() { ", TLS" } else { "" };
+    let server = PgServer::new(
+        live.clone(),
+        sql_users(project),
+        tls,
+        PgOptions {
+            statement_timeout: Duration::from_secs(cfg.sql.statement_timeout_secs),
+            max_connections: cfg.sql.max_connections,
+            tls_required: cfg.sql.tls_required,
+            password_auth: cfg.sql.password_auth,
+        },
+        metrics.clone(),
+    )?;
+    let addr = listener.local_addr()?;
+    println!("citybooks SQL (PostgreSQL protocol{tls_note}) listening on {addr}");
+    match demo {
+        Some(login) => println!(
+            "  psql: PGPASSWORD={} psql -h {} -p {} -U {} -d citybooks",
+            login.password,
+            shown_host(addr),
+            addr.port(),
+            login.user
+        ),
+        None => println!(
+            "  connect with: psql -h {} -p {} -U USER -d citybooks   (users: citybooks sql-user add USER)",
+            shown_host(addr),
+            addr.port()
+        ),
+    }
+    Ok(tokio::spawn(async move {
+        server.serve(listener, shutdown.cancelled_owned()).await;
+        Ok(())
+    }))
+}
+
+/// Starts the HTTP API and dashboard on `listener`; the task ends at `shutdown`.
+fn http_server(
+    project: &Project,
+    live: &Arc<Live>,
+    listener: TcpListener,
+    metrics: &Arc<Metrics>,
+    shutdown: CancellationToken,
+) -> Result<JoinHandle<Result<()>>> {
+    let cfg = &project.config;
+    let options = HttpOptions {
+        token: (!cfg.http.token.is_empty()).then(|| cfg.http.token.clone()),
+        row_limit: cfg.http.row_limit,
+        timeout: Duration::from_secs(cfg.http.timeout_secs),
+        assets_dir: (!cfg.http.assets_dir.is_empty())
+            .then(|| project.dir.join(&cfg.http.assets_dir)),
+        cache: cfg.http.cache,
+    };
+    let router = citybooks_server::router(live.clone(), metrics.clone(), options);
+    let addr = listener.local_addr()?;
+    println!("citybooks HTTP API and dashboard listening on {addr}");
+    println!("  dashboard: http://{}:{}/", shown_host(addr), addr.port());
+    Ok(tokio::spawn(async move {
+        axum::serve(listener, router)
+            .with_graceful_shutdown(shutdown.cancelled_owned())
+            .await
+            .context("HTTP server")
+    }))
+}
+
+/// Starts the scheduled refresh of `[fetch] schedule`, if one is set; the task ends at
+/// `shutdown`.
+fn refresh_task(
+    project: &Project,
+    shutdown: CancellationToken,
+) -> Result<Option<JoinHandle<Result<()>>>> {
+    let cfg = &project.config;
+    if cfg.fetch.schedule.is_empty() {
+        return Ok(None);
+    }
+    let schedule =
+        citybooks_fetch::Schedule::parse(&cfg.fetch.schedule).map_err(anyhow::Error::msg)?;
+    let next = schedule
+        .next_after(chrono::Local::now())
+        .map_or_else(|| "never".to_string(), |t| t.to_rfc3339());
+    println!(
+        "scheduled refresh of the current fiscal year from {}: {} (next {next})",
+        cfg.fetch.portal,
+        schedule.as_str()
+    );
+    let project = project.clone();
+    Ok(Some(tokio::spawn(async move {
+        let dir = project.dir.clone();
+        let first = Duration::from_millis(project.config.fetch.backoff_ms.max(1));
+        let max = Duration::from_secs(project.config.fetch.retry_max_secs.max(1));
+        citybooks_fetch::schedule::run(
+            schedule,
+            dir,
+            first,
+            max,
+            || refresh(&project),
+            shutdown.cancelled_owned(),
+        )
+        .await;
+        Ok(())
+    })))
 }
 
 /// One scheduled refresh: fetch the current fiscal year and load it. The previous
@@ -282,6 +328,47 @@ fn shown_host(addr: std::net::SocketAddr) -> String {
     }
 }
 
+/// Loads the drop-box's finished uploads into the warehouse: counts them, prints one
+/// line each, and publishes a load that committed.
+struct UploadLoader {
+    warehouse: citybooks_warehouse::Warehouse,
+    project: Project,
+    metrics: Arc<Metrics>,
+}
+
+impl server::LoadUpload for UploadLoader {
+    async fn load(&self, up: &server::Uploaded) -> String {
+        self.metrics.inc("citybooks_uploads_total", &[]);
+        let report = self.warehouse.load_object(&up.path, false, false).await;
+        let json = match &report {
+            Ok(r) => serde_json::to_string_pretty(r),
+            Err(e) => serde_json::to_string_pretty(
+                &serde_json::json!({"status": "failed", "error": e.to_string()}),
+            ),
+        };
+        match &report {
+            Ok(r) => {
+                let status = r.status.as_str();
+                self.metrics
+                    .inc("citybooks_loads_total", &[("status", status)]);
+                println!(
+                    "load {}: {status} {} ({} rows loaded, {} quarantined)",
+                    r.load_id, up.path, r.rows_loaded, r.rows_quarantined
+                );
+                if r.status == citybooks_warehouse::LoadStatus::Loaded {
+                    crate::publishing::after_load(&self.project, &self.warehouse).await;
+                }
+            }
+            Err(e) => {
+                self.metrics
+                    .inc("citybooks_loads_total", &[("status", "failed")]);
+                println!("load of {} failed: {e}", up.path);
+            }
+        }
+        json.unwrap_or_default()
+    }
+}
+
 /// Starts the SFTP drop-box and its after-upload loader; the task ends after the
 /// shutdown's grace period.
 async fn sftp_server(
@@ -294,7 +381,7 @@ async fn sftp_server(
     let cfg = project.config.sftp.clone();
     let host_keys = HostKeys::ensure(&project.dir.join(HOST_KEYS_DIR))?;
     let addr = listener.local_addr()?;
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<server::Uploaded>();
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<server::Uploaded>();
     let dropbox = Arc::new(server::DropBox {
         users: Users::new(&project.dir.join(USERS_DIR)),
         store: wh.store().clone(),
@@ -319,78 +406,21 @@ async fn sftp_server(
     );
     // The after-upload queue: one load at a time, in arrival order; each committed
     // load is then published to [publish] target, if one is set.
-    let loader = wh.clone();
-    let project = project.clone();
-    let worker = tokio::spawn(async move {
-        while let Some(up) = rx.recv().await {
-            metrics.inc("citybooks_uploads_total", &[]);
-            let report = loader.load_object(&up.path, false, false).await;
-            let json = match &report {
-                Ok(r) => serde_json::to_string_pretty(r),
-                Err(e) => serde_json::to_string_pretty(
-                    &serde_json::json!({"status": "failed", "error": e.to_string()}),
-                ),
-            }
-            .unwrap_or_default();
-            match &report {
-                Ok(r) => {
-                    let status = r.status.as_str();
-                    metrics.inc("citybooks_loads_total", &[("status", status)]);
-                    println!(
-                        "load {}: {status} {} ({} rows loaded, {} quarantined)",
-                        r.load_id, up.path, r.rows_loaded, r.rows_quarantined
-                    );
-                    if r.status == citybooks_warehouse::LoadStatus::Loaded {
-                        crate::publishing::after_load(&project, &loader).await;
-                    }
-                }
-                Err(e) => {
-                    metrics.inc("citybooks_loads_total", &[("status", "failed")]);
-                    println!("load of {} failed: {e}", up.path);
-                }
-            }
-            let rel = format!("{}.load.json", up.path);
-            if let Err(e) = loader
-                .store()
-                .put_stream(&rel, json.as_bytes(), |_| {})
-                .await
-            {
-                eprintln!("citybooks: cannot write {rel}: {e}");
-            }
-        }
-    });
-    // Parts of uploads a killed server left in a local store: never visible, only
-    // disk; removed once older than the idle timeout (a live upload writes its part
-    // every MiB). On S3 a bucket lifecycle rule reclaims unfinished uploads.
-    let idle = Duration::from_secs(cfg.idle_timeout_secs);
-    let sweep = wh.store().clone();
-    if sweep.local_dir().is_some() {
-        tokio::spawn(async move {
-            let mut every = tokio::time::interval(idle);
-            loop {
-                every.tick().await;
-                let store = sweep.clone();
-                let removed =
-                    tokio::task::spawn_blocking(move || store.remove_stale_parts("raw", idle))
-                        .await
-                        .unwrap_or(0);
-                if removed > 0 {
-                    println!(
-                        "removed {removed} part(s) of uploads a stopped server never finished"
-                    );
-                }
-            }
-        });
-    }
-    let unreported = dropbox.unreported_uploads().await;
-    if !unreported.is_empty() {
+    let worker = tokio::spawn(server::DropBox::acknowledge(
+        wh.store().clone(),
+        rx,
+        UploadLoader {
+            warehouse: wh.clone(),
+            project: project.clone(),
+            metrics,
+        },
+    ));
+    dropbox.sweep_stale_parts(Duration::from_secs(cfg.idle_timeout_secs));
+    let requeued = dropbox.requeue_unreported().await;
+    if requeued > 0 {
         println!(
-            "  {} upload(s) have no load report (the server stopped before loading them): queued again",
-            unreported.len()
+            "  {requeued} upload(s) have no load report (the server stopped before loading them): queued again"
         );
-    }
-    for up in unreported {
-        let _ = dropbox.uploads.send(up);
     }
     let config = server::ssh_config(&host_keys, Duration::from_secs(cfg.idle_timeout_secs));
     Ok(tokio::spawn(async move {
@@ -404,17 +434,7 @@ async fn sftp_server(
         // No new connections from here on; open sessions get the grace period to finish
         // their uploads. Uploads still open after it are discarded, never half-published.
         let grace = Duration::from_secs(cfg.shutdown_grace_secs);
-        let deadline = Instant::now() + grace;
-        let open = dropbox.open_sessions();
-        if open > 0 {
-            println!(
-                "shutting down: waiting up to {}s for {open} open session(s)",
-                grace.as_secs()
-            );
-        }
-        while dropbox.open_sessions() > 0 && Instant::now() < deadline {
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
+        dropbox.wait_for_sessions(grace).await;
         // Let the loads of finished uploads end, and aborted uploads clean up.
         drop(dropbox);
         let _ = tokio::time::timeout(grace, worker).await;

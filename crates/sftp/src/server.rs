@@ -84,6 +84,88 @@ impl DropBox {
     }
 }
 
+/// Loads a finished upload for the after-upload queue ([`DropBox::acknowledge`]): the
+/// binary implements it with the warehouse (this crate does not touch it).
+pub trait LoadUpload: Send + Sync + 'static {
+    /// Loads `upload`; returns the load's report as JSON text (a failure too, as
+    /// `{"status": "failed", "error": ...}`), which the uploader finds beside the file.
+    fn load(&self, upload: &Uploaded) -> impl std::future::Future<Output = String> + Send;
+}
+
+impl DropBox {
+    /// The after-upload queue: loads each finished `.csv` upload with `loader`, one at a
+    /// time in arrival order, and writes its report beside it as `<file>.load.json` —
+    /// the uploader's acknowledgement. Ends when every sender of `uploads` is gone.
+    pub async fn acknowledge(
+        store: Store,
+        mut uploads: mpsc::UnboundedReceiver<Uploaded>,
+        loader: impl LoadUpload,
+    ) {
+        while let Some(upload) = uploads.recv().await {
+            let json = loader.load(&upload).await;
+            let rel = format!("{}{REPORT_SUFFIX}", upload.path);
+            if let Err(e) = store.put_stream(&rel, json.as_bytes(), |_| {}).await {
+                tracing::error!("cannot write the load report {rel}: {e}");
+                eprintln!("citybooks: cannot write {rel}: {e}");
+            }
+        }
+    }
+
+    /// Removes, every `idle`, the parts of uploads a killed server left in a local
+    /// store: never visible, only disk; a live upload writes its part every MiB, so
+    /// parts older than `idle` are dead. (On S3 a bucket lifecycle rule reclaims
+    /// unfinished uploads: nothing runs there.) Runs until the runtime stops.
+    pub fn sweep_stale_parts(&self, idle: Duration) {
+        let store = self.store.clone();
+        if store.local_dir().is_none() {
+            return;
+        }
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(idle);
+            loop {
+                every.tick().await;
+                let sweep = store.clone();
+                let removed =
+                    tokio::task::spawn_blocking(move || sweep.remove_stale_parts("raw", idle))
+                        .await
+                        .unwrap_or(0);
+                if removed > 0 {
+                    println!(
+                        "removed {removed} part(s) of uploads a stopped server never finished"
+                    );
+                }
+            }
+        });
+    }
+
+    /// Waits until no SFTP session is open, or `grace` has passed; says how many it
+    /// waits for.
+    pub async fn wait_for_sessions(&self, grace: Duration) {
+        let deadline = std::time::Instant::now() + grace;
+        let open = self.open_sessions();
+        if open > 0 {
+            println!(
+                "shutting down: waiting up to {}s for {open} open session(s)",
+                grace.as_secs()
+            );
+        }
+        while self.open_sessions() > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Queues again every upload that has no load report ([`DropBox::unreported_uploads`]);
+    /// returns how many.
+    pub async fn requeue_unreported(&self) -> usize {
+        let unreported = self.unreported_uploads().await;
+        let n = unreported.len();
+        for upload in unreported {
+            let _ = self.uploads.send(upload);
+        }
+        n
+    }
+}
+
 /// Per-file, per-user and per-session limits.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
