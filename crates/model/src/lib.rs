@@ -2,9 +2,12 @@
 //! Spending and Revenue ledger, the conformance rules of the original model, the Arrow
 //! schemas of the `report` and `meta` tables, exact money and fiscal years.
 //!
-//! Everything that knows what a column of the ledger *means* lives here, once. The
-//! loader (`citybooks-warehouse`), the query engine and the tests all read these
-//! definitions; none of them spells a column name of their own.
+//! What a column of the ledger *means* lives here: the loader (`citybooks-warehouse`),
+//! the query engine and the tests read these definitions. Not yet once: the levels of
+//! the three hierarchies (program, type, fund) are spelled here in their member
+//! types, their `Row` accessors and the code chooser, and again in the loader's member
+//! keys (`loader/scan.rs`) and the explorer's levels (`citybooks-server`'s
+//! `explore.rs`, the dashboard's `explore.js`).
 //!
 //! This crate must not touch files, the network or the object store.
 

@@ -3,10 +3,15 @@
 //!
 //! * [`tables`] — where each table lives, how a load commits to it, and the DataFusion
 //!   session that sees them all (optionally as of an earlier load: Delta time travel).
-//! * [`loader`] — read (both dialects, streamed) → conform (rules 1–7 of
-//!   `citybooks-model`) → model (stable dimension keys, exact facts, quarantine) →
-//!   commit (dimensions, facts, quarantine, `meta.loads`, one Delta commit each).
-//! * [`loads`] — the rows of `meta.loads` and what they decide (idempotent reloads).
+//! * [`loader`] — one module per step: scan (both dialects, streamed; rules 1–5 of
+//!   `citybooks-model`) → decide (unchanged, nothing loadable, held) → dimensions
+//!   (rule 6, stable keys) → facts (exact, streamed into one commit) → quarantine →
+//!   record (`meta.loads`), one Delta commit per table.
+//! * [`loads`] — the rows of `meta.loads` (a [`LoadStatus`] and its reasons) and what
+//!   they decide (idempotent reloads, held loads); older stores still read.
+//! * [`error`] — [`WarehouseError`]: variants a caller can match (the file changed
+//!   during its load, a release of a load that is not held, stored data that does not
+//!   read, an internal fault, ...).
 //! * [`shrink`] — the guard that holds a load which would shrink a fiscal year.
 //! * [`housekeeping`] — compaction and checkpoints every ten commits of a table, and
 //!   `citybooks vacuum` (compaction, checkpoints, removal of files past the retention).
