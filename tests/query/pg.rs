@@ -848,15 +848,33 @@ fn psql_conn(port: u16, password: &str, sslmode: &str, sql: &str) -> Output {
         .unwrap()
 }
 
-#[test]
-fn psql_logs_in_with_md5_and_cleartext_passwords_where_configured() {
-    if !have_psql()
-        || !have_peer(
+/// `citybooks serve` on free ports with `env`, a configuration that must stop it:
+/// what it printed.
+fn serve_refused(p: &Project, env: &[(&str, &str)]) -> Output {
+    let out = p
+        .cmd()
+        .envs(env.iter().copied())
+        .args(["serve", "--sftp-port", "0", "--sql-port", "0"])
+        .args(["--http-port", "0"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "serve started: {}", text(&out));
+    out
+}
+
+/// Whether psql and openssl (for a test certificate) are both installed.
+fn have_psql_and_openssl() -> bool {
+    have_psql()
+        && have_peer(
             "openssl",
             Command::new("openssl").arg("version"),
             "apt-get install openssl",
         )
-    {
+}
+
+#[test]
+fn psql_logs_in_with_md5_and_cleartext_passwords_where_configured() {
+    if !have_psql_and_openssl() {
         return;
     }
     let p = Project::new();
@@ -895,22 +913,13 @@ fn psql_logs_in_with_md5_and_cleartext_passwords_where_configured() {
         );
     }
     // Cleartext only over TLS: without it the server refuses to start, and says why.
-    let out = p
-        .cmd()
-        .env("CITYBOOKS_SQL_PASSWORD_AUTH", "cleartext")
-        .env("CITYBOOKS_SQL_LISTEN", "127.0.0.1")
-        .args([
-            "serve",
-            "--sftp-port",
-            "0",
-            "--sql-port",
-            "0",
-            "--http-port",
-            "0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let out = serve_refused(
+        &p,
+        &[
+            ("CITYBOOKS_SQL_PASSWORD_AUTH", "cleartext"),
+            ("CITYBOOKS_SQL_LISTEN", "127.0.0.1"),
+        ],
+    );
     assert!(
         text(&out).contains("password_auth = \"cleartext\" sends passwords as they are"),
         "{}",
@@ -939,13 +948,7 @@ fn psql_logs_in_with_md5_and_cleartext_passwords_where_configured() {
 
 #[test]
 fn tls_is_offered_required_and_fails_closed() {
-    if !have_psql()
-        || !have_peer(
-            "openssl",
-            Command::new("openssl").arg("version"),
-            "apt-get install openssl",
-        )
-    {
+    if !have_psql_and_openssl() {
         return;
     }
     let p = Project::new();
@@ -960,31 +963,10 @@ fn tls_is_offered_required_and_fails_closed() {
     {
         let s = p.serve(&tls);
         assert!(s.banner.contains("TLS"), "{}", s.banner);
-        let out = Command::new("psql")
-            .env("PGPASSWORD", PASSWORD)
-            .args([
-                "-w",
-                "-A",
-                "-t",
-                "-c",
-                "select ssl from (select 1) x, (select 'on' as ssl) y",
-            ])
-            .arg(format!(
-                "host=127.0.0.1 port={} user={USER} dbname=citybooks sslmode=require",
-                s.sql
-            ))
-            .output()
-            .unwrap();
+        let sql = "select ssl from (select 1) x, (select 'on' as ssl) y";
+        let out = psql_conn(s.sql, PASSWORD, "require", sql);
         assert!(out.status.success(), "{}", text(&out));
-        let out = Command::new("psql")
-            .env("PGPASSWORD", PASSWORD)
-            .args(["-w", "-c", "select 1"])
-            .arg(format!(
-                "host=127.0.0.1 port={} user={USER} dbname=citybooks sslmode=disable",
-                s.sql
-            ))
-            .output()
-            .unwrap();
+        let out = psql_conn(s.sql, PASSWORD, "disable", "select 1");
         assert!(!out.status.success());
         assert!(text(&out).contains("only TLS"), "{}", text(&out));
     }
@@ -994,21 +976,7 @@ fn tls_is_offered_required_and_fails_closed() {
         "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n",
     )
     .unwrap();
-    let out = p
-        .cmd()
-        .envs(tls)
-        .args([
-            "serve",
-            "--sftp-port",
-            "0",
-            "--sql-port",
-            "0",
-            "--http-port",
-            "0",
-        ])
-        .output()
-        .unwrap();
-    assert!(!out.status.success());
+    let out = serve_refused(&p, &tls);
     let t = text(&out);
     assert!(t.contains("TLS") && t.contains("server.crt"), "{t}");
     assert!(!t.contains("ready"), "{t}");
