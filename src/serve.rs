@@ -339,14 +339,7 @@ struct UploadLoader {
 impl server::LoadUpload for UploadLoader {
     async fn load(&self, up: &server::Uploaded) -> String {
         self.metrics.inc("citybooks_uploads_total", &[]);
-        let report = self.warehouse.load_object(&up.path, false, false).await;
-        let json = match &report {
-            Ok(r) => serde_json::to_string_pretty(r),
-            Err(e) => serde_json::to_string_pretty(
-                &serde_json::json!({"status": "failed", "error": e.to_string()}),
-            ),
-        };
-        match &report {
+        let json = match self.warehouse.load_object(&up.path, false, false).await {
             Ok(r) => {
                 let status = r.status.as_str();
                 self.metrics
@@ -358,13 +351,17 @@ impl server::LoadUpload for UploadLoader {
                 if r.status == citybooks_warehouse::LoadStatus::Loaded {
                     crate::publishing::after_load(&self.project, &self.warehouse).await;
                 }
+                serde_json::to_string_pretty(&r)
             }
             Err(e) => {
                 self.metrics
                     .inc("citybooks_loads_total", &[("status", "failed")]);
                 println!("load of {} failed: {e}", up.path);
+                serde_json::to_string_pretty(
+                    &serde_json::json!({"status": "failed", "error": e.to_string()}),
+                )
             }
-        }
+        };
         json.unwrap_or_default()
     }
 }

@@ -318,8 +318,7 @@ impl Config {
         };
         let mut value: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
         // The defaults tell which keys exist and their types.
-        let defaults =
-            toml::Table::try_from(Config::default()).map_err(|e| parse_err(e.to_string()))?;
+        let defaults = Self::default_values();
         let mut overrides: BTreeMap<String, String> = vars
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !NOT_CONFIG.contains(&k.as_str()))

@@ -48,8 +48,9 @@ pub enum WarehouseError {
     #[error("held load {0} was already released or discarded (see meta.loads)")]
     AlreadySettled(i64),
     /// Something the store holds does not read as citybooks wrote it.
-    #[error("{table}: {detail}")]
-    Corrupt { table: String, detail: String },
+    /// `what`: the table or column at fault.
+    #[error("{what}: {detail}")]
+    Corrupt { what: String, detail: String },
     /// A fault of citybooks itself (a task that stopped, a value it cannot encode):
     /// nothing the user did or can fix by changing input.
     #[error("internal error: {0}")]
@@ -66,10 +67,10 @@ impl WarehouseError {
         )
     }
 
-    /// Stored data of `table` that does not read as citybooks wrote it.
-    pub fn corrupt(table: impl Into<String>, detail: impl Into<String>) -> Self {
+    /// Stored data (of a table, or a column) that does not read as citybooks wrote it.
+    pub fn corrupt(what: impl Into<String>, detail: impl Into<String>) -> Self {
         WarehouseError::Corrupt {
-            table: table.into(),
+            what: what.into(),
             detail: detail.into(),
         }
     }

@@ -243,7 +243,7 @@ impl LoadRecord {
 fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
     let col = batch
         .column_by_name(name)
-        .ok_or_else(|| WarehouseError::corrupt(name, "the column is missing"))?;
+        .ok_or_else(|| WarehouseError::corrupt(format!("column {name}"), "missing"))?;
     let col = match col.data_type() {
         DataType::Timestamp(_, _) if to == &DataType::Int64 => cast(
             col,
@@ -260,7 +260,7 @@ pub fn strings(batch: &RecordBatch, name: &str) -> Result<Vec<Option<String>>> {
     let col = col
         .as_any()
         .downcast_ref::<StringArray>()
-        .ok_or_else(|| WarehouseError::corrupt(name, "the column is not text"))?;
+        .ok_or_else(|| WarehouseError::corrupt(format!("column {name}"), "not text"))?;
     Ok((0..col.len())
         .map(|i| col.is_valid(i).then(|| col.value(i).to_string()))
         .collect())
@@ -272,7 +272,7 @@ pub fn ints(batch: &RecordBatch, name: &str) -> Result<Vec<Option<i64>>> {
     let col = col
         .as_any()
         .downcast_ref::<Int64Array>()
-        .ok_or_else(|| WarehouseError::corrupt(name, "the column is not an integer"))?;
+        .ok_or_else(|| WarehouseError::corrupt(format!("column {name}"), "not an integer"))?;
     Ok((0..col.len())
         .map(|i| col.is_valid(i).then(|| col.value(i)))
         .collect())

@@ -190,6 +190,18 @@ impl Warehouse {
         }
     }
 
+    /// Takes the store's writer lease for `what` (waiting, with a warning, while
+    /// another load, vacuum or publish record holds it).
+    pub(crate) async fn writer_lease(&self, what: &str) -> Result<Lease> {
+        let ttl = std::time::Duration::from_secs(self.config.lease_secs);
+        Ok(self
+            .store()
+            .acquire_lease(crate::loader::WRITER_LEASE, what, ttl, |holder| {
+                tracing::warn!("{what}: waiting for the writer lease, held by {holder}")
+            })
+            .await?)
+    }
+
     /// Commits `input` to `table` in one Delta commit, creating the table on first use.
     /// Returns the table's new version. Only the holder of the writer lease commits,
     /// and only while it still holds it.

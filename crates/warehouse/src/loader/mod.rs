@@ -395,16 +395,4 @@ impl Warehouse {
         lease.release().await;
         result
     }
-
-    /// Takes the store's writer lease for `what` (waiting, with a warning, while
-    /// another load, vacuum or publish record holds it).
-    pub(crate) async fn writer_lease(&self, what: &str) -> Result<Lease> {
-        let ttl = std::time::Duration::from_secs(self.config.lease_secs);
-        Ok(self
-            .store()
-            .acquire_lease(WRITER_LEASE, what, ttl, |holder| {
-                tracing::warn!("{what}: waiting for the writer lease, held by {holder}")
-            })
-            .await?)
-    }
 }
