@@ -998,7 +998,7 @@ async fn status(project: &Project) -> Result<()> {
             );
         }
     }
-    let counts: Vec<String> = Table::ALL
+    let counts: Vec<String> = Table::all()
         .iter()
         .enumerate()
         .map(|(i, t)| {

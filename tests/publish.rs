@@ -556,15 +556,15 @@ fn redshift_statements_run_on_postgresql_where_it_accepts_them() {
     script.extend([update, insert, sql::drop_stage(Table::Finance)]);
     for (table, row) in [
         (
-            Table::Program,
+            Table::named("report.program").unwrap(),
             "(7, 'Operating', 'OPR', 'Adult Probation', 'ADP', 'Public Protection', 1, 'No')",
         ),
         (
-            Table::Type,
+            Table::named("report.type").unwrap(),
             "(3, 'Sub', 'S1', 'Obj', 'O1', 'Salaries', 'C1')",
         ),
         (
-            Table::Fund,
+            Table::named("report.fund").unwrap(),
             "(4, 'Operating', '1', 'GF', 'GF~1', 'General Fund', 'GEN')",
         ),
     ] {

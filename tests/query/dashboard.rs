@@ -85,6 +85,24 @@ fn the_explorer_sums_equal_the_sample() {
         .as_str()
         .unwrap()
         .contains("organization, type or fund"));
+    // The page's hierarchy picker and breadcrumbs come from the ledger's description.
+    let (status, list) = http_get(&s, "/api/hierarchies");
+    assert_eq!(status, 200);
+    let levels = |i: usize| -> Vec<String> {
+        list["hierarchies"][i]["levels"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|l| l["column"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(list["hierarchies"][1]["id"], "type");
+    assert_eq!(levels(0), ["organization_group", "department", "program"]);
+    assert_eq!(levels(2), ["fund_type", "fund", "fund_category"]);
+    assert_eq!(
+        list["hierarchies"][0]["levels"][0]["label"],
+        "Organization group"
+    );
 }
 
 #[test]

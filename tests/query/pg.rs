@@ -106,7 +106,7 @@ fn psql_describes_every_table_with_its_keys_and_comments() {
         lines[2..8],
         ["BEGIN", "SAVEPOINT", "1", "ROLLBACK", "RELEASE", "COMMIT"]
     );
-    let keyed = citybooks_model::schema::Table::ALL
+    let keyed = citybooks_model::schema::Table::all()
         .iter()
         .filter(|t| t.id_column().is_some())
         .count();
@@ -558,7 +558,7 @@ fn node_pg_and_go_lib_pq_connect_and_query_exactly() {
             "numeric arrives as exact text"
         );
         let fks = seen["foreign_keys"].as_array().unwrap();
-        let declared: usize = citybooks_model::schema::Table::ALL
+        let declared: usize = citybooks_model::schema::Table::all()
             .iter()
             .map(|t| t.foreign_keys().len())
             .sum();

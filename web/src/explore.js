@@ -10,15 +10,7 @@ import { renderChart, clearChart, valueAxis, categoryAxis, POSITIVE, NEGATIVE, P
 import { formatAmount, formatInt, compareDecimal, compactMoney, toCsv, downloadText, slug, escapeHtml } from './format.js';
 import { h } from './table.js';
 
-const HIERARCHIES = ['organization', 'type', 'fund'];
 const SIDES = ['Spending', 'Revenue'];
-/** The levels of each hierarchy, used before the API has answered (breadcrumb labels). */
-const DEFAULT_LEVELS = {
-  organization: ['Organization group', 'Department', 'Program'],
-  type: ['Character', 'Object', 'Sub-object'],
-  fund: ['Fund type', 'Fund', 'Fund category'],
-};
-const MAX_DEPTH = 2; // the third level (index 2) is the leaf: no drilling below it
 
 /** Exact sum of decimal strings (BigInt at the largest scale seen). */
 function sumDecimals(values) {
@@ -60,6 +52,9 @@ export function createExplore({ navigate, sqlLink }) {
   const sqlOpen = $('explore-sql-open');
 
   let years = null; // Promise<number[]>, loaded once
+  // The hierarchies and their levels, as the ledger describes them (GET /api/hierarchies):
+  // {id: [{column, label}, ...]}, in the ledger's order; loaded once.
+  let hierarchies = null;
   let state = null; // the state currently shown
   let data = null; // what the API answered for `state`
   let sort = { key: 'amount', dir: 'desc' };
@@ -75,9 +70,33 @@ export function createExplore({ navigate, sqlLink }) {
     return years;
   }
 
+  /** Loads the hierarchies once and lists them in the hierarchy picker. */
+  async function loadHierarchies() {
+    if (!hierarchies) {
+      const r = await api('/api/hierarchies');
+      hierarchies = Object.fromEntries(r.hierarchies.map((x) => [x.id, x.levels]));
+      hierarchySelect.replaceChildren(
+        ...r.hierarchies.map((x) => {
+          const o = document.createElement('option');
+          o.value = x.id;
+          const [id, ...rest] = x.id;
+          o.textContent = `${id.toUpperCase()}${rest.join('')} · ${x.levels.map((l) => l.label.toLowerCase()).join(' › ')}`;
+          return o;
+        }),
+      );
+    }
+    return hierarchies;
+  }
+
+  /** The labels of hierarchy `h`'s levels (breadcrumbs before the data arrives). */
+  const labels = (h) => hierarchies[h].map((l) => l.label);
+  /** The deepest level a path can choose: the last level lists, it is not drilled. */
+  const maxDepth = (h) => hierarchies[h].length - 1;
+
   /** URL parameters → a complete, valid state (defaults filled in). */
   function parse(params, fiscalYears) {
-    const h = HIERARCHIES.includes(params.get('h')) ? params.get('h') : 'organization';
+    const ids = Object.keys(hierarchies);
+    const h = ids.includes(params.get('h')) ? params.get('h') : ids[0];
     const side = SIDES.includes(params.get('side')) ? params.get('side') : 'Spending';
     const trend = params.get('mode') === 'trend';
     let year = params.get('year');
@@ -91,7 +110,7 @@ export function createExplore({ navigate, sqlLink }) {
       side,
       related: params.get('related') === 'include',
       h,
-      path: params.getAll('path').slice(0, MAX_DEPTH),
+      path: params.getAll('path').slice(0, maxDepth(h)),
     };
   }
 
@@ -182,7 +201,7 @@ export function createExplore({ navigate, sqlLink }) {
 
   function renderTable() {
     const s = state;
-    const drillable = !s.trend && data.depth < MAX_DEPTH;
+    const drillable = !s.trend && data.depth < maxDepth(s.h);
     const nameLabel = s.trend ? 'Fiscal year' : data.levels[data.depth].label;
     const total = Number(data.total);
     const header = [
@@ -235,7 +254,7 @@ export function createExplore({ navigate, sqlLink }) {
   }
 
   function drill(name) {
-    if (state.trend || data.depth >= MAX_DEPTH) return;
+    if (state.trend || data.depth >= maxDepth(state.h)) return;
     go({ path: [...state.path, name] });
   }
 
@@ -267,14 +286,14 @@ export function createExplore({ navigate, sqlLink }) {
         type: 'bar',
         barMaxWidth: 26,
         data: rows.map((r) => ({ value: Number(r.amount), itemStyle: { color: Number(r.amount) < 0 ? NEGATIVE : PALETTE[0] } })),
-        cursor: data.depth < MAX_DEPTH ? 'pointer' : 'default',
+        cursor: data.depth < maxDepth(state.h) ? 'pointer' : 'default',
       }],
     };
     // Height follows the number of bars shown (at most 18; more scroll with the slider).
     chartEl.style.height = `${Math.max(260, Math.min(rows.length, 18) * 32 + 60)}px`;
     renderChart(chartEl, option, rows.length, (e) => drill(rows[e.dataIndex].name));
     chartTitle.textContent = `${data.levels[data.depth].label}s by amount`;
-    hint.textContent = data.depth < MAX_DEPTH ? 'Click a bar or a row to drill down' : 'Lowest level of the hierarchy';
+    hint.textContent = data.depth < maxDepth(state.h) ? 'Click a bar or a row to drill down' : 'Lowest level of the hierarchy';
   }
 
   function renderTrendChart() {
@@ -319,7 +338,7 @@ export function createExplore({ navigate, sqlLink }) {
       if (s.trend) {
         const r = await api('/api/trend' + query(common));
         d = {
-          levels: DEFAULT_LEVELS[s.h].map((label) => ({ label })),
+          levels: hierarchies[s.h],
           depth: s.path.length,
           rows: r.rows.map((x) => ({ name: x.fiscal_year, amount: x.amount, transactions: x.transactions })),
           total: r.rows.length ? sumDecimals(r.rows.map((x) => x.amount)) : '0.00',
@@ -380,7 +399,7 @@ export function createExplore({ navigate, sqlLink }) {
       const at = location.search;
       let fiscalYears;
       try {
-        fiscalYears = await loadYears();
+        [fiscalYears] = await Promise.all([loadYears(), loadHierarchies()]);
         // Navigated again while the years loaded: that newer call shows its own state.
         if (location.search !== at) return;
       } catch (e) {
@@ -397,7 +416,7 @@ export function createExplore({ navigate, sqlLink }) {
       const sameLevel = state && state.h === s.h && state.trend === s.trend && state.path.length === s.path.length;
       if (!sameLevel) sort = { key: 'amount', dir: 'desc' };
       state = s;
-      renderBreadcrumb(s, DEFAULT_LEVELS[s.h]); // immediately, before the data arrives
+      renderBreadcrumb(s, labels(s.h)); // immediately, before the data arrives
       await load(s);
     },
     /** The URL parameters of what is shown (for the tab link), or null before the first visit. */

@@ -12,148 +12,18 @@
 
 use std::fmt;
 
-/// A column of the ledger, in either dialect.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Field {
-    FiscalYear,
-    RelatedGovtUnits,
-    OrganizationGroupCode,
-    OrganizationGroup,
-    DepartmentCode,
-    Department,
-    ProgramCode,
-    Program,
-    CharacterCode,
-    Character,
-    ObjectCode,
-    Object,
-    SubObjectCode,
-    SubObject,
-    FundTypeCode,
-    FundType,
-    FundCode,
-    Fund,
-    FundCategoryCode,
-    FundCategory,
-    RevenueOrSpending,
-    Amount,
-    DataAsOf,
-    DataLoadedAt,
-}
+pub use crate::ledger::Field;
+use crate::ledger::{ledger, Ledger};
 
-impl Field {
-    /// Every field, in the order of the API export.
-    pub const ALL: [Field; 24] = [
-        Field::FiscalYear,
-        Field::RelatedGovtUnits,
-        Field::OrganizationGroupCode,
-        Field::OrganizationGroup,
-        Field::DepartmentCode,
-        Field::Department,
-        Field::ProgramCode,
-        Field::Program,
-        Field::CharacterCode,
-        Field::Character,
-        Field::ObjectCode,
-        Field::Object,
-        Field::SubObjectCode,
-        Field::SubObject,
-        Field::FundTypeCode,
-        Field::FundType,
-        Field::FundCode,
-        Field::Fund,
-        Field::FundCategoryCode,
-        Field::FundCategory,
-        Field::RevenueOrSpending,
-        Field::Amount,
-        Field::DataAsOf,
-        Field::DataLoadedAt,
-    ];
-
-    /// Number of fields; `Field as usize` indexes arrays of this length.
-    pub const COUNT: usize = Self::ALL.len();
-
-    /// The snake_case name (the API export's header, and the warehouse's column name).
-    pub fn snake_name(self) -> &'static str {
-        match self {
-            Field::FiscalYear => "fiscal_year",
-            Field::RelatedGovtUnits => "related_govt_units",
-            Field::OrganizationGroupCode => "organization_group_code",
-            Field::OrganizationGroup => "organization_group",
-            Field::DepartmentCode => "department_code",
-            Field::Department => "department",
-            Field::ProgramCode => "program_code",
-            Field::Program => "program",
-            Field::CharacterCode => "character_code",
-            Field::Character => "character",
-            Field::ObjectCode => "object_code",
-            Field::Object => "object",
-            Field::SubObjectCode => "sub_object_code",
-            Field::SubObject => "sub_object",
-            Field::FundTypeCode => "fund_type_code",
-            Field::FundType => "fund_type",
-            Field::FundCode => "fund_code",
-            Field::Fund => "fund",
-            Field::FundCategoryCode => "fund_category_code",
-            Field::FundCategory => "fund_category",
-            Field::RevenueOrSpending => "revenue_or_spending",
-            Field::Amount => "amount",
-            Field::DataAsOf => "data_as_of",
-            Field::DataLoadedAt => "data_loaded_at",
-        }
-    }
-
-    /// The portal export's human header.
-    pub fn portal_name(self) -> &'static str {
-        match self {
-            Field::FiscalYear => "Fiscal Year",
-            Field::RelatedGovtUnits => "Related Govt Units",
-            Field::OrganizationGroupCode => "Organization Group Code",
-            Field::OrganizationGroup => "Organization Group",
-            Field::DepartmentCode => "Department Code",
-            Field::Department => "Department",
-            Field::ProgramCode => "Program Code",
-            Field::Program => "Program",
-            Field::CharacterCode => "Character Code",
-            Field::Character => "Character",
-            Field::ObjectCode => "Object Code",
-            Field::Object => "Object",
-            Field::SubObjectCode => "Sub-object Code",
-            Field::SubObject => "Sub-object",
-            Field::FundTypeCode => "Fund Type Code",
-            Field::FundType => "Fund Type",
-            Field::FundCode => "Fund Code",
-            Field::Fund => "Fund",
-            Field::FundCategoryCode => "Fund Category Code",
-            Field::FundCategory => "Fund Category",
-            Field::RevenueOrSpending => "Revenue or Spending",
-            Field::Amount => "Amount",
-            Field::DataAsOf => "Data As Of",
-            Field::DataLoadedAt => "Data Loaded At",
-        }
-    }
-
-    /// Whether a file must have this column to be loadable.
-    pub fn required(self) -> bool {
-        !matches!(self, Field::DataAsOf | Field::DataLoadedAt)
-    }
-
-    /// Recognises a header cell of either dialect (rule 7: names become snake_case).
-    pub fn from_header(header: &str) -> Option<Field> {
+impl Ledger {
+    /// Recognises a header cell of either dialect (rule 7: names become snake_case),
+    /// by a column's name, its portal header, or an older spelling.
+    pub fn field_from_header(&self, header: &str) -> Option<Field> {
         let key = snake_case(header);
-        let key = match key.as_str() {
-            "related_government_units" => "related_govt_units",
-            "subobject" => "sub_object",
-            "subobject_code" => "sub_object_code",
-            other => other,
-        };
-        Field::ALL.into_iter().find(|f| f.snake_name() == key)
-    }
-}
-
-impl fmt::Display for Field {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.snake_name())
+        self.fields().find(|f| {
+            let c = self.column(*f);
+            c.name == key || c.aliases.contains(&key.as_str())
+        })
     }
 }
 
@@ -218,8 +88,8 @@ pub enum HeaderError {
 /// Where each field sits in one file's records.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct HeaderMap {
-    /// `positions[field as usize]` is the record index of the field, if present.
-    positions: [Option<usize>; Field::COUNT],
+    /// `positions[field.index()]` is the record index of the field, if present.
+    positions: Vec<Option<usize>>,
     /// Number of columns of the header; every record must have as many.
     pub width: usize,
     pub dialect: Dialect,
@@ -230,7 +100,8 @@ pub struct HeaderMap {
 impl HeaderMap {
     /// Recognises a header line, given as its cells.
     pub fn from_headers<'a>(cells: impl IntoIterator<Item = &'a str>) -> Result<Self, HeaderError> {
-        let mut positions = [None; Field::COUNT];
+        let ledger = ledger();
+        let mut positions = vec![None; ledger.width()];
         let mut ignored = Vec::new();
         let mut width = 0;
         let mut human = 0usize;
@@ -242,16 +113,16 @@ impl HeaderMap {
             if cell.chars().any(|c| c.is_uppercase() || c == ' ') {
                 human += 1;
             }
-            match Field::from_header(cell) {
+            match ledger.field_from_header(cell) {
                 Some(field) => {
-                    if let Some(first) = positions[field as usize] {
+                    if let Some(first) = positions[field.index()] {
                         return Err(HeaderError::DuplicateColumn {
                             name: cell.to_string(),
                             first: first + 1,
                             second: i + 1,
                         });
                     }
-                    positions[field as usize] = Some(i);
+                    positions[field.index()] = Some(i);
                 }
                 None => ignored.push(cell.to_string()),
             }
@@ -259,10 +130,10 @@ impl HeaderMap {
         if width == 0 || (width == 1 && raw_cells[0].is_empty()) {
             return Err(HeaderError::Empty);
         }
-        let missing: Vec<&str> = Field::ALL
-            .iter()
-            .filter(|f| f.required() && positions[**f as usize].is_none())
-            .map(|f| f.snake_name())
+        let missing: Vec<&str> = ledger
+            .fields()
+            .filter(|f| ledger.required(*f) && positions[f.index()].is_none())
+            .map(|f| f.name())
             .collect();
         if !missing.is_empty() {
             return Err(HeaderError::MissingColumn {
@@ -285,7 +156,7 @@ impl HeaderMap {
 
     /// Record index of `field`, if the file has it.
     pub fn position(&self, field: Field) -> Option<usize> {
-        self.positions[field as usize]
+        self.positions[field.index()]
     }
 }
 
@@ -293,26 +164,44 @@ impl HeaderMap {
 mod tests {
     use super::*;
 
+    fn field(name: &str) -> Field {
+        ledger().field(name).unwrap()
+    }
+
+    fn headers(portal: bool, take: usize) -> Vec<&'static str> {
+        let l = ledger();
+        l.columns[..take]
+            .iter()
+            .map(|c| if portal { c.header } else { c.name })
+            .collect()
+    }
+
     #[test]
     fn portal_and_api_headers_map_to_the_same_fields() {
-        for f in Field::ALL {
-            assert_eq!(Field::from_header(f.portal_name()), Some(f), "{f}");
-            assert_eq!(Field::from_header(f.snake_name()), Some(f), "{f}");
+        let l = ledger();
+        for f in l.fields() {
+            assert_eq!(l.field_from_header(l.column(f).header), Some(f), "{f}");
+            assert_eq!(l.field_from_header(f.name()), Some(f), "{f}");
         }
     }
 
     #[test]
     fn older_spellings_of_related_units_are_recognised() {
+        let l = ledger();
         for h in [
             "Related Gov't Units",
             "Related Government Units",
             "RELATED GOVT UNITS",
         ] {
-            assert_eq!(Field::from_header(h), Some(Field::RelatedGovtUnits), "{h}");
+            assert_eq!(
+                l.field_from_header(h),
+                Some(field("related_govt_units")),
+                "{h}"
+            );
         }
         assert_eq!(
-            Field::from_header("\u{feff}Fiscal Year"),
-            Some(Field::FiscalYear)
+            l.field_from_header("\u{feff}Fiscal Year"),
+            Some(l.fiscal_year)
         );
     }
 
@@ -334,14 +223,14 @@ mod tests {
 
     #[test]
     fn header_in_any_order_with_dialect_detected() {
-        let mut portal: Vec<&str> = Field::ALL[..22].iter().map(|f| f.portal_name()).collect();
+        let mut portal = headers(true, 22);
         portal.swap(1, 20); // older exports put Revenue or Spending second
         let map = HeaderMap::from_headers(portal.iter().copied()).unwrap();
         assert_eq!(map.dialect, Dialect::Portal);
-        assert_eq!(map.position(Field::RevenueOrSpending), Some(1));
-        assert_eq!(map.position(Field::DataAsOf), None);
+        assert_eq!(map.position(ledger().revenue_or_spending), Some(1));
+        assert_eq!(map.position(ledger().data_as_of), None);
 
-        let api: Vec<&str> = Field::ALL.iter().map(|f| f.snake_name()).collect();
+        let api = headers(false, 24);
         let map = HeaderMap::from_headers(api.iter().copied()).unwrap();
         assert_eq!(map.dialect, Dialect::Api);
         assert_eq!(map.width, 24);
@@ -349,10 +238,10 @@ mod tests {
 
     #[test]
     fn missing_and_duplicate_columns_are_named() {
-        let cells: Vec<&str> = Field::ALL[..21].iter().map(|f| f.snake_name()).collect();
+        let cells = headers(false, 21);
         let err = HeaderMap::from_headers(cells.iter().copied()).unwrap_err();
         assert!(err.to_string().contains("no column amount"), "{err}");
-        let mut cells: Vec<&str> = Field::ALL.iter().map(|f| f.snake_name()).collect();
+        let mut cells = headers(false, 24);
         cells.push("Amount");
         let err = HeaderMap::from_headers(cells.iter().copied()).unwrap_err();
         assert!(

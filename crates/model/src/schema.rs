@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use arrow::datatypes::{DataType, Field, Schema, SchemaRef, TimeUnit};
 
+use crate::ledger::{ledger, Kind, Layout};
 use crate::money::{PRECISION, SCALE};
 
 /// The SQL schemas and what each holds (SQL clients show it as the schema's comment).
@@ -26,9 +27,9 @@ pub const SCHEMAS: &[(&str, &str)] = &[
 /// A table of the warehouse.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Table {
-    Program,
-    Type,
-    Fund,
+    /// The dimension table of the ledger's hierarchy number `n` ([`Layout::number`]):
+    /// `report.program`, `report.type` and `report.fund` for San Francisco.
+    Dimension(u8),
     Finance,
     Transaction,
     Loads,
@@ -56,16 +57,42 @@ fn text(name: &str) -> Field {
 
 impl Table {
     /// Every table, dimensions before facts (the order a load commits them).
-    pub const ALL: [Table; 8] = [
-        Table::Program,
-        Table::Type,
-        Table::Fund,
-        Table::Finance,
-        Table::Transaction,
-        Table::Quarantine,
-        Table::Loads,
-        Table::Publishes,
-    ];
+    pub fn all() -> Vec<Table> {
+        let mut all: Vec<Table> = Table::dimensions().collect();
+        all.extend([
+            Table::Finance,
+            Table::Transaction,
+            Table::Quarantine,
+            Table::Loads,
+            Table::Publishes,
+        ]);
+        all
+    }
+
+    /// The dimension tables, one per hierarchy of the ledger, in its order.
+    pub fn dimensions() -> impl Iterator<Item = Table> {
+        ledger().layouts.iter().map(Table::dimension)
+    }
+
+    /// The dimension table of a hierarchy.
+    pub fn dimension(layout: &Layout) -> Table {
+        Table::Dimension(layout.number as u8)
+    }
+
+    /// The table called `schema.name`.
+    pub fn named(qualified: &str) -> Option<Table> {
+        Table::all()
+            .into_iter()
+            .find(|t| t.qualified_name() == qualified)
+    }
+
+    /// The hierarchy of a dimension table.
+    pub fn layout(self) -> Option<&'static Layout> {
+        match self {
+            Table::Dimension(n) => ledger().layouts.get(n as usize),
+            _ => None,
+        }
+    }
 
     /// The SQL schema: `report` or `meta`.
     pub fn schema_name(self) -> &'static str {
@@ -78,9 +105,7 @@ impl Table {
     /// The table name inside its schema.
     pub fn name(self) -> &'static str {
         match self {
-            Table::Program => "program",
-            Table::Type => "type",
-            Table::Fund => "fund",
+            Table::Dimension(_) => self.layout().map_or("", |l| l.hierarchy.table),
             Table::Finance => "finance",
             Table::Transaction => "transaction",
             Table::Loads => "loads",
@@ -102,9 +127,7 @@ impl Table {
     /// The primary key column of a report table.
     pub fn id_column(self) -> Option<&'static str> {
         match self {
-            Table::Program => Some("program_id"),
-            Table::Type => Some("type_id"),
-            Table::Fund => Some("fund_id"),
+            Table::Dimension(_) => self.layout().map(|l| l.key),
             Table::Finance => Some("finance_id"),
             Table::Transaction => Some("transaction_id"),
             Table::Loads => Some("load_id"),
@@ -115,26 +138,26 @@ impl Table {
 
     /// The columns of this table that refer to another table's key: `(column,
     /// referenced table)`; the referenced column is that table's [`Table::id_column`].
-    pub fn foreign_keys(self) -> &'static [(&'static str, Table)] {
+    pub fn foreign_keys(self) -> Vec<(&'static str, Table)> {
         match self {
-            Table::Transaction => &[
-                ("program_id", Table::Program),
-                ("type_id", Table::Type),
-                ("fund_id", Table::Fund),
-                ("finance_id", Table::Finance),
-                ("load_id", Table::Loads),
-            ],
-            Table::Quarantine | Table::Publishes => &[("load_id", Table::Loads)],
-            _ => &[],
+            Table::Transaction => {
+                let mut keys: Vec<(&'static str, Table)> = ledger()
+                    .layouts
+                    .iter()
+                    .map(|l| (l.key, Table::dimension(l)))
+                    .collect();
+                keys.extend([("finance_id", Table::Finance), ("load_id", Table::Loads)]);
+                keys
+            }
+            Table::Quarantine | Table::Publishes => vec![("load_id", Table::Loads)],
+            _ => vec![],
         }
     }
 
     /// What the table holds, in a sentence (SQL clients show it as the table's comment).
     pub fn description(self) -> &'static str {
         match self {
-            Table::Program => "Who spends or receives: organization group > department > program (the program hierarchy of San Francisco's Spending and Revenue ledger).",
-            Table::Type => "What the money is for: character > object > sub-object (the type hierarchy; character is the broadest, e.g. Salaries, Property Taxes).",
-            Table::Fund => "Which fund: fund type > fund > fund category.",
+            Table::Dimension(_) => self.layout().map_or("", |l| l.hierarchy.description),
             Table::Finance => "Revenue or spending: Spending = 1, Revenue = 2.",
             Table::Transaction => "The ledger's facts: one row per fiscal year, program, type, fund and revenue-or-spending, with a signed amount in exact dollars and cents, and the lineage of the row (load, source file and line).",
             Table::Loads => "Every load into the warehouse: its source file, outcome, row counts, fiscal years replaced and the Delta version of every table it committed.",
@@ -146,10 +169,6 @@ impl Table {
     /// What a column holds (SQL clients show it as the column's comment).
     pub fn column_description(self, column: &str) -> Option<&'static str> {
         let d = match (self, column) {
-            (_, "program_id") => "Key of report.program.",
-            (_, "type_id") => "Key of report.type.",
-            (_, "fund_id") => "Key of report.fund.",
-            (_, "finance_id") => "Key of report.finance.",
             (Table::Transaction, "transaction_id") => "Key of the row; stable across loads of the same fiscal year content.",
             (Table::Transaction, "fiscal_year") => "Fiscal year: July 1 to June 30, named by the year it ends in (2025 = 2024-07-01 to 2025-06-30).",
             (Table::Transaction, "amount") => "Signed amount in dollars, exact to the cent (numeric(20,2)). Transfer adjustments are negative and must stay in totals.",
@@ -158,25 +177,23 @@ impl Table {
             (Table::Transaction, "source_file") | (Table::Loads, "source_file") | (Table::Quarantine, "source_file") => "The raw file in the store the row came from.",
             (Table::Transaction, "source_line") => "Line of the row in its source file (1 is the header).",
             (_, "data_as_of") => "When the publisher last updated the row (the API export's data_as_of), if the file said.",
-            (Table::Program, "program") => "Program name; 'No Program' where the source had none.",
-            (Table::Program, "program_code") => "Program code; 'No Program Code' where the source had none.",
-            (Table::Program, "department") => "Department name.",
-            (Table::Program, "department_code") => "Department code.",
-            (Table::Program, "organization_group") => "Organization group name (7 groups).",
-            (Table::Program, "organization_group_code") => "Organization group code (1 to 7).",
-            (Table::Program, "related_govt_units") => "Yes for entities related to but separate from the City (e.g. the Community College District), else No.",
-            (Table::Type, "character") => "Character: the broadest level of the type hierarchy.",
-            (Table::Type, "character_code") => "Character code.",
-            (Table::Type, "object") => "Object: the middle level of the type hierarchy.",
-            (Table::Type, "object_code") => "Object code.",
-            (Table::Type, "sub_object") => "Sub-object: the finest level of the type hierarchy.",
-            (Table::Type, "sub_object_code") => "Sub-object code.",
-            (Table::Fund, "fund_type") => "Fund type: the broadest level of the fund hierarchy.",
-            (Table::Fund, "fund_type_code") => "Fund type code.",
-            (Table::Fund, "fund") => "Fund name.",
-            (Table::Fund, "fund_code") => "Fund code.",
-            (Table::Fund, "fund_category") => "Fund category: the finest level of the fund hierarchy.",
-            (Table::Fund, "fund_category_code") => "Fund category code.",
+            (_, "finance_id") => "Key of report.finance.",
+            (Table::Dimension(_), _) => {
+                let layout = self.layout()?;
+                return layout
+                    .columns
+                    .iter()
+                    .find(|c| c.name == column)
+                    .map(|c| c.description)
+                    .or((column == layout.key).then_some(layout.key_description));
+            }
+            (Table::Transaction, _) => {
+                return ledger()
+                    .layouts
+                    .iter()
+                    .find(|l| l.key == column)
+                    .map(|l| l.key_description)
+            }
             (Table::Finance, "revenue_or_spending") => "Revenue or Spending.",
             (Table::Loads, "content_hash") => "SHA-256 of the raw file.",
             (Table::Loads, "dialect") => "Which export the file was: the portal's CSV or the API's.",
@@ -220,51 +237,42 @@ impl Table {
     /// The Arrow schema.
     pub fn schema(self) -> SchemaRef {
         let fields = match self {
-            Table::Program => vec![
-                col("program_id", DataType::Int32, false),
-                text("program"),
-                text("program_code"),
-                text("department"),
-                text("department_code"),
-                text("organization_group"),
-                col("organization_group_code", DataType::Int32, false),
-                text("related_govt_units"),
-            ],
-            Table::Type => vec![
-                col("type_id", DataType::Int32, false),
-                text("sub_object"),
-                text("sub_object_code"),
-                text("object"),
-                text("object_code"),
-                text("character"),
-                text("character_code"),
-            ],
-            Table::Fund => vec![
-                col("fund_id", DataType::Int32, false),
-                text("fund_category"),
-                text("fund_category_code"),
-                text("fund"),
-                text("fund_code"),
-                text("fund_type"),
-                text("fund_type_code"),
-            ],
+            Table::Dimension(_) => {
+                let Some(layout) = self.layout() else {
+                    return Arc::new(Schema::empty());
+                };
+                let mut fields = vec![col(layout.key, DataType::Int32, false)];
+                fields.extend(layout.columns.iter().map(|c| match c.kind {
+                    Kind::Integer => col(c.name, DataType::Int32, false),
+                    Kind::Text | Kind::Code | Kind::YesNo => text(c.name),
+                }));
+                fields
+            }
             Table::Finance => vec![
                 col("finance_id", DataType::Int32, false),
                 text("revenue_or_spending"),
             ],
-            Table::Transaction => vec![
-                col("transaction_id", DataType::Int64, false),
-                col("fiscal_year", DataType::Int32, false),
-                col("program_id", DataType::Int32, false),
-                col("type_id", DataType::Int32, false),
-                col("fund_id", DataType::Int32, false),
-                col("finance_id", DataType::Int32, false),
-                col("amount", money_type(), false),
-                col("load_id", DataType::Int64, false),
-                text("source_file"),
-                col("source_line", DataType::Int64, false),
-                col("data_as_of", DataType::Utf8, true),
-            ],
+            Table::Transaction => {
+                let mut fields = vec![
+                    col("transaction_id", DataType::Int64, false),
+                    col("fiscal_year", DataType::Int32, false),
+                ];
+                fields.extend(
+                    ledger()
+                        .layouts
+                        .iter()
+                        .map(|l| col(l.key, DataType::Int32, false)),
+                );
+                fields.extend([
+                    col("finance_id", DataType::Int32, false),
+                    col("amount", money_type(), false),
+                    col("load_id", DataType::Int64, false),
+                    text("source_file"),
+                    col("source_line", DataType::Int64, false),
+                    col("data_as_of", DataType::Utf8, true),
+                ]);
+                fields
+            }
             Table::Loads => vec![
                 col("load_id", DataType::Int64, false),
                 text("source_file"),
@@ -322,7 +330,7 @@ mod tests {
                 .collect()
         };
         assert_eq!(
-            names(Table::Program),
+            names(Table::named("report.program").unwrap()),
             [
                 "program_id",
                 "program",
@@ -356,7 +364,7 @@ mod tests {
 
     #[test]
     fn every_column_is_described_and_every_key_refers_to_a_key() {
-        for t in Table::ALL {
+        for t in Table::all() {
             assert!(!t.description().is_empty());
             for f in t.schema().fields() {
                 assert!(
@@ -368,7 +376,7 @@ mod tests {
             }
             for (column, target) in t.foreign_keys() {
                 assert!(t.schema().field_with_name(column).is_ok());
-                assert_eq!(target.id_column(), Some(*column));
+                assert_eq!(target.id_column(), Some(column));
             }
         }
     }

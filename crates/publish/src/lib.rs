@@ -337,7 +337,7 @@ async fn publish_in_transaction(
 
     let ctx = warehouse.session(Some(latest)).await?;
     let sent = async {
-        for table in &sql::PUBLISHED[..4] {
+        for table in &sql::dimensions() {
             report.members += send_dimension(session, &ctx, bulk, flavor, schema, *table).await?;
         }
         send_facts(session, &ctx, bulk, flavor, schema, years.as_deref()).await
@@ -455,7 +455,7 @@ async fn ensure_tables(
     schema: &str,
 ) -> Result<bool, PublishError> {
     let mut found = Vec::new();
-    for table in sql::PUBLISHED {
+    for table in sql::published() {
         let columns = session
             .rows(
                 "reading the target's tables",
@@ -467,8 +467,8 @@ async fn ensure_tables(
         }
     }
     let present: Vec<&str> = found.iter().map(|(t, _)| t.name()).collect();
-    if !present.is_empty() && present.len() < sql::PUBLISHED.len() {
-        let missing: Vec<&str> = sql::PUBLISHED
+    if !present.is_empty() && present.len() < sql::published().len() {
+        let missing: Vec<&str> = sql::published()
             .iter()
             .map(|t| t.name())
             .filter(|n| !present.contains(n))

@@ -25,13 +25,18 @@ use citybooks_model::schema::Table;
 use crate::target::Flavor;
 
 /// The tables a publish sends, dimensions before the fact (the order keys need).
-pub const PUBLISHED: [Table; 5] = [
-    Table::Program,
-    Table::Type,
-    Table::Fund,
-    Table::Finance,
-    Table::Transaction,
-];
+pub fn published() -> Vec<Table> {
+    let mut tables = dimensions();
+    tables.push(Table::Transaction);
+    tables
+}
+
+/// The tables a publish sends whole every time: every dimension and `finance`.
+pub fn dimensions() -> Vec<Table> {
+    let mut tables: Vec<Table> = Table::dimensions().collect();
+    tables.push(Table::Finance);
+    tables
+}
 
 /// The table in the target schema that says which load of citybooks the target holds
 /// (one row), written in the same transaction as the data.
@@ -87,7 +92,7 @@ pub fn column_list(table: Table) -> String {
 /// `schema`, with keys and comments: run in one transaction.
 pub fn create_tables(flavor: Flavor, schema: &str) -> Vec<String> {
     let mut out = vec![format!("CREATE SCHEMA IF NOT EXISTS {}", quoted(schema))];
-    for table in PUBLISHED {
+    for table in published() {
         out.extend(create_table(flavor, schema, table));
     }
     out.extend(create_state_tables(flavor, schema));
@@ -118,7 +123,7 @@ pub fn create_table(flavor: Flavor, schema: &str, table: Table) -> Vec<String> {
     ));
     for (column, referenced) in table.foreign_keys() {
         // meta.loads is not published: load_id stays a plain column there.
-        if !PUBLISHED.contains(referenced) {
+        if !published().contains(&referenced) {
             continue;
         }
         lines.push(format!(
@@ -483,7 +488,7 @@ pub fn script(flavor: Flavor, schema: &str) -> String {
     out.push(lock(flavor, schema));
     let (held, per_year) = read_state(schema);
     out.extend([held, per_year, year_figures(schema)]);
-    for table in &PUBLISHED[..4] {
+    for table in &dimensions() {
         out.push(create_stage(flavor, schema, *table));
         out.push(match flavor {
             Flavor::Postgres => copy_from_stdin(&quoted(&stage_name(*table)), *table),

@@ -1,58 +1,25 @@
 //! The dashboard's explorer, OpenBook style: totals of one fiscal year (or every
 //! year) for Revenue or Spending, related government units excluded unless asked
-//! for, drilled down one of three hierarchies of the star schema. Each view is one
+//! for, drilled down one of the ledger's hierarchies (program, type, fund). Each view is one
 //! SQL statement over `report.*`, returned with the result so a user can run it
 //! elsewhere.
 
-/// One drill-down hierarchy: three levels of one dimension table.
-#[derive(Debug, Clone, Copy)]
-pub struct Hierarchy {
-    /// `h=` in the URL.
-    pub id: &'static str,
-    /// The dimension table joined to `report.transaction`, its alias and key.
-    table: &'static str,
-    alias: &'static str,
-    key: &'static str,
-    /// (column, label), top level first.
-    pub levels: [(&'static str, &'static str); 3],
+use citybooks_model::{ledger, Layout};
+
+/// The drill-down hierarchies: the ledger's ([`citybooks_model::ledger`]), as the
+/// dashboard lists them (`GET /api/hierarchies`).
+pub fn hierarchies() -> &'static [Layout] {
+    &ledger().layouts
 }
 
-/// The three hierarchies.
-pub const HIERARCHIES: [Hierarchy; 3] = [
-    Hierarchy {
-        id: "organization",
-        table: "report.program",
-        alias: "p",
-        key: "program_id",
-        levels: [
-            ("organization_group", "Organization group"),
-            ("department", "Department"),
-            ("program", "Program"),
-        ],
-    },
-    Hierarchy {
-        id: "type",
-        table: "report.type",
-        alias: "ty",
-        key: "type_id",
-        levels: [
-            ("character", "Character"),
-            ("object", "Object"),
-            ("sub_object", "Sub-object"),
-        ],
-    },
-    Hierarchy {
-        id: "fund",
-        table: "report.fund",
-        alias: "fu",
-        key: "fund_id",
-        levels: [
-            ("fund_type", "Fund type"),
-            ("fund", "Fund"),
-            ("fund_category", "Fund category"),
-        ],
-    },
-];
+/// The (column, label) of each level of a hierarchy, the broadest first.
+pub fn levels(layout: &Layout) -> impl Iterator<Item = (&'static str, &'static str)> {
+    layout
+        .hierarchy
+        .levels
+        .iter()
+        .map(|l| (l.name.name, l.label))
+}
 
 /// Revenue or spending.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -77,8 +44,8 @@ pub struct View {
     pub year: Option<i32>,
     pub side: Side,
     pub include_related: bool,
-    pub hierarchy: Hierarchy,
-    /// The names chosen at each level so far (at most two: the third level is the leaf).
+    pub hierarchy: &'static Layout,
+    /// The names chosen at each level so far (the last level is the leaf: it lists).
     pub path: Vec<String>,
 }
 
@@ -91,12 +58,27 @@ pub enum ViewError {
     Side(String),
     #[error("related {0:?}: use include or exclude")]
     Related(String),
-    #[error("h {0:?}: use organization, type or fund")]
+    #[error("h {0:?}: use {ids}", ids = ids())]
     Hierarchy(String),
-    #[error("path has {0} levels; a hierarchy has 3, so at most 2 can be chosen")]
-    Depth(usize),
+    #[error("path has {chosen} levels; hierarchy {hierarchy} has {levels}, so at most {} can be chosen", .levels - 1)]
+    Depth {
+        chosen: usize,
+        hierarchy: &'static str,
+        levels: usize,
+    },
     #[error("unknown parameter {0:?}: use year, side, related, h, path")]
     Unknown(String),
+}
+
+/// The hierarchies' `h=` ids, for messages: `organization, type or fund`.
+fn ids() -> String {
+    let mut ids: Vec<&str> = hierarchies().iter().map(|l| l.hierarchy.id).collect();
+    let last = ids.pop().unwrap_or_default();
+    if ids.is_empty() {
+        last.to_string()
+    } else {
+        format!("{} or {last}", ids.join(", "))
+    }
 }
 
 fn literal(text: &str) -> String {
@@ -113,7 +95,7 @@ impl View {
             year: default_year,
             side: Side::Spending,
             include_related: false,
-            hierarchy: HIERARCHIES[0],
+            hierarchy: &hierarchies()[0],
             path: Vec::new(),
         };
         for (key, value) in pairs {
@@ -144,9 +126,8 @@ impl View {
                     }
                 }
                 "h" => {
-                    view.hierarchy = *HIERARCHIES
-                        .iter()
-                        .find(|h| h.id == value)
+                    view.hierarchy = ledger()
+                        .hierarchy(value)
                         .ok_or_else(|| ViewError::Hierarchy(value.to_string()))?
                 }
                 "path" => view.path.push(value.to_string()),
@@ -155,19 +136,24 @@ impl View {
                 other => return Err(ViewError::Unknown(other.to_string())),
             }
         }
-        if view.path.len() > 2 {
-            return Err(ViewError::Depth(view.path.len()));
+        let levels = view.hierarchy.hierarchy.levels.len();
+        if view.path.len() >= levels {
+            return Err(ViewError::Depth {
+                chosen: view.path.len(),
+                hierarchy: view.hierarchy.hierarchy.id,
+                levels,
+            });
         }
         Ok(view)
     }
 
     /// The level listed: the column below the chosen path.
     pub fn column(&self) -> &'static str {
-        self.hierarchy.levels[self.path.len()].0
+        self.hierarchy.hierarchy.levels[self.path.len()].name.name
     }
 
     fn filters(&self, with_year: bool) -> String {
-        let h = &self.hierarchy;
+        let (layout, h) = (self.hierarchy, self.hierarchy.hierarchy);
         // Join order matters to DataFusion 55 here: without row estimates for a join's
         // result it builds the hash table on the left side, so the fact table is joined
         // to the larger dimensions first and to report.finance (two rows) last. The
@@ -175,8 +161,8 @@ impl View {
         let mut sql = String::from("from report.transaction t\n");
         if h.alias != "p" {
             sql.push_str(&format!(
-                "join {} {} on t.{} = {}.{}\n",
-                h.table, h.alias, h.key, h.alias, h.key
+                "join report.{} {} on t.{} = {}.{}\n",
+                h.table, h.alias, layout.key, h.alias, layout.key
             ));
         }
         sql.push_str(
@@ -199,7 +185,7 @@ impl View {
             sql.push_str(&format!(
                 "\n  and {}.{} = {}",
                 h.alias,
-                h.levels[level].0,
+                h.levels[level].name.name,
                 literal(name)
             ));
         }
@@ -210,7 +196,7 @@ impl View {
     /// The SQL of the view's table: one row per member of the listed level
     /// (`name`, `amount`, `transactions`), largest amount first.
     pub fn sql(&self) -> String {
-        let column = format!("{}.{}", self.hierarchy.alias, self.column());
+        let column = format!("{}.{}", self.hierarchy.hierarchy.alias, self.column());
         format!(
             "select {column} as name, sum(t.amount) as amount, count(*) as transactions\n{}group by {column}\norder by amount desc, name",
             self.filters(true)
@@ -257,7 +243,7 @@ mod tests {
         assert!(!all.sql().contains("fiscal_year =") && !all.sql().contains("related_govt_units"));
         assert!(matches!(
             View::from_pairs([("path", "a"), ("path", "b"), ("path", "c")], None),
-            Err(ViewError::Depth(3))
+            Err(ViewError::Depth { chosen: 3, .. })
         ));
         assert!(matches!(
             View::from_pairs([("year", "1; drop")], None),

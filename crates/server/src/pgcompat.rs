@@ -337,7 +337,7 @@ impl KeyOverlay {
         keys.descriptions.extend(schema_descriptions);
         let mut next = KEY_OID_BASE;
         let mut pk_constraint: std::collections::HashMap<Table, i32> = Default::default();
-        for t in Table::ALL {
+        for t in Table::all() {
             let Some((ns, relid, bi, i)) = find(t) else {
                 continue;
             };
@@ -371,16 +371,16 @@ impl KeyOverlay {
                 next += 2;
             }
         }
-        for t in Table::ALL {
+        for t in Table::all() {
             let Some((ns, relid, _, _)) = find(t) else {
                 continue;
             };
             for (column, target) in t.foreign_keys() {
                 let (Some(n), Some((_, target_relid, _, _)), Some(target_column), Some(pk)) = (
                     attnum.get(&(relid, column.to_string())),
-                    find(*target),
+                    find(target),
                     target.id_column(),
-                    pk_constraint.get(target),
+                    pk_constraint.get(&target),
                 ) else {
                     continue;
                 };
@@ -397,7 +397,7 @@ impl KeyOverlay {
                     column,
                     attnum: *n,
                     references: Some((
-                        *target,
+                        target,
                         target_relid,
                         target_column,
                         *target_n,
@@ -891,7 +891,7 @@ fn constraint_view(view: &str) -> DfResult<Option<MemTable>> {
         refers: Option<(&'static str, &'static str, &'static str, String)>,
     }
     let mut keys = Vec::new();
-    for t in Table::ALL {
+    for t in Table::all() {
         if let Some(id) = t.id_column() {
             keys.push(Key {
                 name: format!("{}_pkey", t.name()),

@@ -6,7 +6,8 @@
 use std::collections::VecDeque;
 use std::io::Read;
 
-use citybooks_model::{Field, HeaderMap, RawRow};
+use citybooks_model::ledger::MAX_COLUMNS;
+use citybooks_model::{ledger, HeaderMap, RawRow};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, WarehouseError};
@@ -316,10 +317,10 @@ impl<R: Read> Records<R> {
 
     /// The ledger fields of the current record, or why they are not text.
     pub fn row(&self) -> std::result::Result<RawRow<'_>, String> {
-        let mut fields = [""; Field::COUNT];
-        for f in Field::ALL {
+        let mut fields = [""; MAX_COLUMNS];
+        for f in ledger().fields() {
             if let Some(i) = self.header.position(f) {
-                fields[f as usize] = std::str::from_utf8(&self.record[i])
+                fields[f.index()] = std::str::from_utf8(&self.record[i])
                     .map_err(|_| format!("{f} (column {}) is not valid UTF-8", i + 1))?;
             }
         }
@@ -373,7 +374,7 @@ mod tests {
                     let row = recs.row().unwrap();
                     out.push((
                         line,
-                        Ok(Field::ALL.iter().map(|f| row.get(*f).to_string()).collect()),
+                        Ok(ledger().fields().map(|f| row.get(f).to_string()).collect()),
                     ))
                 }
                 Next::Bad { line, reason, .. } => out.push((line, Err(reason))),
@@ -419,7 +420,7 @@ mod tests {
 
     /// The API dialect's header, and a valid row of it.
     fn api_header() -> String {
-        let names: Vec<&str> = Field::ALL[..22].iter().map(|f| f.snake_name()).collect();
+        let names: Vec<&str> = ledger().columns[..22].iter().map(|c| c.name).collect();
         names.join(",")
     }
     const API_ROW: &str =
@@ -457,10 +458,7 @@ mod tests {
 
     #[test]
     fn bom_crlf_quotes_and_line_numbers() {
-        let names: Vec<&str> = citybooks_model::Field::ALL[..22]
-            .iter()
-            .map(|f| f.portal_name())
-            .collect();
+        let names: Vec<&str> = ledger().columns[..22].iter().map(|c| c.header).collect();
         let row = "2025,No,1,G,D,Dept,P,Prog,C,Char,O,Obj,S,Sub,FT,FType,F,Fund,1,Cat,Spending,\"1,234.56\"";
         let text = format!(
             "\u{feff}{}\r\n{row}\r\n\r\n2025,short\r\n\n\n{row}",
@@ -498,7 +496,7 @@ mod tests {
             let style = if always { csv::QuoteStyle::Always } else { csv::QuoteStyle::Necessary };
             let term = if crlf { csv::Terminator::CRLF } else { csv::Terminator::Any(b'\n') };
             let mut w = csv::WriterBuilder::new().quote_style(style).terminator(term).from_writer(Vec::new());
-            w.write_record(order.iter().map(|&i| Field::ALL[i].snake_name())).unwrap();
+            w.write_record(order.iter().map(|&i| ledger().columns[i].name)).unwrap();
             for row in &values {
                 w.write_record(order.iter().map(|&i| row[i].as_str())).unwrap();
             }
@@ -520,8 +518,8 @@ mod tests {
                     Next::Row { line } => {
                         proptest::prop_assert_eq!(line, expected_line);
                         let got = recs.row().unwrap();
-                        for (i, f) in Field::ALL.iter().enumerate() {
-                            proptest::prop_assert_eq!(got.get(*f), row[i].trim());
+                        for (i, f) in ledger().fields().enumerate() {
+                            proptest::prop_assert_eq!(got.get(f), row[i].trim());
                         }
                     }
                     _ => proptest::prop_assert!(false, "expected a row"),

@@ -98,7 +98,7 @@ impl Warehouse {
         let lease = self.writer_lease("vacuum").await?;
         let result = async {
             let mut done = BTreeMap::new();
-            for table in Table::ALL {
+            for table in Table::all() {
                 let Some(delta) = self.table(table).await? else {
                     continue;
                 };

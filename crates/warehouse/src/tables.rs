@@ -434,7 +434,7 @@ impl Warehouse {
             .into_iter()
             .map(|name| (name, Arc::new(MemorySchemaProvider::new())))
             .collect();
-        for table in Table::ALL {
+        for table in Table::all() {
             let provider: Arc<dyn TableProvider> = match (&versions, table) {
                 (_, Table::Loads) => {
                     let n = as_of_load.unwrap_or(i64::MAX);

@@ -15,7 +15,7 @@ use serde_json::{json, Value};
 
 use super::sql::Lane;
 use super::{ApiError, App};
-use crate::explore::View;
+use crate::explore::{self, View};
 
 impl App {
     /// The fiscal years in the warehouse, newest first.
@@ -171,19 +171,13 @@ pub(super) async fn explore(
             );
         }
     }
-    let levels: Vec<Value> = view
-        .hierarchy
-        .levels
-        .iter()
-        .map(|(column, label)| json!({"column": column, "label": label}))
-        .collect();
     Ok(Json(json!({
-        "h": view.hierarchy.id,
+        "h": view.hierarchy.hierarchy.id,
         "year": view.year,
         "side": view.side.as_str(),
         "related": if view.include_related { "include" } else { "exclude" },
         "path": view.path,
-        "levels": levels,
+        "levels": levels_json(view.hierarchy),
         "depth": view.path.len(),
         "column": view.column(),
         "rows": rows,
@@ -191,6 +185,25 @@ pub(super) async fn explore(
         "transactions": transactions,
         "sql": sql,
     })))
+}
+
+/// A hierarchy's levels as the page reads them: `[{column, label}]`, broadest first.
+fn levels_json(layout: &citybooks_model::Layout) -> Vec<Value> {
+    explore::levels(layout)
+        .map(|(column, label)| json!({"column": column, "label": label}))
+        .collect()
+}
+
+/// The explorer's hierarchies, so the page lists them and labels its breadcrumb
+/// before a view has answered: `{hierarchies: [{id, table, levels}]}`.
+pub(super) async fn hierarchies() -> Json<Value> {
+    let list: Vec<Value> = explore::hierarchies()
+        .iter()
+        .map(
+            |l| json!({"id": l.hierarchy.id, "table": l.hierarchy.table, "levels": levels_json(l)}),
+        )
+        .collect();
+    Json(json!({ "hierarchies": list }))
 }
 
 pub(super) async fn trend(

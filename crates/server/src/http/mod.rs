@@ -9,6 +9,7 @@
 //! | `DELETE /api/queries/{id}` | cancels a running `POST /api/sql` with that `query_id` |
 //! | `GET /api/years`, `/api/schema`, `/api/charts`, `/api/charts/{id}` | dashboard data |
 //! | `GET /api/explore`, `/api/trend` | the explorer ([`crate::explore`]) |
+//! | `GET /api/hierarchies` | the explorer's hierarchies and their levels, from the ledger's description |
 //!
 //! With `[http] token` set, every `/api` route needs `Authorization: Bearer <token>`.
 //! Errors are `{"error": "..."}` with a 4xx/5xx status.
@@ -88,6 +89,7 @@ pub fn router(live: Arc<Live>, metrics: Arc<Metrics>, options: HttpOptions) -> R
         .route("/years", get(dashboard::years))
         .route("/charts/{id}", get(dashboard::chart))
         .route("/explore", get(dashboard::explore))
+        .route("/hierarchies", get(dashboard::hierarchies))
         .route("/trend", get(dashboard::trend))
         .layer(axum::middleware::from_fn_with_state(
             app.clone(),

@@ -7,14 +7,14 @@ use std::sync::Arc;
 
 use arrow::array::{ArrayRef, Int32Array, RecordBatch, StringArray};
 use citybooks_model::conform::{REVENUE_ID, SPENDING_ID};
-use citybooks_model::{CodeChooser, Member, Table};
+use citybooks_model::{ledger, CodeChooser, Layout, Member, Table};
 use datafusion::prelude::SessionContext;
 
 use super::facts::Keys;
 use super::lookup::{max_of, query_batches, Now};
 use super::scan::{Interner, Scan};
 use super::{decide, Committed, Job, LoadReport};
-use crate::error::{Result, WarehouseError};
+use crate::error::Result;
 use crate::loads::{ints, strings};
 use crate::tables::{Input, Warehouse, WriteMode};
 
@@ -29,49 +29,22 @@ impl Warehouse {
         report: &mut LoadReport,
         committed: &mut Committed,
     ) -> Result<Keys> {
+        let layouts = &ledger().layouts;
         let mut chooser = CodeChooser::new();
-        for (m, n) in &scan.programs.members {
-            chooser.observe_program(m, *n);
-        }
-        for (m, n) in &scan.types.members {
-            chooser.observe_type(m, *n);
-        }
-        for (m, n) in &scan.funds.members {
-            chooser.observe_fund(m, *n);
+        for (layout, interned) in layouts.iter().zip(&scan.members) {
+            for (m, n) in &interned.members {
+                chooser.observe_member(layout, m, *n);
+            }
         }
         report.conformed = chooser.decide().iter().map(|c| c.to_string()).collect();
-        let keys = Keys {
-            program: self
-                .members(
-                    job,
-                    now,
-                    &scan.programs,
-                    |m| chooser.conform_program(m),
-                    report,
-                    committed,
-                )
-                .await?,
-            types: self
-                .members(
-                    job,
-                    now,
-                    &scan.types,
-                    |m| chooser.conform_type(m),
-                    report,
-                    committed,
-                )
-                .await?,
-            fund: self
-                .members(
-                    job,
-                    now,
-                    &scan.funds,
-                    |m| chooser.conform_fund(m),
-                    report,
-                    committed,
-                )
-                .await?,
-        };
+        let mut keys = Vec::with_capacity(layouts.len());
+        for (layout, interned) in layouts.iter().zip(&scan.members) {
+            let conform = |m: &Member| chooser.conform(layout, m);
+            keys.push(
+                self.members(job, now, layout, interned, conform, report, committed)
+                    .await?,
+            );
+        }
         if max_of(&now.ctx, "select count(*) as m from report.finance", "m").await? == 0 {
             let b = RecordBatch::try_new(
                 Table::Finance.schema(),
@@ -90,23 +63,24 @@ impl Warehouse {
 
     /// The ids of one dimension's `interned` members after `conform`; commits the
     /// members the dimension does not have yet.
-    async fn members<M: Member>(
+    #[allow(clippy::too_many_arguments)]
+    async fn members(
         &self,
         job: &Job<'_>,
         now: &Now,
-        interned: &Interner<M>,
-        conform: impl Fn(&M) -> M,
+        layout: &Layout,
+        interned: &Interner<Member>,
+        conform: impl Fn(&Member) -> Member,
         report: &mut LoadReport,
         committed: &mut Committed,
     ) -> Result<Vec<i32>> {
-        let (mut known, max) = existing::<M>(&now.ctx).await?;
+        let table = Table::dimension(layout);
+        let (mut known, max) = existing(&now.ctx, table).await?;
         let members = interned.members.iter().map(|(m, _)| m);
         let (ids, new) = decide::assign(members, conform, &mut known, max);
-        report
-            .new_members
-            .insert(M::TABLE.qualified_name(), new.len());
+        report.new_members.insert(table.qualified_name(), new.len());
         if !new.is_empty() {
-            self.append(job, now, M::TABLE, dimension_batch(&new)?, committed)
+            self.append(job, now, table, dimension_batch(table, &new)?, committed)
                 .await?;
         }
         Ok(ids)
@@ -143,13 +117,12 @@ pub(super) fn str_arr<'a>(v: impl Iterator<Item = &'a str>) -> ArrayRef {
     Arc::new(StringArray::from_iter_values(v))
 }
 
-/// New rows of a dimension table, built from the members' attributes in schema order.
-fn dimension_batch<M: Member>(rows: &[(i32, M)]) -> Result<RecordBatch> {
-    let schema = M::TABLE.schema();
-    let attributes: Vec<Vec<String>> = rows.iter().map(|(_, m)| m.attributes()).collect();
+/// New rows of a dimension table, built from the members' values in schema order.
+fn dimension_batch(table: Table, rows: &[(i32, Member)]) -> Result<RecordBatch> {
+    let schema = table.schema();
     let mut columns = vec![int_arr(rows.iter().map(|r| r.0).collect())];
     for (i, field) in schema.fields().iter().skip(1).enumerate() {
-        let values = attributes.iter().map(|a| a[i].as_str());
+        let values = rows.iter().map(|(_, m)| m.0[i].as_str());
         columns.push(match field.data_type() {
             arrow::datatypes::DataType::Int32 => {
                 int_arr(values.map(|v| v.parse().unwrap_or_default()).collect())
@@ -161,8 +134,8 @@ fn dimension_batch<M: Member>(rows: &[(i32, M)]) -> Result<RecordBatch> {
 }
 
 /// The rows of a dimension table as (id, member).
-fn parse_members<M: Member>(b: &RecordBatch) -> Result<Vec<(i32, M)>> {
-    let schema = M::TABLE.schema();
+fn parse_members(table: Table, b: &RecordBatch) -> Result<Vec<(i32, Member)>> {
+    let schema = table.schema();
     let id = ids(b, schema.field(0).name())?;
     let columns: Vec<Vec<Option<String>>> = schema
         .fields()
@@ -170,30 +143,21 @@ fn parse_members<M: Member>(b: &RecordBatch) -> Result<Vec<(i32, M)>> {
         .skip(1)
         .map(|f| strings(b, f.name()))
         .collect::<Result<_>>()?;
-    (0..b.num_rows())
+    Ok((0..b.num_rows())
         .map(|r| {
-            let values: Vec<String> = columns
-                .iter()
-                .map(|c| c[r].clone().unwrap_or_default())
-                .collect();
-            let member = M::from_attributes(&values).ok_or_else(|| {
-                WarehouseError::corrupt(
-                    M::TABLE.qualified_name(),
-                    format!("row {} does not fit its schema", id[r]),
-                )
-            })?;
-            Ok((id[r], member))
+            let values = columns.iter().map(|c| c[r].clone().unwrap_or_default());
+            (id[r], Member(values.collect()))
         })
-        .collect()
+        .collect())
 }
 
 /// Existing members of a dimension, by member, and the largest id in use.
-async fn existing<M: Member>(ctx: &SessionContext) -> Result<(HashMap<M, i32>, i32)> {
-    let sql = format!("select * from {}", M::TABLE.qualified_name());
+async fn existing(ctx: &SessionContext, table: Table) -> Result<(HashMap<Member, i32>, i32)> {
+    let sql = format!("select * from {}", table.qualified_name());
     let mut map = HashMap::new();
     let mut max = 0;
     for b in query_batches(ctx, &sql).await? {
-        for (id, m) in parse_members::<M>(&b)? {
+        for (id, m) in parse_members(table, &b)? {
             max = max.max(id);
             map.insert(m, id);
         }

@@ -9,7 +9,7 @@ use std::time::Instant;
 use arrow::array::{ArrayRef, Decimal128Array, Int32Array, Int64Array, RecordBatch, StringArray};
 use arrow::datatypes::SchemaRef;
 use citybooks_model::conform::{conform_row, Row};
-use citybooks_model::{FundMember, ProgramMember, Table, TypeMember};
+use citybooks_model::{ledger, Member, Table};
 use datafusion::catalog::streaming::StreamingTable;
 use datafusion::error::DataFusionError;
 use datafusion::execution::TaskContext;
@@ -19,7 +19,7 @@ use datafusion::physical_plan::streaming::PartitionStream;
 use datafusion::physical_plan::SendableRecordBatchStream;
 
 use super::lookup::{max_of, Now};
-use super::scan::{fund_key, program_key, progress_bar, tick, type_key, Interner, Scan};
+use super::scan::{member_key, progress_bar, tick, Interner, Scan};
 use super::{Committed, Job};
 use crate::csvsource::{Hashing, Next, Records};
 use crate::error::{Result, WarehouseError};
@@ -60,9 +60,7 @@ impl Warehouse {
         let pass = WritePass {
             file: job.rel.to_string(),
             keys,
-            programs: std::mem::replace(&mut scan.programs, Interner::new()),
-            types: std::mem::replace(&mut scan.types, Interner::new()),
-            funds: std::mem::replace(&mut scan.funds, Interner::new()),
+            members: std::mem::take(&mut scan.members),
             load_id: now.load_id,
             first_transaction_id,
             batch_rows: self.config.batch_rows,
@@ -111,12 +109,9 @@ impl Warehouse {
     }
 }
 
-/// Dimension ids for the members of one file, by their index in the scan's interners.
-pub(super) struct Keys {
-    pub program: Vec<i32>,
-    pub types: Vec<i32>,
-    pub fund: Vec<i32>,
-}
+/// Dimension ids for the members of one file: per hierarchy, by the member's index in
+/// the scan's interner.
+pub(super) type Keys = Vec<Vec<i32>>;
 
 /// The facts stream: batches built by the write pass, read by the Delta writer.
 #[derive(Debug)]
@@ -153,9 +148,7 @@ impl PartitionStream for ChannelStream {
 struct WritePass {
     file: String,
     keys: Keys,
-    programs: Interner<ProgramMember>,
-    types: Interner<TypeMember>,
-    funds: Interner<FundMember>,
+    members: Vec<Interner<Member>>,
     load_id: i64,
     first_transaction_id: i64,
     batch_rows: usize,
@@ -192,22 +185,12 @@ impl WritePass {
                 file: self.file.clone(),
                 detail: format!("line {line} has a member the first pass did not see"),
             };
-            program_key(&mut key, &row);
-            let p = self.programs.get(&key).ok_or_else(missing)?;
-            type_key(&mut key, &row);
-            let t = self.types.get(&key).ok_or_else(missing)?;
-            fund_key(&mut key, &row);
-            let f = self.funds.get(&key).ok_or_else(missing)?;
-            batch.push(
-                next_id,
-                &row,
-                [
-                    self.keys.program[p as usize],
-                    self.keys.types[t as usize],
-                    self.keys.fund[f as usize],
-                ],
-                line,
-            );
+            for (h, layout) in ledger().layouts.iter().enumerate() {
+                member_key(&mut key, row.member_values(layout));
+                let m = self.members[h].get(&key).ok_or_else(missing)?;
+                batch.dimension_ids[h].push(self.keys[h][m as usize]);
+            }
+            batch.push(next_id, &row, line);
             next_id += 1;
             written += 1;
             if batch.len() >= self.batch_rows {
@@ -250,9 +233,8 @@ fn send(
 struct FactBatch {
     transaction_id: Vec<i64>,
     fiscal_year: Vec<i32>,
-    program_id: Vec<i32>,
-    type_id: Vec<i32>,
-    fund_id: Vec<i32>,
+    /// One column of keys per hierarchy.
+    dimension_ids: Vec<Vec<i32>>,
     finance_id: Vec<i32>,
     amount: Vec<i128>,
     source_line: Vec<i64>,
@@ -267,9 +249,11 @@ impl FactBatch {
         FactBatch {
             transaction_id: Vec::with_capacity(n),
             fiscal_year: Vec::with_capacity(n),
-            program_id: Vec::with_capacity(n),
-            type_id: Vec::with_capacity(n),
-            fund_id: Vec::with_capacity(n),
+            dimension_ids: ledger()
+                .layouts
+                .iter()
+                .map(|_| Vec::with_capacity(n))
+                .collect(),
             finance_id: Vec::with_capacity(n),
             amount: Vec::with_capacity(n),
             source_line: Vec::with_capacity(n),
@@ -282,12 +266,10 @@ impl FactBatch {
         self.transaction_id.len()
     }
 
-    fn push(&mut self, id: i64, row: &Row, [p, t, f]: [i32; 3], line: u64) {
+    /// Adds a row whose dimension ids were pushed to `dimension_ids`.
+    fn push(&mut self, id: i64, row: &Row, line: u64) {
         self.transaction_id.push(id);
         self.fiscal_year.push(row.fiscal_year);
-        self.program_id.push(p);
-        self.type_id.push(t);
-        self.fund_id.push(f);
         self.finance_id.push(row.finance_id);
         self.amount.push(row.amount);
         self.source_line.push(line as i64);
@@ -310,12 +292,14 @@ impl FactBatch {
                 citybooks_model::money::PRECISION,
                 citybooks_model::money::SCALE,
             )?;
-        let columns: Vec<ArrayRef> = vec![
+        let mut columns: Vec<ArrayRef> = vec![
             Arc::new(Int64Array::from(std::mem::take(&mut self.transaction_id))),
             Arc::new(Int32Array::from(std::mem::take(&mut self.fiscal_year))),
-            Arc::new(Int32Array::from(std::mem::take(&mut self.program_id))),
-            Arc::new(Int32Array::from(std::mem::take(&mut self.type_id))),
-            Arc::new(Int32Array::from(std::mem::take(&mut self.fund_id))),
+        ];
+        for ids in &mut self.dimension_ids {
+            columns.push(Arc::new(Int32Array::from(std::mem::take(ids))));
+        }
+        let rest: [ArrayRef; 6] = [
             Arc::new(Int32Array::from(std::mem::take(&mut self.finance_id))),
             Arc::new(amount),
             Arc::new(Int64Array::from(vec![load_id; n])),
@@ -328,6 +312,7 @@ impl FactBatch {
                     .collect::<StringArray>(),
             ),
         ];
+        columns.extend(rest);
         let cap = self.transaction_id.capacity().max(n);
         *self = FactBatch::with_capacity(cap);
         Ok(RecordBatch::try_new(Table::Transaction.schema(), columns)?)

@@ -65,7 +65,7 @@ impl Warehouse {
     /// The versions after this load: what it committed, and the current version of
     /// every table it did not touch, as JSON.
     async fn versions_now(&self, mut versions: Committed) -> Result<String> {
-        for table in Table::ALL {
+        for table in Table::all() {
             if table == Table::Loads || versions.contains_key(&table.qualified_name()) {
                 continue;
             }

@@ -9,8 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use ahash::AHashMap;
-use citybooks_model::conform::{conform_row, Row};
-use citybooks_model::{FundMember, ProgramMember, TypeMember};
+use citybooks_model::conform::conform_row;
+use citybooks_model::{ledger, Member};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use super::QuarantinedRow;
@@ -50,56 +50,14 @@ impl<M> Interner<M> {
     }
 }
 
-fn key_of(buf: &mut Vec<u8>, parts: &[&str]) {
+/// The interning key of a member: its values, each ended by a unit separator (a
+/// byte no ledger text holds).
+pub(super) fn member_key(buf: &mut Vec<u8>, values: &[&str]) {
     buf.clear();
-    for p in parts {
-        buf.extend_from_slice(p.as_bytes());
+    for v in values {
+        buf.extend_from_slice(v.as_bytes());
         buf.push(0x1f);
     }
-}
-
-pub(super) fn program_key(buf: &mut Vec<u8>, r: &Row) {
-    key_of(
-        buf,
-        &[
-            r.related_govt_units,
-            r.organization_group,
-            r.department_code,
-            r.department,
-            r.program_code,
-            r.program,
-        ],
-    );
-    // The key is internal: the integer code goes in as its bytes, no formatting.
-    buf.extend_from_slice(&r.organization_group_code.to_le_bytes());
-}
-
-pub(super) fn type_key(buf: &mut Vec<u8>, r: &Row) {
-    key_of(
-        buf,
-        &[
-            r.character_code,
-            r.character,
-            r.object_code,
-            r.object,
-            r.sub_object_code,
-            r.sub_object,
-        ],
-    );
-}
-
-pub(super) fn fund_key(buf: &mut Vec<u8>, r: &Row) {
-    key_of(
-        buf,
-        &[
-            r.fund_type_code,
-            r.fund_type,
-            r.fund_code,
-            r.fund,
-            r.fund_category_code,
-            r.fund_category,
-        ],
-    );
 }
 
 /// What the scan learnt about a file.
@@ -113,9 +71,8 @@ pub(super) struct Scan {
     /// Rows and gross amount per fiscal year, for the shrink guard.
     pub year_sizes: BTreeMap<i32, YearSize>,
     pub data_as_of: Option<String>,
-    pub programs: Interner<ProgramMember>,
-    pub types: Interner<TypeMember>,
-    pub funds: Interner<FundMember>,
+    /// The distinct members of each hierarchy, in the ledger's order.
+    pub members: Vec<Interner<Member>>,
     pub quarantine: Vec<QuarantinedRow>,
 }
 
@@ -162,9 +119,7 @@ pub(super) fn scan(
         years: BTreeSet::new(),
         year_sizes: BTreeMap::new(),
         data_as_of: None,
-        programs: Interner::new(),
-        types: Interner::new(),
-        funds: Interner::new(),
+        members: ledger().layouts.iter().map(|_| Interner::new()).collect(),
         quarantine: Vec::new(),
     };
     let bar = progress_bar(total, "scan", show);
@@ -208,12 +163,10 @@ pub(super) fn scan(
                 if s.data_as_of.is_none() {
                     s.data_as_of = row.data_as_of.map(str::to_string);
                 }
-                program_key(&mut key, &row);
-                s.programs.intern(&key, || row.program_member());
-                type_key(&mut key, &row);
-                s.types.intern(&key, || row.type_member());
-                fund_key(&mut key, &row);
-                s.funds.intern(&key, || row.fund_member());
+                for (layout, members) in ledger().layouts.iter().zip(&mut s.members) {
+                    member_key(&mut key, row.member_values(layout));
+                    members.intern(&key, || row.member(layout));
+                }
             }
         }
     }
