@@ -39,7 +39,7 @@ pub async fn fetch_and_load(
         attempts: cfg.attempts.max(1),
         backoff: Duration::from_millis(cfg.backoff_ms),
         timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
-        app_token: (!cfg.app_token.is_empty()).then(|| cfg.app_token.clone()),
+        app_token: cfg.app_token.clone(),
     };
     let wh = warehouse(project)?;
     let bar = show_progress.then(|| {

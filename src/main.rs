@@ -935,16 +935,16 @@ async fn print_query(wh: &Warehouse, title: &str, sql: &str) -> Result<()> {
 
 /// The scheduled refresh: its schedule, the last refresh and the next.
 fn print_refresh(project: &Project) {
-    let schedule = &project.config.fetch.schedule;
+    let schedule = project.config.fetch.schedule.as_deref();
     let recorded = citybooks_fetch::RefreshStatus::read(&project.dir);
-    if schedule.is_empty() && recorded.is_none() {
+    if schedule.is_none() && recorded.is_none() {
         return;
     }
     let r = recorded.unwrap_or_default();
     let shown = |v: &Option<String>| v.clone().unwrap_or_else(|| "never".into());
     println!(
         "refresh {} (fetch of the current fiscal year by citybooks serve)",
-        if schedule.is_empty() { "off" } else { schedule }
+        schedule.unwrap_or("off")
     );
     println!(
         "  last: {}{}",
@@ -957,7 +957,7 @@ fn print_refresh(project: &Project) {
     if let Some(e) = &r.last_error {
         println!("  last failure ({} in a row): {e}", r.failures_in_a_row);
     }
-    if !schedule.is_empty() {
+    if let Some(schedule) = schedule {
         let next = match citybooks_fetch::Schedule::parse(schedule) {
             Ok(s) => r
                 .next_refresh

@@ -17,7 +17,9 @@ pub fn settings(
     full: bool,
 ) -> Result<Option<(Target, Options)>> {
     let cfg = &project.config.publish;
-    let text = target.unwrap_or(cfg.target.as_str());
+    let Some(text) = target.or(cfg.target.as_deref()) else {
+        return Ok(None);
+    };
     if text.trim().is_empty() {
         return Ok(None);
     }
@@ -25,7 +27,7 @@ pub fn settings(
     let options = Options {
         schema: schema.unwrap_or_else(|| cfg.schema.clone()),
         full,
-        iam_role: iam_role.unwrap_or_else(|| cfg.iam_role.clone()),
+        iam_role: iam_role.or_else(|| cfg.iam_role.clone()),
         password: cfg.password.clone(),
     };
     if options.schema.trim().is_empty() {

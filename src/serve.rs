@@ -178,12 +178,12 @@ fn sql_server(
 ) -> Result<JoinHandle<Result<()>>> {
     let cfg = &project.config;
     // Both files or neither: the configuration checked that.
-    let tls = match cfg.sql.tls_cert.is_empty() {
-        true => None,
-        false => Some(tls_acceptor(
-            &project.dir.join(&cfg.sql.tls_cert),
-            &project.dir.join(&cfg.sql.tls_key),
+    let tls = match (&cfg.sql.tls_cert, &cfg.sql.tls_key) {
+        (Some(cert), Some(key)) => Some(tls_acceptor(
+            &project.dir.join(cert),
+            &project.dir.join(key),
         )?),
+        _ => None,
     };
     let tls_note = if tls.is_some() { ", TLS" } else { "" };
     let server = PgServer::new(
@@ -230,11 +230,10 @@ fn http_server(
 ) -> Result<JoinHandle<Result<()>>> {
     let cfg = &project.config;
     let options = HttpOptions {
-        token: (!cfg.http.token.is_empty()).then(|| cfg.http.token.clone()),
+        token: cfg.http.token.clone(),
         row_limit: cfg.http.row_limit,
         timeout: Duration::from_secs(cfg.http.timeout_secs),
-        assets_dir: (!cfg.http.assets_dir.is_empty())
-            .then(|| project.dir.join(&cfg.http.assets_dir)),
+        assets_dir: cfg.http.assets_dir.as_ref().map(|d| project.dir.join(d)),
         cache: cfg.http.cache,
     };
     let router = citybooks_server::router(live.clone(), metrics.clone(), options);
@@ -256,11 +255,10 @@ fn refresh_task(
     shutdown: CancellationToken,
 ) -> Result<Option<JoinHandle<Result<()>>>> {
     let cfg = &project.config;
-    if cfg.fetch.schedule.is_empty() {
+    let Some(schedule) = &cfg.fetch.schedule else {
         return Ok(None);
-    }
-    let schedule =
-        citybooks_fetch::Schedule::parse(&cfg.fetch.schedule).map_err(anyhow::Error::msg)?;
+    };
+    let schedule = citybooks_fetch::Schedule::parse(schedule).map_err(anyhow::Error::msg)?;
     let next = schedule
         .next_after(chrono::Local::now())
         .map_or_else(|| "never".to_string(), |t| t.to_rfc3339());

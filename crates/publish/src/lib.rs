@@ -61,9 +61,9 @@ pub struct Options {
     /// Republish every year and every member, whatever the target holds.
     pub full: bool,
     /// Redshift: the IAM role its `COPY` reads the store with.
-    pub iam_role: String,
+    pub iam_role: Option<String>,
     /// `[publish] password`, used when neither PGPASSWORD nor ~/.pgpass has one.
-    pub password: String,
+    pub password: Option<String>,
 }
 
 impl Default for Options {
@@ -71,8 +71,8 @@ impl Default for Options {
         Options {
             schema: "report".into(),
             full: false,
-            iam_role: String::new(),
-            password: String::new(),
+            iam_role: None,
+            password: None,
         }
     }
 }
@@ -182,7 +182,7 @@ impl Session {
             .dbname(&target.database)
             .application_name("citybooks publish")
             .connect_timeout(Duration::from_secs(10));
-        if let Some(password) = target.password(&options.password) {
+        if let Some(password) = target.password(options.password.as_deref()) {
             config.password(password);
         }
         let (client, connection) =
@@ -630,9 +630,9 @@ impl<'a> Bulk<'a> {
                     target: target.to_string(),
                     sentence: sentence.to_string(),
                 };
-                if options.iam_role.is_empty() {
+                let Some(iam_role) = options.iam_role.clone() else {
                     return Err(refused("Redshift reads the rows from S3 with an IAM role: give it with --iam-role ARN or [publish] iam_role"));
-                }
+                };
                 let store = warehouse.store();
                 if store.bucket_url().is_none() {
                     return Err(refused("Redshift's COPY reads from S3, and this project's store is a local folder: put the store on S3 (in the cluster's region) to publish to Redshift"));
@@ -653,7 +653,7 @@ impl<'a> Bulk<'a> {
                     warehouse,
                     prefix,
                     bucket_prefix,
-                    iam_role: options.iam_role.clone(),
+                    iam_role,
                 })
             }
         }

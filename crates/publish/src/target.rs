@@ -103,7 +103,7 @@ impl Target {
 
     /// The password: `PGPASSWORD`, else the password file's matching line, else
     /// `configured` (`[publish] password`) if not empty.
-    pub fn password(&self, configured: &str) -> Option<String> {
+    pub fn password(&self, configured: Option<&str>) -> Option<String> {
         if let Some(p) = std::env::var_os("PGPASSWORD").filter(|p| !p.is_empty()) {
             return Some(p.to_string_lossy().into_owned());
         }
@@ -112,7 +112,7 @@ impl Target {
                 return Some(found);
             }
         }
-        (!configured.is_empty()).then(|| configured.to_string())
+        configured.map(str::to_string)
     }
 
     /// The password of the first line of a `.pgpass` text that matches this target

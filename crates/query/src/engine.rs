@@ -167,12 +167,12 @@ impl Cluster {
 impl Engine {
     /// The engine `[query]` names.
     pub fn from_config(config: &QueryConfig) -> Result<Engine, QueryError> {
-        let fallback = match config.fallback.as_str() {
-            "" => false,
-            "embedded" => true,
-            other => {
+        let fallback = match config.fallback.as_deref() {
+            None => false,
+            Some("embedded") => true,
+            Some(other) => {
                 return Err(QueryError::Config(format!(
-                    "[query] fallback = {other:?}: use \"\" (fail while the scheduler is away) or \"embedded\""
+                    "[query] fallback = {other:?}: leave it unset (fail while the scheduler is away) or use \"embedded\""
                 )))
             }
         };
@@ -449,7 +449,7 @@ mod tests {
         assert!(err.contains("\"embedded\" or \"ballista\""), "{err}");
         let bad = QueryConfig {
             engine: "ballista".into(),
-            fallback: "yes".into(),
+            fallback: Some("yes".into()),
             ..Default::default()
         };
         assert!(Engine::from_config(&bad).is_err());

@@ -15,7 +15,53 @@ pub struct Key {
     pub name: &'static str,
     /// What it does: the field's documentation, one line per line of it.
     pub doc: &'static str,
+    /// How an environment variable's text becomes its value.
+    pub kind: ValueKind,
 }
+
+/// The type of a key's value, as an environment variable's text is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ValueKind {
+    Text,
+    /// Text that may be left out: unset is `None`, never `""`.
+    OptionalText,
+    Integer,
+    Boolean,
+}
+
+/// A type a configuration key can have.
+pub trait ConfigValue {
+    const KIND: ValueKind;
+    /// The value as the program should see it: an optional text set to `""` (as files
+    /// written by older versions of `citybooks init` have it) is unset.
+    fn normalise(&mut self) {}
+}
+
+impl ConfigValue for String {
+    const KIND: ValueKind = ValueKind::Text;
+}
+
+impl ConfigValue for Option<String> {
+    const KIND: ValueKind = ValueKind::OptionalText;
+    fn normalise(&mut self) {
+        if self.as_deref().is_some_and(|s| s.trim().is_empty()) {
+            *self = None;
+        }
+    }
+}
+
+impl ConfigValue for bool {
+    const KIND: ValueKind = ValueKind::Boolean;
+}
+
+macro_rules! integer_values {
+    ($($t:ty),*) => {
+        $(impl ConfigValue for $t {
+            const KIND: ValueKind = ValueKind::Integer;
+        })*
+    };
+}
+integer_values!(u16, u32, u64, usize);
 
 /// Declares a section of `citybooks.toml` once: its struct (keys, types, docs), its
 /// defaults, and [`Key`]s for the commented file `citybooks init` writes
@@ -49,6 +95,11 @@ macro_rules! section {
         }
 
         impl $name {
+            /// Each value as the program should see it ([`ConfigValue::normalise`]).
+            fn normalise(&mut self) {
+                $(ConfigValue::normalise(&mut self.$field);)*
+            }
+
             /// The section's name in `citybooks.toml`.
             pub const SECTION: &'static str = $section;
             /// What the section is for.
@@ -58,6 +109,7 @@ macro_rules! section {
                 $(Key {
                     name: stringify!($field),
                     doc: concat!($($doc, "\n"),*),
+                    kind: <$ty as ConfigValue>::KIND,
                 },)*
             ];
         }
@@ -82,16 +134,16 @@ section! {
     /// `[publish]`: feeding the star schema into a PostgreSQL or Amazon Redshift the city
     /// already runs (`citybooks publish`, and `citybooks serve` after every load).
     PublishConfig in "publish" {
-        /// `postgres://user@host:port/db` or `redshift://user@cluster-host:5439/db`; empty:
+        /// `postgres://user@host:port/db` or `redshift://user@cluster-host:5439/db`; unset:
         /// no publishing. No password in it: see `password`.
-        target: String = String::new(),
+        target: Option<String> = None,
         /// The schema the tables are published into.
         schema: String = "report".into(),
         /// Redshift: the IAM role its `COPY` reads the store's Parquet files with.
-        iam_role: String = String::new(),
+        iam_role: Option<String> = None,
         /// The target's password when neither PGPASSWORD nor ~/.pgpass has it (better:
         /// CITYBOOKS_PUBLISH_PASSWORD, so it is not in the file).
-        password: String = String::new(),
+        password: Option<String> = None,
     }
 }
 
@@ -104,9 +156,9 @@ section! {
         engine: String = "embedded".into(),
         /// The Ballista scheduler, `df://HOST:PORT`.
         scheduler: String = "df://localhost:50050".into(),
-        /// "" (a query fails with a clear error while the scheduler cannot be reached) or
-        /// "embedded" (it runs in this process instead, with a warning).
-        fallback: String = String::new(),
+        /// Unset (a query fails with a clear error while the scheduler cannot be reached)
+        /// or "embedded" (it runs in this process instead, with a warning).
+        fallback: Option<String> = None,
     }
 }
 
@@ -119,7 +171,7 @@ section! {
         /// The data set's identifier (Spending and Revenue: bpnb-jwfb).
         dataset: String = "bpnb-jwfb".into(),
         /// A Socrata app token, sent as X-App-Token (raises the portal's rate limits).
-        app_token: String = String::new(),
+        app_token: Option<String> = None,
         /// Rows per page (`$limit`; the portal's 2.0 API allows up to 50,000).
         page_rows: u64 = 50_000,
         /// Longest one request may take, in seconds.
@@ -129,8 +181,8 @@ section! {
         /// First wait between attempts, in milliseconds; doubles each time.
         backoff_ms: u64 = 2_000,
         /// When `citybooks serve` refreshes the current fiscal year: a cron expression in
-        /// the server's local time ("0 6 * * MON": Mondays at 06:00) or "" for never.
-        schedule: String = String::new(),
+        /// the server's local time ("0 6 * * MON": Mondays at 06:00); unset: never.
+        schedule: Option<String> = None,
         /// Longest wait between retries of a failed scheduled refresh, in seconds.
         retry_max_secs: u64 = 3_600,
     }
@@ -147,6 +199,10 @@ pub enum PasswordAuth {
     Md5,
     /// The password itself, over TLS only.
     Cleartext,
+}
+
+impl ConfigValue for PasswordAuth {
+    const KIND: ValueKind = ValueKind::Text;
 }
 
 impl std::fmt::Display for PasswordAuth {
@@ -170,9 +226,9 @@ section! {
         port: u16 = 5439,
         /// TLS certificate chain (PEM); with `tls_key`, TLS is offered and a bad file stops
         /// the server. Relative to the project folder.
-        tls_cert: String = String::new(),
+        tls_cert: Option<String> = None,
         /// TLS private key (PEM, PKCS#8 or RSA).
-        tls_key: String = String::new(),
+        tls_key: Option<String> = None,
         /// With TLS configured: refuse clients that do not use it.
         tls_required: bool = false,
         /// How clients prove their password: `scram` (SCRAM-SHA-256), `md5` (for drivers
@@ -212,15 +268,15 @@ section! {
         listen: String = "0.0.0.0".into(),
         /// TCP port (`--http-port` overrides it).
         port: u16 = 8080,
-        /// If not empty, every /api request needs `Authorization: Bearer <token>`.
-        token: String = String::new(),
+        /// If set, every /api request needs `Authorization: Bearer <token>`.
+        token: Option<String> = None,
         /// Most rows `POST /api/sql` returns as JSON (downloads are not limited).
         row_limit: usize = 10_000,
         /// Longest a request's query may run, in seconds.
         timeout_secs: u64 = 60,
         /// Serve the dashboard from this folder (web/src of a checkout) instead of the copy
         /// built into the binary: for working on the dashboard without rebuilding.
-        assets_dir: String = String::new(),
+        assets_dir: Option<String> = None,
         /// Keep the answers of the dashboard's routes (charts, explorer, years) until the
         /// next load.
         cache: bool = true,
@@ -261,14 +317,14 @@ section! {
     StoreConfig in "store" {
         /// A folder (relative to the project folder, or absolute) or `s3://bucket/prefix`.
         url: String = "store".into(),
-        /// S3 endpoint for S3-compatible servers; empty means AWS.
-        endpoint: String = String::new(),
-        /// S3 region; empty means the `AWS_REGION` variable or `us-east-1`.
-        region: String = String::new(),
-        /// S3 access key; empty means the `AWS_ACCESS_KEY_ID` variable.
-        access_key_id: String = String::new(),
-        /// S3 secret key; empty means the `AWS_SECRET_ACCESS_KEY` variable.
-        secret_access_key: String = String::new(),
+        /// S3 endpoint for S3-compatible servers; unset means AWS.
+        endpoint: Option<String> = None,
+        /// S3 region; unset means the `AWS_REGION` variable or `us-east-1`.
+        region: Option<String> = None,
+        /// S3 access key; unset means the `AWS_ACCESS_KEY_ID` variable.
+        access_key_id: Option<String> = None,
+        /// S3 secret key; unset means the `AWS_SECRET_ACCESS_KEY` variable.
+        secret_access_key: Option<String> = None,
         /// Allow plain HTTP to the endpoint (local S3-compatible servers).
         allow_http: bool = false,
     }
@@ -301,6 +357,36 @@ pub enum ConfigError {
 
 /// The prefix of every configuration variable.
 pub const ENV_PREFIX: &str = "CITYBOOKS_";
+/// The environment variable that overrides `key` of `section`: `CITYBOOKS_SQL_PORT`.
+fn env_var(section: &str, key: &Key) -> String {
+    format!(
+        "{ENV_PREFIX}{}_{}",
+        section.to_uppercase(),
+        key.name.to_uppercase()
+    )
+}
+
+/// An environment variable's text as the key's value; `None` unsets an optional key.
+fn env_value(kind: ValueKind, raw: &str) -> Result<Option<toml::Value>, String> {
+    Ok(Some(match kind {
+        ValueKind::Text => toml::Value::String(raw.to_string()),
+        ValueKind::OptionalText if raw.trim().is_empty() => return Ok(None),
+        ValueKind::OptionalText => toml::Value::String(raw.to_string()),
+        ValueKind::Integer => toml::Value::Integer(
+            raw.trim()
+                .parse()
+                .map_err(|_| format!("{raw:?} is not an integer"))?,
+        ),
+        ValueKind::Boolean => {
+            toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => true,
+                "0" | "false" | "no" | "off" => false,
+                _ => return Err(format!("{raw:?} is not a boolean (true/false)")),
+            })
+        }
+    }))
+}
+
 /// `CITYBOOKS_*` variables that are not configuration keys.
 const NOT_CONFIG: &[&str] = &["CITYBOOKS_PROJECT", "CITYBOOKS_FAILPOINT", "CITYBOOKS_LOG"];
 
@@ -317,79 +403,62 @@ impl Config {
             message,
         };
         let mut value: toml::Table = toml::from_str(text).map_err(|e| parse_err(e.to_string()))?;
-        // The defaults tell which keys exist and their types.
-        let defaults = Self::default_values();
         let mut overrides: BTreeMap<String, String> = vars
             .into_iter()
             .filter(|(k, _)| k.starts_with(ENV_PREFIX) && !NOT_CONFIG.contains(&k.as_str()))
             .collect();
-        for (section, keys) in &defaults {
-            let Some(keys) = keys.as_table() else {
-                continue;
-            };
-            for (key, default) in keys {
-                let var = format!(
-                    "{ENV_PREFIX}{}_{}",
-                    section.to_uppercase(),
-                    key.to_uppercase()
-                );
+        for (section, _, keys) in Self::SECTIONS {
+            for key in keys {
+                let var = env_var(section, key);
                 let Some(raw) = overrides.remove(&var) else {
                     continue;
                 };
-                let typed = match default {
-                    toml::Value::String(_) => toml::Value::String(raw),
-                    toml::Value::Integer(_) => {
-                        toml::Value::Integer(raw.trim().parse().map_err(|_| ConfigError::Env {
-                            var: var.clone(),
-                            message: format!("{raw:?} is not an integer"),
-                        })?)
-                    }
-                    toml::Value::Boolean(_) => {
-                        toml::Value::Boolean(match raw.trim().to_ascii_lowercase().as_str() {
-                            "1" | "true" | "yes" | "on" => true,
-                            "0" | "false" | "no" | "off" => false,
-                            _ => {
-                                return Err(ConfigError::Env {
-                                    var,
-                                    message: format!("{raw:?} is not a boolean (true/false)"),
-                                })
-                            }
-                        })
-                    }
-                    other => other.clone(),
-                };
-                value
-                    .entry(section.clone())
+                let table = value
+                    .entry(section)
                     .or_insert_with(|| toml::Value::Table(Default::default()))
                     .as_table_mut()
-                    .ok_or_else(|| parse_err(format!("[{section}] must be a table")))?
-                    .insert(key.clone(), typed);
+                    .ok_or_else(|| parse_err(format!("[{section}] must be a table")))?;
+                match env_value(key.kind, &raw).map_err(|message| ConfigError::Env {
+                    var: var.clone(),
+                    message,
+                })? {
+                    Some(v) => table.insert(key.name.to_string(), v),
+                    // An empty variable unsets an optional key, whatever the file says.
+                    None => table.remove(key.name),
+                };
             }
         }
         if let Some((var, _)) = overrides.into_iter().next() {
-            let known: Vec<String> = defaults
+            let known: Vec<String> = Self::SECTIONS
                 .iter()
-                .flat_map(|(s, keys)| {
-                    keys.as_table().into_iter().flat_map(move |t| {
-                        t.keys().map(move |k| {
-                            format!("{ENV_PREFIX}{}_{}", s.to_uppercase(), k.to_uppercase())
-                        })
-                    })
-                })
+                .flat_map(|(section, _, keys)| keys.iter().map(|k| env_var(section, k)))
                 .collect();
             return Err(ConfigError::Env {
                 var,
                 message: format!("not a configuration key; known: {}", known.join(", ")),
             });
         }
-        let config = Config::deserialize(value).map_err(|e| parse_err(e.to_string()))?;
+        let mut config = Config::deserialize(value).map_err(|e| parse_err(e.to_string()))?;
+        config.normalise();
         config.check().map_err(parse_err)?;
         Ok(config.clamped())
     }
 
+    /// Every optional key set to `""` becomes unset.
+    fn normalise(&mut self) {
+        self.store.normalise();
+        self.load.normalise();
+        self.sftp.normalise();
+        self.sql.normalise();
+        self.http.normalise();
+        self.fetch.normalise();
+        self.query.normalise();
+        self.publish.normalise();
+    }
+
     /// Refuses keys that make no sense together, naming them.
     fn check(&self) -> Result<(), String> {
-        if self.sql.tls_cert.is_empty() != self.sql.tls_key.is_empty() {
+        if self.sql.tls_cert.is_some() != self.sql.tls_key.is_some() {
             return Err("[sql] TLS needs both tls_cert and tls_key (or neither)".into());
         }
         Ok(())
@@ -454,7 +523,10 @@ impl Config {
             out.push_str(&format!("[{section}]\n"));
             for key in keys {
                 comment(&mut out, key.doc);
-                out.push_str(&format!("{} = {}\n", key.name, defaults[section][key.name]));
+                match defaults[section].get(key.name) {
+                    Some(value) => out.push_str(&format!("{} = {value}\n", key.name)),
+                    None => out.push_str(&format!("# {} = (unset)\n", key.name)),
+                }
             }
         }
         out
@@ -466,10 +538,11 @@ impl Config {
         let mut out = String::from("| key | default | meaning |\n| --- | --- | --- |\n");
         for (section, _, keys) in Self::SECTIONS {
             for key in keys {
-                let default = match &defaults[section][key.name] {
-                    toml::Value::String(s) if s.is_empty() => "empty".to_string(),
-                    toml::Value::String(s) => format!("`{s}`"),
-                    other => format!("`{other}`"),
+                let default = match defaults[section].get(key.name) {
+                    None => "unset".to_string(),
+                    Some(toml::Value::String(s)) if s.is_empty() => "empty".to_string(),
+                    Some(toml::Value::String(s)) => format!("`{s}`"),
+                    Some(other) => format!("`{other}`"),
                 };
                 let meaning = key
                     .doc
@@ -516,11 +589,15 @@ mod tests {
         assert_eq!(sorted, sections, "Config::SECTIONS lists every section");
         for (section, doc, keys) in Config::SECTIONS {
             assert!(!doc.trim().is_empty(), "[{section}] has no documentation");
-            let names: Vec<&str> = keys.iter().map(|k| k.name).collect();
             let table = defaults[section].as_table().expect("a section is a table");
             let mut in_toml: Vec<&str> = table.keys().map(String::as_str).collect();
             in_toml.sort_unstable();
-            let mut sorted = names.clone();
+            // Optional keys are unset by default, so TOML leaves them out.
+            let mut sorted: Vec<&str> = keys
+                .iter()
+                .filter(|k| k.kind != ValueKind::OptionalText)
+                .map(|k| k.name)
+                .collect();
             sorted.sort_unstable();
             assert_eq!(sorted, in_toml, "[{section}]");
             for key in keys {
@@ -573,6 +650,28 @@ mod tests {
         assert_eq!(c.store.url, "s3://b/p");
         assert!(c.store.allow_http);
         assert_eq!(c.load.batch_rows, 2000);
+    }
+
+    #[test]
+    fn optional_keys_are_unset_not_empty() {
+        let c = parse("", &[]).unwrap();
+        assert_eq!(
+            (c.sql.tls_cert, c.http.token, c.fetch.schedule),
+            (None, None, None)
+        );
+        // Files written by older versions say `key = ""`: that is unset too.
+        let c = parse(
+            "[publish]\ntarget = \"\"\n[http]\ntoken = \"t\"\n",
+            &[("CITYBOOKS_FETCH_SCHEDULE", "0 6 * * MON")],
+        )
+        .unwrap();
+        assert_eq!(c.publish.target, None);
+        assert_eq!(c.http.token.as_deref(), Some("t"));
+        assert_eq!(c.fetch.schedule.as_deref(), Some("0 6 * * MON"));
+        // An empty variable unsets what the file set.
+        let c = parse("[http]\ntoken = \"t\"\n", &[("CITYBOOKS_HTTP_TOKEN", "")]).unwrap();
+        assert_eq!(c.http.token, None);
+        assert!(Config::commented_default().contains("# token = (unset)"));
     }
 
     #[test]

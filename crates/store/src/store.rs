@@ -111,17 +111,17 @@ impl Store {
                 }
                 let prefix = ObjectPath::from(root.path().trim_matches('/'));
                 let mut options = HashMap::new();
-                let mut set = |k: &str, v: &str| {
-                    if !v.is_empty() {
+                let mut set = |k: &str, v: Option<&str>| {
+                    if let Some(v) = v {
                         options.insert(k.to_string(), v.to_string());
                     }
                 };
-                set("aws_endpoint", &config.endpoint);
-                set("aws_region", &config.region);
-                set("aws_access_key_id", &config.access_key_id);
-                set("aws_secret_access_key", &config.secret_access_key);
+                set("aws_endpoint", config.endpoint.as_deref());
+                set("aws_region", config.region.as_deref());
+                set("aws_access_key_id", config.access_key_id.as_deref());
+                set("aws_secret_access_key", config.secret_access_key.as_deref());
                 if config.allow_http {
-                    set("aws_allow_http", "true");
+                    set("aws_allow_http", Some("true"));
                 }
                 let inner =
                     s3_client(&bucket, &options).map_err(|source| StoreError::ObjectStore {
