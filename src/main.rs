@@ -6,7 +6,6 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{bail, Context, Result};
-use citybooks_model::Table;
 use citybooks_query::dashboard::{CHARTS, ORIGINAL_QUERY};
 use citybooks_query::{write_batches, Engine, OutputFormat};
 use citybooks_sftp::{HostKeys, Users};
@@ -980,12 +979,7 @@ async fn status(project: &Project) -> Result<()> {
         println!("\nno loads yet: citybooks load FILE.csv");
         return Ok(());
     }
-    print_query(
-        &wh,
-        "loads",
-        "select load_id, status, source_file, rows_read, rows_loaded, rows_quarantined, years_replaced, finished, coalesce(error, hold) as reason from meta.loads order by load_id",
-    )
-    .await?;
+    print_query(&wh, "loads", citybooks_warehouse::status::LOADS).await?;
     let held = citybooks_warehouse::loads::waiting(&loads);
     if !held.is_empty() {
         println!("\nheld loads (nothing of them was replaced):");
@@ -998,33 +992,9 @@ async fn status(project: &Project) -> Result<()> {
             );
         }
     }
-    let counts: Vec<String> = Table::all()
-        .iter()
-        .enumerate()
-        .map(|(i, t)| {
-            format!(
-                "select {i} as n, '{0}' as table_name, count(*) as row_count from {0}",
-                t.qualified_name()
-            )
-        })
-        .collect();
-    let counts = format!(
-        "select table_name, row_count from ({}) order by n",
-        counts.join(" union all ")
-    );
-    print_query(&wh, "rows per table", &counts).await?;
-    print_query(
-        &wh,
-        "report.transaction per fiscal year",
-        "select fiscal_year, count(*) as row_count, sum(amount) as net_amount, max(load_id) as load_id from report.transaction group by fiscal_year order by fiscal_year",
-    )
-    .await?;
-    print_query(
-        &wh,
-        "quarantine",
-        "select load_id, count(*) as rows_quarantined from meta.quarantine group by load_id order by load_id",
-    )
-    .await?;
+    for q in citybooks_warehouse::status::tables() {
+        print_query(&wh, q.title, &q.sql).await?;
+    }
     Ok(())
 }
 

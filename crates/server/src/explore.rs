@@ -4,12 +4,27 @@
 //! SQL statement over `report.*`, returned with the result so a user can run it
 //! elsewhere.
 
+use citybooks_model::ledger::{Column, Kind};
 use citybooks_model::{ledger, Layout};
 
 /// The drill-down hierarchies: the ledger's ([`citybooks_model::ledger`]), as the
 /// dashboard lists them (`GET /api/hierarchies`).
 pub fn hierarchies() -> &'static [Layout] {
     &ledger().layouts
+}
+
+/// The yes/no attribute the "related" switch filters on, and its hierarchy: the first
+/// the ledger describes (San Francisco's `related_govt_units` of `report.program`:
+/// entities related to but separate from the City are left out unless asked for).
+fn related() -> Option<(&'static Layout, &'static Column)> {
+    hierarchies().iter().find_map(|l| {
+        let c = l
+            .hierarchy
+            .attributes
+            .iter()
+            .find(|c| c.kind == Kind::YesNo)?;
+        Some((l, c))
+    })
 }
 
 /// The (column, label) of each level of a hierarchy, the broadest first.
@@ -158,17 +173,22 @@ impl View {
         // result it builds the hash table on the left side, so the fact table is joined
         // to the larger dimensions first and to report.finance (two rows) last. The
         // other order made the 10M-row trend 8x slower (bench/dashboard_latency.py).
+        let join = |l: &Layout| {
+            let (alias, key) = (l.hierarchy.alias, l.key);
+            format!(
+                "join report.{} {alias} on t.{key} = {alias}.{key}\n",
+                l.hierarchy.table
+            )
+        };
+        let related = related();
         let mut sql = String::from("from report.transaction t\n");
-        if h.alias != "p" {
-            sql.push_str(&format!(
-                "join report.{} {} on t.{} = {}.{}\n",
-                h.table, h.alias, layout.key, h.alias, layout.key
-            ));
+        if related.is_none_or(|(r, _)| r.number != layout.number) {
+            sql.push_str(&join(layout));
         }
-        sql.push_str(
-            "join report.program p on t.program_id = p.program_id\n\
-             join report.finance f on t.finance_id = f.finance_id\n",
-        );
+        if let Some((r, _)) = related {
+            sql.push_str(&join(r));
+        }
+        sql.push_str("join report.finance f on t.finance_id = f.finance_id\n");
         sql.push_str(&format!(
             "where f.revenue_or_spending = {}",
             literal(self.side.as_str())
@@ -178,8 +198,11 @@ impl View {
                 sql.push_str(&format!("\n  and t.fiscal_year = {year}"));
             }
         }
-        if !self.include_related {
-            sql.push_str("\n  and p.related_govt_units = 'No'");
+        if let Some((r, column)) = related.filter(|_| !self.include_related) {
+            sql.push_str(&format!(
+                "\n  and {}.{} = 'No'",
+                r.hierarchy.alias, column.name
+            ));
         }
         for (level, name) in self.path.iter().enumerate() {
             sql.push_str(&format!(

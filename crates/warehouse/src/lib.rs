@@ -7,6 +7,8 @@
 //!   `citybooks-model`) → decide (unchanged, nothing loadable, held) → dimensions
 //!   (rule 6, stable keys) → facts (exact, streamed into one commit) → quarantine →
 //!   record (`meta.loads`), one Delta commit per table.
+//! * [`status`] — the SQL of `citybooks status`: loads, rows per table, facts per fiscal
+//!   year, quarantine.
 //! * [`loads`] — the rows of `meta.loads` (a [`LoadStatus`] and its reasons) and what
 //!   they decide (idempotent reloads, held loads); older stores still read.
 //! * [`error`] — [`WarehouseError`]: variants a caller can match (the file changed
@@ -26,6 +28,7 @@ pub mod loader;
 pub mod loads;
 pub mod publishes;
 pub mod shrink;
+pub mod status;
 pub mod tables;
 
 pub use error::WarehouseError;
