@@ -242,6 +242,90 @@ impl Client {
     }
 }
 
+/// The state of an interrupted fetch of the same query, when the portal still counts
+/// the same rows; otherwise a fresh state, with the staging area emptied.
+async fn resume_or_start(
+    store: &Store,
+    query: &Query,
+    staging: &str,
+    state_rel: &str,
+    total: u64,
+) -> Result<State, FetchError> {
+    let previous: Option<State> = match store.exists(state_rel).await? {
+        true => serde_json::from_slice(&store.get(state_rel).await?).ok(),
+        false => None,
+    };
+    match previous {
+        Some(s) if s.total == total => {
+            if s.pages_done > 0 {
+                tracing::info!(
+                    "resuming {}: {} page(s) already here",
+                    s.query,
+                    s.pages_done
+                );
+            }
+            Ok(s)
+        }
+        other => {
+            if other.is_some() {
+                tracing::info!(
+                    "the portal's row count changed since the interrupted fetch: starting over"
+                );
+            }
+            store.delete_prefix(staging).await?;
+            Ok(State {
+                query: format!(
+                    "{} of {} at {}",
+                    query.years.describe(),
+                    query.dataset,
+                    query.portal
+                ),
+                total,
+                pages_done: 0,
+                bytes: 0,
+                header: None,
+            })
+        }
+    }
+}
+
+/// Publishes the staged pages as one file under `raw/datasf/<UTC time>/`, the header
+/// once; returns its path and size.
+async fn publish_pages(
+    store: &Store,
+    staging: &str,
+    pages: u64,
+    dataset: &str,
+) -> Result<(String, u64), FetchError> {
+    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
+    let file = format!("raw/datasf/{stamp}/{dataset}.csv");
+    let reader_store = store.clone();
+    let staging = staging.to_string();
+    let chunks = futures::stream::iter(0..pages).then(move |page| {
+        let store = reader_store.clone();
+        let rel = page_rel(&staging, page);
+        async move {
+            let body = store.get(&rel).await.map_err(std::io::Error::other)?;
+            if page == 0 {
+                return Ok::<Bytes, std::io::Error>(body);
+            }
+            let skip = body
+                .iter()
+                .position(|b| *b == b'\n')
+                .map_or(body.len(), |i| i + 1);
+            Ok(body.slice(skip..))
+        }
+    });
+    let bytes = store
+        .put_stream(
+            &file,
+            tokio_util::io::StreamReader::new(Box::pin(chunks)),
+            |_| {},
+        )
+        .await?;
+    Ok((file, bytes))
+}
+
 fn page_rel(staging: &str, page: u64) -> String {
     format!("{staging}/page-{page:06}.csv")
 }
@@ -265,42 +349,7 @@ pub async fn fetch(
     if total == 0 {
         return Err(FetchError::Empty(query.years.describe()));
     }
-    let previous: Option<State> = match store.exists(&state_rel).await? {
-        true => serde_json::from_slice(&store.get(&state_rel).await?).ok(),
-        false => None,
-    };
-    let mut state = match previous {
-        Some(s) if s.total == total => {
-            if s.pages_done > 0 {
-                tracing::info!(
-                    "resuming {}: {} page(s) already here",
-                    s.query,
-                    s.pages_done
-                );
-            }
-            s
-        }
-        other => {
-            if other.is_some() {
-                tracing::info!(
-                    "the portal's row count changed since the interrupted fetch: starting over"
-                );
-            }
-            store.delete_prefix(&staging).await?;
-            State {
-                query: format!(
-                    "{} of {} at {}",
-                    query.years.describe(),
-                    query.dataset,
-                    query.portal
-                ),
-                total,
-                pages_done: 0,
-                bytes: 0,
-                header: None,
-            }
-        }
-    };
+    let mut state = resume_or_start(store, query, &staging, &state_rel, total).await?;
     let resumed_pages = state.pages_done;
     let pages = query.pages(total);
     let mut shown = Progress {
@@ -348,33 +397,7 @@ pub async fn fetch(
         progress(&shown);
     }
 
-    // Publish: the pages as one file, the header once.
-    let stamp = chrono::Utc::now().format("%Y%m%dT%H%M%S%.6fZ");
-    let file = format!("raw/datasf/{stamp}/{}.csv", query.dataset);
-    let reader_store = store.clone();
-    let staging_for_stream = staging.clone();
-    let chunks = futures::stream::iter(0..pages).then(move |page| {
-        let store = reader_store.clone();
-        let rel = page_rel(&staging_for_stream, page);
-        async move {
-            let body = store.get(&rel).await.map_err(std::io::Error::other)?;
-            if page == 0 {
-                return Ok::<Bytes, std::io::Error>(body);
-            }
-            let skip = body
-                .iter()
-                .position(|b| *b == b'\n')
-                .map_or(body.len(), |i| i + 1);
-            Ok(body.slice(skip..))
-        }
-    });
-    let bytes = store
-        .put_stream(
-            &file,
-            tokio_util::io::StreamReader::new(Box::pin(chunks)),
-            |_| {},
-        )
-        .await?;
+    let (file, bytes) = publish_pages(store, &staging, pages, &query.dataset).await?;
     store.delete_prefix(&staging).await?;
     Ok(FetchOutcome {
         file,

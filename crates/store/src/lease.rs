@@ -74,6 +74,21 @@ impl std::fmt::Display for Holder {
     }
 }
 
+/// This process's record for a new lease taken for `purpose`.
+fn our_holder(purpose: &str) -> Holder {
+    let now = now_ms();
+    Holder {
+        host: host_name(),
+        pid: std::process::id(),
+        purpose: purpose.to_string(),
+        since_ms: now,
+        renewed_ms: now,
+        released: false,
+        node: node(),
+        process_start: process_start(std::process::id()).unwrap_or(0),
+    }
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -284,73 +299,89 @@ impl Store {
                     n + 1
                 }
             };
-            let now = now_ms();
-            let holder = Holder {
-                host: host_name(),
-                pid: std::process::id(),
-                purpose: purpose.to_string(),
-                since_ms: now,
-                renewed_ms: now,
-                released: false,
-                node: node(),
-                process_start: process_start(std::process::id()).unwrap_or(0),
-            };
-            let rel = Self::lease_object(&dir, next);
-            let opts = PutOptions {
-                mode: PutMode::Create,
-                ..Default::default()
-            };
-            match self
-                .object_store()
-                .put_opts(&self.path(&rel), record(&holder), opts)
-                .await
-            {
-                Ok(_) => {
-                    // On a store whose create may race (see the module's doc), another
-                    // contender's record may land on ours just after: let it settle,
-                    // and wait again if ours was replaced.
-                    if self.local_dir().is_none() {
-                        tokio::time::sleep(poll).await;
-                        match self.lease_record(&dir, next).await? {
-                            Some(r) if r.same_holding(&holder) => {}
-                            _ => continue,
-                        }
-                    }
-                    self.prune_leases(&dir, next).await;
-                    let renewed = Arc::new(Mutex::new(Instant::now()));
-                    let replaced = Arc::new(Mutex::new(None));
-                    let heartbeat = tokio::spawn(heartbeat(
-                        self.clone(),
-                        (dir.clone(), next),
-                        holder.clone(),
-                        ttl,
-                        renewed.clone(),
-                        replaced.clone(),
-                    ));
-                    return Ok(Lease {
-                        store: self.clone(),
-                        dir,
-                        number: next,
-                        holder,
-                        ttl,
-                        renewed,
-                        replaced,
-                        heartbeat,
-                        waited: Waited {
-                            seconds: started.elapsed().as_secs_f64(),
-                            for_holders: waited_for,
-                        },
-                    });
-                }
-                // Another contender took `next` first: look again.
-                Err(object_store::Error::AlreadyExists { .. }) => continue,
-                Err(source) => {
-                    return Err(StoreError::ObjectStore {
-                        store: self.root().to_string(),
-                        source,
-                    })
-                }
+            let holder = our_holder(purpose);
+            if !self.claim(&dir, next, &holder, poll).await? {
+                continue;
             }
+            let waited = Waited {
+                seconds: started.elapsed().as_secs_f64(),
+                for_holders: waited_for,
+            };
+            return Ok(self.holding(dir, next, holder, ttl, waited).await);
+        }
+    }
+
+    /// Writes `holder` as lease number `next`: true when the lease is ours, false
+    /// when another contender took that number first (look again).
+    async fn claim(
+        &self,
+        dir: &str,
+        next: u64,
+        holder: &Holder,
+        poll: Duration,
+    ) -> Result<bool, StoreError> {
+        let rel = Self::lease_object(dir, next);
+        let opts = PutOptions {
+            mode: PutMode::Create,
+            ..Default::default()
+        };
+        match self
+            .object_store()
+            .put_opts(&self.path(&rel), record(holder), opts)
+            .await
+        {
+            Ok(_) => {
+                // On a store whose create may race (see the module's doc), another
+                // contender's record may land on ours just after: let it settle, and
+                // wait again if ours was replaced.
+                if self.local_dir().is_none() {
+                    tokio::time::sleep(poll).await;
+                    match self.lease_record(dir, next).await? {
+                        Some(r) if r.same_holding(holder) => {}
+                        _ => return Ok(false),
+                    }
+                }
+                Ok(true)
+            }
+            Err(object_store::Error::AlreadyExists { .. }) => Ok(false),
+            Err(source) => Err(StoreError::ObjectStore {
+                store: self.root().to_string(),
+                source,
+            }),
+        }
+    }
+
+    /// The lease `next` of `dir`, now ours: older records pruned, its heartbeat
+    /// started.
+    async fn holding(
+        &self,
+        dir: String,
+        next: u64,
+        holder: Holder,
+        ttl: Duration,
+        waited: Waited,
+    ) -> Lease {
+        self.prune_leases(&dir, next).await;
+        let renewed = Arc::new(Mutex::new(Instant::now()));
+        let replaced = Arc::new(Mutex::new(None));
+        let heartbeat = tokio::spawn(heartbeat(
+            self.clone(),
+            (dir.clone(), next),
+            holder.clone(),
+            ttl,
+            renewed.clone(),
+            replaced.clone(),
+        ));
+        Lease {
+            store: self.clone(),
+            dir,
+            number: next,
+            holder,
+            ttl,
+            renewed,
+            replaced,
+            heartbeat,
+            waited,
         }
     }
 
