@@ -94,170 +94,36 @@ impl KeyOverlay {
         let attributes = self
             .rows("select attrelid, attname, attnum from pg_catalog.pg_attribute")
             .await?;
-        let mut ns_of: BTreeMap<String, i32> = BTreeMap::new();
-        for b in &namespaces {
-            let oid = int32(b, "oid")?;
-            let name = utf8(b, "nspname")?;
-            for i in 0..b.num_rows() {
-                ns_of.insert(name.value(i).to_string(), oid.value(i));
-            }
-        }
-        // (namespace oid, relname) → (table oid, batch, row)
-        let mut rel: BTreeMap<(i32, String), (i32, usize, usize)> = BTreeMap::new();
-        let mut catalog_oids: BTreeMap<String, i32> = BTreeMap::new();
-        let mut relations: BTreeMap<String, i32> = BTreeMap::new();
-        let mut relation_names: BTreeMap<i32, String> = BTreeMap::new();
-        let namespace_name: BTreeMap<i32, String> =
-            ns_of.iter().map(|(n, o)| (*o, n.clone())).collect();
-        let pg_catalog = ns_of.get("pg_catalog").copied();
-        for (bi, b) in classes.iter().enumerate() {
-            let (oid, name, ns, kind) = (
-                int32(b, "oid")?,
-                utf8(b, "relname")?,
-                int32(b, "relnamespace")?,
-                utf8(b, "relkind")?,
-            );
-            for i in 0..b.num_rows() {
-                if Some(ns.value(i)) == pg_catalog {
-                    catalog_oids.insert(name.value(i).to_string(), oid.value(i));
-                }
-                if let Some(schema) = namespace_name.get(&ns.value(i)) {
-                    relations.insert(format!("{schema}.{}", name.value(i)), oid.value(i));
-                    if ["pg_catalog", "report", "meta"].contains(&schema.as_str()) {
-                        relations
-                            .entry(name.value(i).to_string())
-                            .or_insert(oid.value(i));
-                        relation_names.insert(oid.value(i), name.value(i).to_string());
-                    } else {
-                        relation_names.insert(oid.value(i), format!("{schema}.{}", name.value(i)));
-                    }
-                }
-                if kind.value(i) == "r" {
-                    rel.insert(
-                        (ns.value(i), name.value(i).to_string()),
-                        (oid.value(i), bi, i),
-                    );
-                }
-            }
-        }
-        let mut attnum: BTreeMap<(i32, String), i16> = BTreeMap::new();
-        for b in &attributes {
-            let (relid, name) = (int32(b, "attrelid")?, utf8(b, "attname")?);
-            let num = b
-                .column_by_name("attnum")
-                .map(|c| cast(c, &DataType::Int16))
-                .transpose()?
-                .ok_or_else(|| DataFusionError::Plan("pg_attribute has no attnum".into()))?;
-            let num = num.as_primitive::<arrow::datatypes::Int16Type>();
-            for i in 0..b.num_rows() {
-                attnum.insert((relid.value(i), name.value(i).to_string()), num.value(i));
-            }
-        }
-        let mut schema_descriptions = BTreeMap::new();
+        let types = self
+            .rows("select oid, typname from pg_catalog.pg_type")
+            .await?;
+        let ns_of = namespace_oids(&namespaces)?;
+        let found = Relations::read(&classes, &ns_of)?;
+        let attnum = attribute_numbers(&attributes)?;
+        let mut keys = Keys {
+            types: type_oids(&types)?,
+            class_oid: found.catalog_oids.get("pg_class").copied().unwrap_or(1259),
+            constraint_oid: found
+                .catalog_oids
+                .get("pg_constraint")
+                .copied()
+                .unwrap_or(2606),
+            relations: found.relations.clone(),
+            relation_names: found.relation_names.clone(),
+            ..Keys::default()
+        };
         for (schema, description) in citybooks_model::schema::SCHEMAS {
             if let Some(oid) = ns_of.get(*schema) {
-                schema_descriptions.insert((*oid, 0), *description);
+                keys.descriptions.insert((*oid, 0), *description);
             }
         }
         let find = |t: Table| -> Option<(i32, i32, usize, usize)> {
             let ns = *ns_of.get(t.schema_name())?;
-            let (oid, bi, i) = *rel.get(&(ns, t.name().to_string()))?;
+            let (oid, bi, i) = *found.tables.get(&(ns, t.name().to_string()))?;
             Some((ns, oid, bi, i))
         };
-        let mut types = BTreeMap::new();
-        for b in &self
-            .rows("select oid, typname from pg_catalog.pg_type")
-            .await?
-        {
-            let oid = cast(b.column(0), &DataType::Int32)?;
-            let oid = oid.as_primitive::<arrow::datatypes::Int32Type>();
-            let name = cast(b.column(1), &DataType::Utf8)?;
-            let name = name.as_string::<i32>();
-            for i in 0..b.num_rows() {
-                types.insert(name.value(i).to_string(), oid.value(i));
-            }
-        }
-        let mut keys = Keys {
-            types,
-            relations,
-            relation_names,
-            class_oid: catalog_oids.get("pg_class").copied().unwrap_or(1259),
-            constraint_oid: catalog_oids.get("pg_constraint").copied().unwrap_or(2606),
-            ..Keys::default()
-        };
-        keys.descriptions.extend(schema_descriptions);
-        let mut next = KEY_OID_BASE;
-        let mut pk_constraint: std::collections::HashMap<Table, i32> = Default::default();
-        for t in Table::all() {
-            let Some((ns, relid, bi, i)) = find(t) else {
-                continue;
-            };
-            keys.class_rows.insert(relid, (bi, i));
-            keys.tables.insert(relid, t);
-            keys.descriptions.insert((relid, 0), t.description());
-            for f in t.schema().fields() {
-                if let (Some(d), Some(n)) = (
-                    t.column_description(f.name()),
-                    attnum.get(&(relid, f.name().clone())),
-                ) {
-                    keys.descriptions.insert((relid, *n as i32), d);
-                }
-            }
-            if let Some(column) = t.id_column() {
-                let Some(n) = attnum.get(&(relid, column.to_string())) else {
-                    continue;
-                };
-                keys.keys.push(Key {
-                    oid: next,
-                    name: format!("{}_pkey", t.name()),
-                    namespace: ns,
-                    table: t,
-                    relid,
-                    kind: 'p',
-                    column,
-                    attnum: *n,
-                    references: None,
-                });
-                pk_constraint.insert(t, next);
-                next += 2;
-            }
-        }
-        for t in Table::all() {
-            let Some((ns, relid, _, _)) = find(t) else {
-                continue;
-            };
-            for (column, target) in t.foreign_keys() {
-                let (Some(n), Some((_, target_relid, _, _)), Some(target_column), Some(pk)) = (
-                    attnum.get(&(relid, column.to_string())),
-                    find(target),
-                    target.id_column(),
-                    pk_constraint.get(&target),
-                ) else {
-                    continue;
-                };
-                let Some(target_n) = attnum.get(&(target_relid, target_column.to_string())) else {
-                    continue;
-                };
-                keys.keys.push(Key {
-                    oid: next,
-                    name: format!("{}_{column}_fkey", t.name()),
-                    namespace: ns,
-                    table: t,
-                    relid,
-                    kind: 'f',
-                    column,
-                    attnum: *n,
-                    references: Some((
-                        target,
-                        target_relid,
-                        target_column,
-                        *target_n,
-                        index_oid(*pk),
-                    )),
-                });
-                next += 2;
-            }
-        }
+        let pk_constraint = keys.add_tables(&find, &attnum);
+        keys.add_foreign_keys(&find, &attnum, &pk_constraint);
         *self.state.write().unwrap_or_else(|e| e.into_inner()) = keys;
         Ok(classes)
     }
@@ -816,5 +682,207 @@ impl TableProvider for KeyTable {
         MemTable::try_new(self.schema.clone(), vec![vec![batch]])?
             .scan(state, projection, filters, limit)
             .await
+    }
+}
+/// Where a table of ours sits in the catalog: (namespace oid, table oid, batch, row of
+/// `pg_class`).
+type Found = (i32, i32, usize, usize);
+/// (table oid, column name) → `attnum`.
+type AttNums = BTreeMap<(i32, String), i16>;
+
+impl Keys {
+    /// Every table's row of `pg_class`, its descriptions and its primary key; returns
+    /// the oid of each primary key constraint.
+    fn add_tables(
+        &mut self,
+        find: &impl Fn(Table) -> Option<Found>,
+        attnum: &AttNums,
+    ) -> std::collections::HashMap<Table, i32> {
+        let mut pk_constraint = std::collections::HashMap::new();
+        for t in Table::all() {
+            let Some((ns, relid, bi, i)) = find(t) else {
+                continue;
+            };
+            self.class_rows.insert(relid, (bi, i));
+            self.tables.insert(relid, t);
+            self.descriptions.insert((relid, 0), t.description());
+            for f in t.schema().fields() {
+                if let (Some(d), Some(n)) = (
+                    t.column_description(f.name()),
+                    attnum.get(&(relid, f.name().clone())),
+                ) {
+                    self.descriptions.insert((relid, *n as i32), d);
+                }
+            }
+            let Some(column) = t.id_column() else {
+                continue;
+            };
+            let Some(n) = attnum.get(&(relid, column.to_string())) else {
+                continue;
+            };
+            let oid = self.next_oid();
+            self.keys.push(Key {
+                oid,
+                name: format!("{}_pkey", t.name()),
+                namespace: ns,
+                table: t,
+                relid,
+                kind: 'p',
+                column,
+                attnum: *n,
+                references: None,
+            });
+            pk_constraint.insert(t, oid);
+        }
+        pk_constraint
+    }
+
+    /// The foreign keys of every table to the primary keys `add_tables` made.
+    fn add_foreign_keys(
+        &mut self,
+        find: &impl Fn(Table) -> Option<Found>,
+        attnum: &AttNums,
+        pk_constraint: &std::collections::HashMap<Table, i32>,
+    ) {
+        for t in Table::all() {
+            let Some((ns, relid, _, _)) = find(t) else {
+                continue;
+            };
+            for (column, target) in t.foreign_keys() {
+                let (Some(n), Some((_, target_relid, _, _)), Some(target_column), Some(pk)) = (
+                    attnum.get(&(relid, column.to_string())),
+                    find(target),
+                    target.id_column(),
+                    pk_constraint.get(&target),
+                ) else {
+                    continue;
+                };
+                let Some(target_n) = attnum.get(&(target_relid, target_column.to_string())) else {
+                    continue;
+                };
+                let oid = self.next_oid();
+                self.keys.push(Key {
+                    oid,
+                    name: format!("{}_{column}_fkey", t.name()),
+                    namespace: ns,
+                    table: t,
+                    relid,
+                    kind: 'f',
+                    column,
+                    attnum: *n,
+                    references: Some((
+                        target,
+                        target_relid,
+                        target_column,
+                        *target_n,
+                        index_oid(*pk),
+                    )),
+                });
+            }
+        }
+    }
+
+    /// The oid of the next key: two apart, the odd one is its index ([`index_oid`]).
+    fn next_oid(&self) -> i32 {
+        KEY_OID_BASE + 2 * self.keys.len() as i32
+    }
+}
+
+/// Namespace name → oid.
+fn namespace_oids(namespaces: &[RecordBatch]) -> DfResult<BTreeMap<String, i32>> {
+    let mut ns_of = BTreeMap::new();
+    for b in namespaces {
+        let oid = int32(b, "oid")?;
+        let name = utf8(b, "nspname")?;
+        for i in 0..b.num_rows() {
+            ns_of.insert(name.value(i).to_string(), oid.value(i));
+        }
+    }
+    Ok(ns_of)
+}
+
+/// (table oid, column name) → `attnum`, from `pg_attribute`.
+fn attribute_numbers(attributes: &[RecordBatch]) -> DfResult<AttNums> {
+    let mut attnum = BTreeMap::new();
+    for b in attributes {
+        let (relid, name) = (int32(b, "attrelid")?, utf8(b, "attname")?);
+        let num = b
+            .column_by_name("attnum")
+            .map(|c| cast(c, &DataType::Int16))
+            .transpose()?
+            .ok_or_else(|| DataFusionError::Plan("pg_attribute has no attnum".into()))?;
+        let num = num.as_primitive::<arrow::datatypes::Int16Type>();
+        for i in 0..b.num_rows() {
+            attnum.insert((relid.value(i), name.value(i).to_string()), num.value(i));
+        }
+    }
+    Ok(attnum)
+}
+
+/// Type name → oid, from `pg_type`.
+fn type_oids(types: &[RecordBatch]) -> DfResult<BTreeMap<String, i32>> {
+    let mut out = BTreeMap::new();
+    for b in types {
+        let oid = cast(b.column(0), &DataType::Int32)?;
+        let oid = oid.as_primitive::<arrow::datatypes::Int32Type>();
+        let name = cast(b.column(1), &DataType::Utf8)?;
+        let name = name.as_string::<i32>();
+        for i in 0..b.num_rows() {
+            out.insert(name.value(i).to_string(), oid.value(i));
+        }
+    }
+    Ok(out)
+}
+
+/// What `pg_class` says of the relations, by the names clients use.
+struct Relations {
+    /// (namespace oid, relname) → (table oid, batch, row), for ordinary tables.
+    tables: BTreeMap<(i32, String), (i32, usize, usize)>,
+    /// `pg_catalog`'s tables by name.
+    catalog_oids: BTreeMap<String, i32>,
+    /// `schema.name`, and the bare name for pg_catalog, report and meta → oid.
+    relations: BTreeMap<String, i32>,
+    /// oid → the name `::regclass` shows.
+    relation_names: BTreeMap<i32, String>,
+}
+
+impl Relations {
+    fn read(classes: &[RecordBatch], ns_of: &BTreeMap<String, i32>) -> DfResult<Relations> {
+        let namespace_name: BTreeMap<i32, String> =
+            ns_of.iter().map(|(n, o)| (*o, n.clone())).collect();
+        let pg_catalog = ns_of.get("pg_catalog").copied();
+        let mut r = Relations {
+            tables: BTreeMap::new(),
+            catalog_oids: BTreeMap::new(),
+            relations: BTreeMap::new(),
+            relation_names: BTreeMap::new(),
+        };
+        for (bi, b) in classes.iter().enumerate() {
+            let (oid, name, ns, kind) = (
+                int32(b, "oid")?,
+                utf8(b, "relname")?,
+                int32(b, "relnamespace")?,
+                utf8(b, "relkind")?,
+            );
+            for i in 0..b.num_rows() {
+                let (oid, name, ns) = (oid.value(i), name.value(i), ns.value(i));
+                if Some(ns) == pg_catalog {
+                    r.catalog_oids.insert(name.to_string(), oid);
+                }
+                if let Some(schema) = namespace_name.get(&ns) {
+                    r.relations.insert(format!("{schema}.{name}"), oid);
+                    if ["pg_catalog", "report", "meta"].contains(&schema.as_str()) {
+                        r.relations.entry(name.to_string()).or_insert(oid);
+                        r.relation_names.insert(oid, name.to_string());
+                    } else {
+                        r.relation_names.insert(oid, format!("{schema}.{name}"));
+                    }
+                }
+                if kind.value(i) == "r" {
+                    r.tables.insert((ns, name.to_string()), (oid, bi, i));
+                }
+            }
+        }
+        Ok(r)
     }
 }
