@@ -104,7 +104,10 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(report.len(), 1, "{report:?}");
         let _ = report[0].to_string();
         assert_eq!(chooser.conform(layout, &other), member);
-        assert_eq!(chooser.conform(layout, &chooser.conform(layout, &other)), member);
+        assert_eq!(
+            chooser.conform(layout, &chooser.conform(layout, &other)),
+            member
+        );
     }
     if let Some(d) = row.data_as_of {
         assert!(!d.is_empty());

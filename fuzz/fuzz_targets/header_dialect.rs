@@ -65,7 +65,8 @@ fuzz_target!(|data: &[u8]| {
                         assert!(!seen[i], "two fields at column {i}");
                         seen[i] = true;
                         assert_eq!(
-                            ledger().field_from_header(cells[i].trim_start_matches('\u{feff}').trim()),
+                            ledger()
+                                .field_from_header(cells[i].trim_start_matches('\u{feff}').trim()),
                             Some(f)
                         );
                         found += 1;

@@ -117,7 +117,7 @@ fn fixture() -> &'static Fixture {
         let catalog = ctx.catalog(CATALOG).unwrap();
         for name in ["report", "meta"] {
             let schema = Arc::new(MemorySchemaProvider::new());
-            for table in Table::ALL.into_iter().filter(|t| t.schema_name() == name) {
+            for table in Table::all().into_iter().filter(|t| t.schema_name() == name) {
                 let mem = MemTable::try_new(table.schema(), rows(table)).unwrap();
                 datafusion::catalog::SchemaProvider::register_table(
                     schema.as_ref(),
