@@ -318,3 +318,70 @@ impl FactBatch {
         Ok(RecordBatch::try_new(Table::Transaction.schema(), columns)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::io::Cursor;
+
+    use super::*;
+    use crate::loader::scan::scan;
+
+    const HEADER: &str = "fiscal_year,related_govt_units,organization_group_code,organization_group,department_code,department,program_code,program,character_code,character,object_code,object,sub_object_code,sub_object,fund_type_code,fund_type,fund_code,fund,fund_category_code,fund_category,revenue_or_spending,amount";
+
+    fn file(second_department: &str) -> Vec<u8> {
+        format!(
+            "{HEADER}\n\
+             2025,No,1,G,D,Dept,P,Prog,C,Char,O,Obj,S,Sub,FT,FType,F,Fund,1,Cat,Spending,1.00\n\
+             2025,No,1,G,D,{second_department},P,Prog,C,Char,O,Obj,S,Sub,FT,FType,F,Fund,1,Cat,Spending,2.00\n"
+        )
+        .into_bytes()
+    }
+
+    /// The write pass re-reads the stored file; if it is not what the scan read, the
+    /// load stops with `SourceChanged`, naming the line, and writes nothing of it.
+    #[test]
+    fn a_file_that_changed_between_the_two_passes_is_refused_as_source_changed() {
+        let first = file("Dept");
+        let scanned = scan(Box::new(Cursor::new(first.clone())), "raw/x.csv", 0, false).unwrap();
+        assert_eq!(scanned.rows_ok, 2);
+        let pass = |members: Vec<Interner<Member>>| WritePass {
+            file: "raw/x.csv".into(),
+            keys: members
+                .iter()
+                .map(|m| (1..=m.members.len() as i32).collect())
+                .collect(),
+            members,
+            load_id: 1,
+            first_transaction_id: 1,
+            batch_rows: 1024,
+            total: 0,
+            show: false,
+        };
+        // The same bytes: both rows written.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let again = scan(Box::new(Cursor::new(first)), "raw/x.csv", 0, false).unwrap();
+        assert_eq!(
+            pass(again.members)
+                .run(Box::new(Cursor::new(file("Dept"))), tx)
+                .unwrap(),
+            2
+        );
+        assert_eq!(rx.try_recv().unwrap().unwrap().num_rows(), 2);
+        // Line 3 now names a department the scan never saw.
+        let (tx, mut rx) = tokio::sync::mpsc::channel(4);
+        let err = pass(scanned.members)
+            .run(Box::new(Cursor::new(file("Another Dept"))), tx)
+            .unwrap_err();
+        match err {
+            WarehouseError::SourceChanged { file, detail } => {
+                assert_eq!(file, "raw/x.csv");
+                assert!(detail.contains("line 3"), "{detail}");
+            }
+            other => panic!("expected SourceChanged, got {other:?}"),
+        }
+        assert!(
+            rx.try_recv().is_err(),
+            "no batch of the changed file was sent"
+        );
+    }
+}
