@@ -218,7 +218,8 @@ impl Table {
             (Table::Publishes, "years") => "Fiscal years sent, comma-separated (all of them for a first or --full publish; empty when up to date).",
             (Table::Publishes, "rows") => "Fact rows sent.",
             (Table::Publishes, "seconds") => "How long the publish took.",
-            (Table::Publishes, "status") => "published, up to date (nothing to send) or failed: with the reason; a failed publish leaves the target as it was.",
+            (Table::Publishes, "status") => "published, up to date (nothing to send) or failed (see error); a failed publish leaves the target as it was.",
+            (Table::Publishes, "error") => "Why the publish failed (status failed).",
             (Table::Publishes, "started") => "When the publish started.",
             (Table::Publishes, "finished") => "When the publish ended.",
             _ => return None,
@@ -302,6 +303,7 @@ impl Table {
                 text("status"),
                 col("started", timestamp_type(), false),
                 col("finished", timestamp_type(), false),
+                col("error", DataType::Utf8, true),
             ],
             Table::Quarantine => vec![
                 col("load_id", DataType::Int64, false),

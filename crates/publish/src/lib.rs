@@ -41,7 +41,7 @@ use arrow::datatypes::{Decimal128Type, Int32Type, SchemaRef};
 use bytes::BytesMut;
 use citybooks_model::money::format_cents;
 use citybooks_model::schema::Table;
-use citybooks_warehouse::publishes::PublishRecord;
+use citybooks_warehouse::publishes::{PublishRecord, PublishStatus};
 use citybooks_warehouse::{Warehouse, WarehouseError};
 use datafusion::prelude::SessionContext;
 use futures::{SinkExt, StreamExt};
@@ -867,7 +867,7 @@ pub fn record(
     outcome: &Result<Report, PublishError>,
 ) -> PublishRecord {
     let finished = chrono::Utc::now().timestamp_micros();
-    let (load_id, years, rows, status) = match outcome {
+    let (load_id, years, rows, status, error) = match outcome {
         Ok(r) => (
             Some(r.load_id),
             r.years
@@ -877,12 +877,19 @@ pub fn record(
                 .join(","),
             r.rows as i64,
             if r.up_to_date {
-                "up to date".to_string()
+                PublishStatus::UpToDate
             } else {
-                "published".to_string()
+                PublishStatus::Published
             },
+            None,
         ),
-        Err(e) => (None, String::new(), 0, format!("failed: {e}")),
+        Err(e) => (
+            None,
+            String::new(),
+            0,
+            PublishStatus::Failed,
+            Some(e.to_string()),
+        ),
     };
     PublishRecord {
         publish_id: 0,
@@ -895,6 +902,7 @@ pub fn record(
         status,
         started: started_micros,
         finished,
+        error,
     }
 }
 

@@ -34,5 +34,5 @@ pub mod tables;
 pub use error::WarehouseError;
 pub use loader::{LoadReport, LoadStatus, QuarantinedRow};
 pub use loads::LoadRecord;
-pub use publishes::PublishRecord;
+pub use publishes::{PublishRecord, PublishStatus};
 pub use tables::{TableScans, Warehouse, CATALOG};

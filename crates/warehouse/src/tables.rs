@@ -28,6 +28,7 @@ use deltalake::{DeltaTable, DeltaTableError};
 
 use crate::error::{Result, WarehouseError};
 use crate::loads::LoadRecord;
+use crate::publishes::PublishRecord;
 
 /// Rows per Parquet row group. The writer buffers one open row group per fiscal-year
 /// partition, so this (times the years in a file) bounds a load's memory.
@@ -416,9 +417,9 @@ impl Warehouse {
                 ctx.register_object_store(&url, self.store.object_store());
             }
         }
-        // meta.loads is read whole (a row per load): in today's shape whatever
-        // citybooks wrote it (see `LoadRecord::from_batches`), and as of a load it
-        // holds the loads up to that one.
+        // meta.loads and meta.publishes are read whole (a row per load, per publish):
+        // in today's shape whatever citybooks wrote them (see `from_batches`), and as
+        // of a load meta.loads holds the loads up to that one.
         let loads = self.loads().await?;
         let versions: Option<HashMap<String, i64>> = match as_of_load {
             None => None,
@@ -444,6 +445,10 @@ impl Warehouse {
                         vec![vec![LoadRecord::to_batch(rows)?]],
                     )?)
                 }
+                (None, Table::Publishes) => Arc::new(MemTable::try_new(
+                    table.schema(),
+                    vec![vec![PublishRecord::to_batch(&self.publishes().await?)?]],
+                )?),
                 (None, _) => self.provider(ctx, table, None, scans).await?,
                 (Some(v), _) => match v.get(&table.qualified_name()) {
                     Some(version) => self.provider(ctx, table, Some(*version), scans).await?,
@@ -491,18 +496,45 @@ impl Warehouse {
 
     /// Every row of `meta.loads`, oldest first.
     pub async fn loads(&self) -> Result<Vec<LoadRecord>> {
-        let Some(table) = self.table(Table::Loads).await? else {
+        let batches = self.read_whole(Table::Loads).await?;
+        let mut rows = LoadRecord::from_batches(&batches)?;
+        rows.sort_by_key(|r| r.load_id);
+        Ok(rows)
+    }
+
+    /// Every row of `meta.publishes`, oldest first.
+    pub async fn publishes(&self) -> Result<Vec<PublishRecord>> {
+        let batches = self.read_whole(Table::Publishes).await?;
+        let mut rows = PublishRecord::from_batches(&batches)?;
+        rows.sort_by_key(|r| r.publish_id);
+        Ok(rows)
+    }
+
+    /// The latest version of a small table, whole, in the shape it was written in
+    /// (nothing when it does not exist yet).
+    pub(crate) async fn read_whole(&self, t: Table) -> Result<Vec<RecordBatch>> {
+        let Some(table) = self.table(t).await? else {
             return Ok(Vec::new());
         };
         let ctx = SessionContext::new();
         table
             .update_datafusion_session(&ctx.state())
-            .map_err(Self::delta_err(Table::Loads))?;
+            .map_err(Self::delta_err(t))?;
         let provider = table.table_provider().await?;
-        let batches = ctx.read_table(provider)?.collect().await?;
-        let mut rows = LoadRecord::from_batches(&batches)?;
-        rows.sort_by_key(|r| r.load_id);
-        Ok(rows)
+        Ok(ctx.read_table(provider)?.collect().await?)
+    }
+
+    /// Whether table `t` exists in a shape older than its schema (a column citybooks
+    /// added since is missing): its next write rewrites it whole.
+    pub(crate) async fn needs_migration(&self, t: Table) -> Result<bool> {
+        let Some(table) = self.table(t).await? else {
+            return Ok(false);
+        };
+        let stored = table.snapshot().map_err(Self::delta_err(t))?.schema();
+        Ok(t.schema()
+            .fields()
+            .iter()
+            .any(|f| stored.field(f.name()).is_none()))
     }
 
     /// Removes every table and raw file of the project's store. Returns the number of

@@ -104,7 +104,7 @@ impl Warehouse {
             error: report.error.clone(),
             hold: report.hold.clone(),
         };
-        let (rows, mode) = if self.loads_need_migration().await? {
+        let (rows, mode) = if self.needs_migration(Table::Loads).await? {
             let mut rows = self.loads().await?;
             tracing::info!(
                 "meta.loads: rewriting its {} rows with the error and hold columns",
@@ -125,22 +125,6 @@ impl Warehouse {
         )
         .await?;
         Ok(())
-    }
-
-    /// Whether `meta.loads` exists in a shape older than [`Table::Loads`]' schema.
-    async fn loads_need_migration(&self) -> Result<bool> {
-        let Some(table) = self.table(Table::Loads).await? else {
-            return Ok(false);
-        };
-        let stored = table
-            .snapshot()
-            .map_err(Self::delta_err(Table::Loads))?
-            .schema();
-        Ok(Table::Loads
-            .schema()
-            .fields()
-            .iter()
-            .any(|f| stored.field(f.name()).is_none()))
     }
 }
 
@@ -213,7 +197,7 @@ mod tests {
             Path::new(env!("CARGO_MANIFEST_DIR")).join("../../data/datasf-fy2025-sample.csv");
         let report = wh.load_path(&sample, false).await.unwrap();
         assert_eq!((report.load_id, report.status), (5, LoadStatus::Loaded));
-        assert!(!wh.loads_need_migration().await.unwrap());
+        assert!(!wh.needs_migration(Table::Loads).await.unwrap());
         let loads = wh.loads().await.unwrap();
         let statuses: Vec<_> = loads.iter().map(|l| l.status).collect();
         use LoadStatus::*;
