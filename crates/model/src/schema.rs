@@ -235,6 +235,15 @@ impl Table {
         }
     }
 
+    /// The names of the columns, in order.
+    pub fn column_names(self) -> Vec<String> {
+        self.schema()
+            .fields()
+            .iter()
+            .map(|f| f.name().clone())
+            .collect()
+    }
+
     /// The Arrow schema.
     pub fn schema(self) -> SchemaRef {
         let fields = match self {
@@ -324,13 +333,7 @@ mod tests {
 
     #[test]
     fn report_tables_have_the_columns_of_the_original_erd() {
-        let names = |t: Table| -> Vec<String> {
-            t.schema()
-                .fields()
-                .iter()
-                .map(|f| f.name().clone())
-                .collect()
-        };
+        let names = Table::column_names;
         assert_eq!(
             names(Table::named("report.program").unwrap()),
             [

@@ -55,13 +55,8 @@ impl LoadStatus {
     /// Reads a stored status: the word, or the `<word>: <reason>` text stores written
     /// before `error` and `hold` had columns of their own (the reason is returned).
     pub fn parse(text: &str) -> Option<(LoadStatus, Option<String>)> {
-        let (word, reason) = match text.split_once(':') {
-            Some((word, reason)) => (word, Some(reason.trim().to_string())),
-            None => (text, None),
-        };
-        let status = LoadStatus::ALL
-            .into_iter()
-            .find(|s| s.as_str() == word.trim())?;
+        let (word, reason) = status_and_reason(text);
+        let status = LoadStatus::ALL.into_iter().find(|s| s.as_str() == word)?;
         Some((status, reason))
     }
 }
@@ -252,6 +247,15 @@ fn column(batch: &RecordBatch, name: &str, to: &DataType) -> Result<ArrayRef> {
         _ => col.clone(),
     };
     Ok(cast(&col, to)?)
+}
+
+/// A stored status: the word, and the reason older stores wrote after it
+/// (`failed: <reason>`) before the reason had a column of its own.
+pub(crate) fn status_and_reason(text: &str) -> (&str, Option<String>) {
+    match text.split_once(':') {
+        Some((word, reason)) => (word.trim(), Some(reason.trim().to_string())),
+        None => (text.trim(), None),
+    }
 }
 
 /// A column as optional strings, whatever its string encoding.

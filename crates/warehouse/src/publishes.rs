@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::error::{Result, WarehouseError};
 use crate::loader::max_of;
-use crate::loads::{ints, strings};
+use crate::loads::{ints, status_and_reason, strings};
 use crate::tables::{Input, Warehouse, WriteMode};
 
 /// How a publish ended: the word `meta.publishes.status` holds.
@@ -45,13 +45,10 @@ impl PublishStatus {
     /// Reads a stored status: the word, or the `failed: <reason>` text stores written
     /// before `error` had a column of its own (the reason is returned).
     pub fn parse(text: &str) -> Option<(PublishStatus, Option<String>)> {
-        let (word, reason) = match text.split_once(':') {
-            Some((word, reason)) => (word, Some(reason.trim().to_string())),
-            None => (text, None),
-        };
+        let (word, reason) = status_and_reason(text);
         let status = PublishStatus::ALL
             .into_iter()
-            .find(|s| s.as_str() == word.trim())?;
+            .find(|s| s.as_str() == word)?;
         Some((status, reason))
     }
 }
