@@ -7,11 +7,9 @@ use arrow::array::{
     ArrayRef, Float64Array, Int64Array, RecordBatch, StringArray, TimestampMicrosecondArray,
 };
 use citybooks_model::Table;
-use datafusion::prelude::SessionContext;
 use serde::Serialize;
 
 use crate::error::{Result, WarehouseError};
-use crate::loader::max_of;
 use crate::loads::{ints, status_and_reason, strings};
 use crate::tables::{Input, Warehouse, WriteMode};
 
@@ -203,15 +201,8 @@ impl Warehouse {
     }
 
     async fn last_publish_id(&self) -> Result<i64> {
-        let Some(table) = self.table(Table::Publishes).await? else {
-            return Ok(0);
-        };
-        let ctx = SessionContext::new();
-        table
-            .update_datafusion_session(&ctx.state())
-            .map_err(Self::delta_err(Table::Publishes))?;
-        ctx.register_table("publishes", table.table_provider().await?)?;
-        max_of(&ctx, "select publish_id from publishes", "publish_id").await
+        let rows = self.publishes().await?;
+        Ok(rows.iter().map(|r| r.publish_id).max().unwrap_or(0))
     }
 }
 

@@ -98,18 +98,19 @@ impl KeyOverlay {
             .rows("select oid, typname from pg_catalog.pg_type")
             .await?;
         let ns_of = namespace_oids(&namespaces)?;
-        let found = Relations::read(&classes, &ns_of)?;
+        let Relations {
+            tables,
+            catalog_oids,
+            relations,
+            relation_names,
+        } = Relations::read(&classes, &ns_of)?;
         let attnum = attribute_numbers(&attributes)?;
         let mut keys = Keys {
             types: type_oids(&types)?,
-            class_oid: found.catalog_oids.get("pg_class").copied().unwrap_or(1259),
-            constraint_oid: found
-                .catalog_oids
-                .get("pg_constraint")
-                .copied()
-                .unwrap_or(2606),
-            relations: found.relations.clone(),
-            relation_names: found.relation_names.clone(),
+            class_oid: catalog_oids.get("pg_class").copied().unwrap_or(1259),
+            constraint_oid: catalog_oids.get("pg_constraint").copied().unwrap_or(2606),
+            relations,
+            relation_names,
             ..Keys::default()
         };
         for (schema, description) in citybooks_model::schema::SCHEMAS {
@@ -119,7 +120,7 @@ impl KeyOverlay {
         }
         let find = |t: Table| -> Option<(i32, i32, usize, usize)> {
             let ns = *ns_of.get(t.schema_name())?;
-            let (oid, bi, i) = *found.tables.get(&(ns, t.name().to_string()))?;
+            let (oid, bi, i) = *tables.get(&(ns, t.name().to_string()))?;
             Some((ns, oid, bi, i))
         };
         let pk_constraint = keys.add_tables(&find, &attnum);

@@ -42,7 +42,6 @@ use crate::loads::LoadRecord;
 pub use crate::loads::LoadStatus;
 use crate::tables::Warehouse;
 use citybooks_store::{Lease, Waited};
-pub(crate) use lookup::max_of;
 use scan::Scan;
 
 /// The name of the lease every load takes in the store (`leases/writer/`).
