@@ -112,7 +112,7 @@ pub async fn scheduler(project: Option<&Path>, args: SchedulerArgs) -> Result<()
             println!("Ballista scheduler listening on {addr}");
             println!("ready");
         },
-        crate::serve::stop_signal(),
+        crate::stop_signal(),
     )
     .await?;
     println!("scheduler stopped");

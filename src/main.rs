@@ -8,7 +8,9 @@ use std::process::ExitCode;
 use anyhow::{bail, Context, Result};
 use citybooks_query::dashboard::{CHARTS, ORIGINAL_QUERY};
 use citybooks_query::{write_batches, Engine, OutputFormat};
-use citybooks_sftp::{HostKeys, Users};
+use citybooks_serve::{jobs, warehouse, DemoLogin, Ports};
+use citybooks_server::SqlUsers;
+use citybooks_sftp::{HostKeys, Users, HOST_KEYS_DIR, USERS_DIR};
 use citybooks_store::Project;
 use citybooks_warehouse::{LoadReport, LoadStatus, Warehouse};
 use clap::{Parser, Subcommand};
@@ -22,16 +24,9 @@ static HEAP: citybooks_query::budget::CountingAllocator =
     citybooks_query::budget::CountingAllocator;
 
 mod cluster;
-mod fetching;
-mod publishing;
-mod serve;
 
-/// Folder of a project holding the SFTP host keys.
-const HOST_KEYS_DIR: &str = "keys";
 /// The SQL user `citybooks demo` creates.
 const DEMO_SQL_USER: &str = "demo";
-/// Folder of a project holding the SFTP users' public keys.
-const USERS_DIR: &str = "users";
 
 /// The real sample of the ledger (fiscal year 2025, API export), shipped in the binary
 /// so `citybooks demo` works from any folder.
@@ -76,27 +71,7 @@ enum Command {
     /// status is 3, and `citybooks release LOAD_ID` loads it anyway.
     ///
     /// Example: citybooks load exports/spending-2025.csv s3://bucket/drop/weekly.csv
-    Load {
-        /// Local files or s3:// objects.
-        #[arg(required_unless_present = "confirm", value_name = "PATH")]
-        paths: Vec<String>,
-        /// Replace the files' fiscal years even if one shrinks past [load]
-        /// max_shrink_percent.
-        #[arg(long)]
-        replace_years: bool,
-        /// Load held load N anyway (the same as `citybooks release N`).
-        #[arg(long, value_name = "N", conflicts_with = "paths")]
-        confirm: Option<i64>,
-        /// Do not draw a progress bar (it is drawn only on a terminal anyway).
-        #[arg(long)]
-        no_progress: bool,
-        /// Print the load reports as JSON lines instead of text.
-        #[arg(long)]
-        json: bool,
-        /// Then publish to [publish] target (see `citybooks publish`) if a load committed.
-        #[arg(long)]
-        publish: bool,
-    },
+    Load(LoadArgs),
     /// Publish the star schema into a PostgreSQL or Amazon Redshift, up to the newest load.
     ///
     /// Creates program, type, fund, finance and transaction (numeric(20,2) amounts, keys,
@@ -108,26 +83,7 @@ enum Command {
     /// target. Every publish is recorded in meta.publishes.
     ///
     /// Example: PGPASSWORD=... citybooks publish postgres://city@db.example.org:5432/finance
-    Publish {
-        /// postgres://USER@HOST[:PORT]/DB or redshift://USER@HOST[:5439]/DB (default:
-        /// [publish] target).
-        #[arg(value_name = "TARGET")]
-        target: Option<String>,
-        /// The schema of the target (default: [publish] schema, report).
-        #[arg(long)]
-        schema: Option<String>,
-        /// Republish every fiscal year and member, whatever the target holds (also over a
-        /// target changed by hand).
-        #[arg(long)]
-        full: bool,
-        /// Redshift: the IAM role its COPY reads the store's files with (default: [publish]
-        /// iam_role).
-        #[arg(long, value_name = "ARN")]
-        iam_role: Option<String>,
-        /// Print the report as JSON instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Publish(PublishArgs),
     /// Download the ledger from the open-data portal (DataSF's Spending and Revenue,
     /// bpnb-jwfb) and load it.
     ///
@@ -138,72 +94,26 @@ enum Command {
     /// is a recorded no-op.
     ///
     /// Example: citybooks fetch --fiscal-year 2025
-    Fetch {
-        /// The Socrata portal (default: [fetch] portal, https://data.sfgov.org).
-        #[arg(long, value_name = "URL")]
-        portal: Option<String>,
-        /// Only this fiscal year.
-        #[arg(long, conflicts_with = "since", value_name = "YEAR")]
-        fiscal_year: Option<i32>,
-        /// Only this fiscal year and later ones.
-        #[arg(long, value_name = "YEAR")]
-        since: Option<i32>,
-        /// Do not draw a progress bar (it is drawn only on a terminal anyway).
-        #[arg(long)]
-        no_progress: bool,
-        /// Print the fetch and load report as one JSON line instead of text.
-        #[arg(long)]
-        json: bool,
-    },
+    Fetch(FetchArgs),
     /// Run one read-only SQL statement on the warehouse.
     ///
     /// Tables: report.program, report.type, report.fund, report.finance, report.transaction,
     /// meta.loads, meta.quarantine, meta.publishes.
     ///
     /// Example: citybooks query "select fiscal_year, sum(amount) from report.transaction group by 1"
-    Query {
-        /// The SQL statement.
-        sql: String,
-        /// Output format: table, csv, json (lines) or parquet.
-        #[arg(long, default_value = "table")]
-        format: OutputFormat,
-        /// Write the result to this file instead of standard output.
-        #[arg(long, short, value_name = "FILE")]
-        output: Option<PathBuf>,
-        /// Query the warehouse as it was right after load N (Delta time travel).
-        #[arg(long, value_name = "N")]
-        as_of_load: Option<i64>,
-    },
+    Query(QueryArgs),
     /// Compact every table's small files, checkpoint its Delta log and remove the data
     /// files that no version younger than the retention references (what loads
     /// replaced or compaction merged long ago). Time travel to a load older than the
     /// retention may fail afterwards.
     ///
     /// Example: citybooks vacuum --retention-hours 720
-    Vacuum {
-        /// Keep every file a version of the last this-many hours needs (Delta's default
-        /// is a week).
-        #[arg(long, default_value_t = 168)]
-        retention_hours: u64,
-        /// Only count the files that would go.
-        #[arg(long)]
-        dry_run: bool,
-    },
+    Vacuum(VacuumArgs),
     /// Settle a held load: load its file anyway (replacing its fiscal years), or with
     /// --discard let it go without loading it. Either is recorded in meta.loads.
     ///
     /// Example: citybooks release 17
-    Release {
-        /// The held load's id (`citybooks status` lists the held loads).
-        #[arg(value_name = "LOAD_ID")]
-        load_id: i64,
-        /// Let it go without loading it.
-        #[arg(long)]
-        discard: bool,
-        /// Print the report as JSON.
-        #[arg(long)]
-        json: bool,
-    },
+    Release(ReleaseArgs),
     /// Show loads, held loads, row counts per table and fiscal year, and the quarantine.
     ///
     /// Example: citybooks status
@@ -221,7 +131,7 @@ enum Command {
         #[arg(long)]
         no_serve: bool,
         #[command(flatten)]
-        ports: serve::Ports,
+        ports: Ports,
     },
     /// Serve the warehouse until Ctrl-C / SIGTERM: the SFTP drop-box, the PostgreSQL wire
     /// protocol for psql and BI tools, and the HTTP API with the web dashboard.
@@ -235,7 +145,7 @@ enum Command {
     /// Example: citybooks serve --sql-port 5439 --http-port 8080 --sftp-port 2222
     Serve {
         #[command(flatten)]
-        ports: serve::Ports,
+        ports: Ports,
     },
     /// Run a Ballista scheduler (Apache DataFusion Ballista 55) until Ctrl-C / SIGTERM:
     /// with [query] engine = "ballista", citybooks' report.* queries run on its cluster.
@@ -281,6 +191,115 @@ enum Command {
         #[arg(long)]
         yes: bool,
     },
+}
+
+/// The arguments of `citybooks load`.
+#[derive(clap::Args)]
+struct LoadArgs {
+    /// Local files or s3:// objects.
+    #[arg(required_unless_present = "confirm", value_name = "PATH")]
+    paths: Vec<String>,
+    /// Replace the files' fiscal years even if one shrinks past [load]
+    /// max_shrink_percent.
+    #[arg(long)]
+    replace_years: bool,
+    /// Load held load N anyway (the same as `citybooks release N`).
+    #[arg(long, value_name = "N", conflicts_with = "paths")]
+    confirm: Option<i64>,
+    /// Do not draw a progress bar (it is drawn only on a terminal anyway).
+    #[arg(long)]
+    no_progress: bool,
+    /// Print the load reports as JSON lines instead of text.
+    #[arg(long)]
+    json: bool,
+    /// Then publish to [publish] target (see `citybooks publish`) if a load committed.
+    #[arg(long)]
+    publish: bool,
+}
+
+/// The arguments of `citybooks publish`.
+#[derive(clap::Args)]
+struct PublishArgs {
+    /// postgres://USER@HOST[:PORT]/DB or redshift://USER@HOST[:5439]/DB (default:
+    /// [publish] target).
+    #[arg(value_name = "TARGET")]
+    target: Option<String>,
+    /// The schema of the target (default: [publish] schema, report).
+    #[arg(long)]
+    schema: Option<String>,
+    /// Republish every fiscal year and member, whatever the target holds (also over a
+    /// target changed by hand).
+    #[arg(long)]
+    full: bool,
+    /// Redshift: the IAM role its COPY reads the store's files with (default: [publish]
+    /// iam_role).
+    #[arg(long, value_name = "ARN")]
+    iam_role: Option<String>,
+    /// Print the report as JSON instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The arguments of `citybooks fetch`.
+#[derive(clap::Args)]
+struct FetchArgs {
+    /// The Socrata portal (default: [fetch] portal, https://data.sfgov.org).
+    #[arg(long, value_name = "URL")]
+    portal: Option<String>,
+    /// Only this fiscal year.
+    #[arg(long, conflicts_with = "since", value_name = "YEAR")]
+    fiscal_year: Option<i32>,
+    /// Only this fiscal year and later ones.
+    #[arg(long, value_name = "YEAR")]
+    since: Option<i32>,
+    /// Do not draw a progress bar (it is drawn only on a terminal anyway).
+    #[arg(long)]
+    no_progress: bool,
+    /// Print the fetch and load report as one JSON line instead of text.
+    #[arg(long)]
+    json: bool,
+}
+
+/// The arguments of `citybooks query`.
+#[derive(clap::Args)]
+struct QueryArgs {
+    /// The SQL statement.
+    sql: String,
+    /// Output format: table, csv, json (lines) or parquet.
+    #[arg(long, default_value = "table")]
+    format: OutputFormat,
+    /// Write the result to this file instead of standard output.
+    #[arg(long, short, value_name = "FILE")]
+    output: Option<PathBuf>,
+    /// Query the warehouse as it was right after load N (Delta time travel).
+    #[arg(long, value_name = "N")]
+    as_of_load: Option<i64>,
+}
+
+/// The arguments of `citybooks vacuum`.
+#[derive(clap::Args)]
+struct VacuumArgs {
+    /// Keep every file a version of the last this-many hours needs (Delta's default
+    /// is a week).
+    #[arg(long, default_value_t = 168)]
+    retention_hours: u64,
+    /// Only count the files that would go.
+    #[arg(long)]
+    dry_run: bool,
+}
+
+/// The arguments of `citybooks release`.
+#[derive(clap::Args)]
+struct ReleaseArgs {
+    /// The held load's id (`citybooks status` lists the held loads).
+    #[arg(value_name = "LOAD_ID")]
+    load_id: i64,
+    /// Let it go without loading it.
+    #[arg(long)]
+    discard: bool,
+    /// Print the report as JSON.
+    #[arg(long)]
+    json: bool,
 }
 
 #[derive(Subcommand)]
@@ -379,75 +398,28 @@ fn open_project(flag: Option<&Path>) -> Result<Project> {
     Ok(Project::open(&dir)?)
 }
 
-fn warehouse(project: &Project) -> Result<Warehouse> {
-    Ok(Warehouse::new(
-        project.store()?,
-        project.config.load.clone(),
-    ))
-}
-
 async fn run(cli: Cli) -> Result<ExitCode> {
+    let project = || open_project(cli.project.as_deref());
     match cli.command {
         Command::Init { dir } => init(&dir).await,
-        Command::Load {
-            paths,
-            replace_years,
-            confirm,
-            no_progress,
-            json,
-            publish,
-        } => {
-            load(
-                &open_project(cli.project.as_deref())?,
-                &paths,
-                replace_years,
-                confirm,
-                no_progress,
-                json,
-                publish,
-            )
-            .await
-        }
-        Command::Vacuum {
-            retention_hours,
-            dry_run,
-        } => {
-            vacuum(
-                &open_project(cli.project.as_deref())?,
-                retention_hours,
-                dry_run,
-            )
-            .await
-        }
-        Command::Release {
-            load_id,
-            discard,
-            json,
-        } => {
-            release(
-                &open_project(cli.project.as_deref())?,
-                load_id,
-                discard,
-                json,
-            )
-            .await
-        }
-        Command::Publish {
-            target,
-            schema,
-            full,
-            iam_role,
-            json,
-        } => {
-            publish(
-                &open_project(cli.project.as_deref())?,
-                target,
-                schema,
-                full,
-                iam_role,
-                json,
-            )
-            .await
+        Command::Load(args) => load(&project()?, args).await,
+        Command::Vacuum(args) => vacuum(&project()?, args).await,
+        Command::Release(args) => release(&project()?, args).await,
+        Command::Publish(args) => publish(&project()?, args).await,
+        Command::Query(args) => query(&project()?, args).await,
+        Command::Fetch(args) => fetch(&project()?, args).await,
+        Command::Status => status(&project()?).await,
+        Command::SqlUser { action } => sql_user(&project()?, action).await,
+        Command::User { action } => user(&project()?, action).await,
+        Command::Destroy { yes } => destroy(&project()?, yes).await,
+        Command::Demo {
+            dir,
+            no_serve,
+            ports,
+        } => demo(&dir, (!no_serve).then_some(ports)).await,
+        Command::Serve { ports } => {
+            citybooks_serve::serve(&project()?, &ports, None, stop_signal()).await?;
+            Ok(ExitCode::SUCCESS)
         }
         Command::Scheduler(args) => {
             cluster::scheduler(cli.project.as_deref(), args).await?;
@@ -457,58 +429,6 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             cluster::executor(cli.project.as_deref(), args).await?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Query {
-            sql,
-            format,
-            output,
-            as_of_load,
-        } => {
-            query(
-                &open_project(cli.project.as_deref())?,
-                &sql,
-                format,
-                output,
-                as_of_load,
-            )
-            .await
-        }
-        Command::Status => {
-            let project = open_project(cli.project.as_deref())?;
-            status(&project).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Demo {
-            dir,
-            no_serve,
-            ports,
-        } => demo(&dir, (!no_serve).then_some(ports)).await,
-        Command::Serve { ports } => {
-            let project = open_project(cli.project.as_deref())?;
-            serve::serve(&project, &ports, None).await?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Fetch {
-            portal,
-            fiscal_year,
-            since,
-            no_progress,
-            json,
-        } => {
-            fetch(
-                &open_project(cli.project.as_deref())?,
-                portal,
-                fiscal_year,
-                since,
-                no_progress,
-                json,
-            )
-            .await
-        }
-        Command::SqlUser { action } => {
-            sql_user(&open_project(cli.project.as_deref())?, action).await
-        }
-        Command::User { action } => user(&open_project(cli.project.as_deref())?, action).await,
-        Command::Destroy { yes } => destroy(&open_project(cli.project.as_deref())?, yes).await,
     }
 }
 
@@ -530,15 +450,15 @@ async fn init(dir: &Path) -> Result<ExitCode> {
 }
 
 /// `citybooks load`.
-async fn load(
-    project: &Project,
-    paths: &[String],
-    replace_years: bool,
-    confirm: Option<i64>,
-    no_progress: bool,
-    json: bool,
-    publish: bool,
-) -> Result<ExitCode> {
+async fn load(project: &Project, args: LoadArgs) -> Result<ExitCode> {
+    let LoadArgs {
+        paths,
+        replace_years,
+        confirm,
+        no_progress,
+        json,
+        publish,
+    } = args;
     let wh = warehouse(project)?;
     let wh = if replace_years {
         wh.replacing_years()
@@ -548,7 +468,14 @@ async fn load(
     let publish_to = match publish {
         false => None,
         true => Some(
-            publishing::settings(project, None, None, None, false)?.context(
+            citybooks_publish::Options::from_config(
+                &project.config.publish,
+                None,
+                None,
+                None,
+                false,
+            )?
+            .context(
                 "--publish: no [publish] target in citybooks.toml (or CITYBOOKS_PUBLISH_TARGET)",
             )?,
         ),
@@ -565,7 +492,7 @@ async fn load(
             .with_context(|| format!("releasing held load {n}"))?;
         reports.push((format!("held load {n}"), report));
     }
-    for path in paths {
+    for path in &paths {
         let report = wh
             .load_source(path, show)
             .await
@@ -583,9 +510,9 @@ async fn load(
         committed |= report.status == LoadStatus::Loaded;
     }
     if let (Some((target, options)), true) = (&publish_to, committed) {
-        match publishing::publish(&wh, target, options).await {
+        match citybooks_publish::publish_and_record(&wh, target, options).await {
             Ok(r) if json => println!("{}", publish_json(&r)),
-            Ok(r) => publishing::print(&r, &options.schema),
+            Ok(r) => println!("{}", r.describe(&options.schema)),
             Err(e) => {
                 eprintln!("error: {e}");
                 ok = false;
@@ -600,7 +527,11 @@ async fn load(
 }
 
 /// `citybooks vacuum`.
-async fn vacuum(project: &Project, retention_hours: u64, dry_run: bool) -> Result<ExitCode> {
+async fn vacuum(project: &Project, args: VacuumArgs) -> Result<ExitCode> {
+    let VacuumArgs {
+        retention_hours,
+        dry_run,
+    } = args;
     let wh = warehouse(project)?;
     let retention = chrono::Duration::hours(retention_hours.min(i64::MAX as u64 / 3600) as i64);
     let done = wh.vacuum(retention, dry_run).await?;
@@ -632,7 +563,12 @@ async fn vacuum(project: &Project, retention_hours: u64, dry_run: bool) -> Resul
 }
 
 /// `citybooks release`.
-async fn release(project: &Project, load_id: i64, discard: bool, json: bool) -> Result<ExitCode> {
+async fn release(project: &Project, args: ReleaseArgs) -> Result<ExitCode> {
+    let ReleaseArgs {
+        load_id,
+        discard,
+        json,
+    } = args;
     let wh = warehouse(project)?;
     let show = std::io::stderr().is_terminal();
     let report = wh.release(load_id, discard, show).await?;
@@ -649,40 +585,45 @@ async fn release(project: &Project, load_id: i64, discard: bool, json: bool) -> 
 }
 
 /// `citybooks publish`.
-async fn publish(
-    project: &Project,
-    target: Option<String>,
-    schema: Option<String>,
-    full: bool,
-    iam_role: Option<String>,
-    json: bool,
-) -> Result<ExitCode> {
-    let Some((target, options)) =
-        publishing::settings(project, target.as_deref(), schema, iam_role, full)?
+async fn publish(project: &Project, args: PublishArgs) -> Result<ExitCode> {
+    let PublishArgs {
+        target,
+        schema,
+        full,
+        iam_role,
+        json,
+    } = args;
+    let Some((target, options)) = citybooks_publish::Options::from_config(
+        &project.config.publish,
+        target.as_deref(),
+        schema,
+        iam_role,
+        full,
+    )?
     else {
         bail!("no target: give one (citybooks publish postgres://user@host:5432/db) or set [publish] target");
     };
     let wh = warehouse(project)?;
-    let report = publishing::publish(&wh, &target, &options).await?;
+    let report = citybooks_publish::publish_and_record(&wh, &target, &options).await?;
     if json {
         println!("{}", publish_json(&report));
     } else {
-        publishing::print(&report, &options.schema);
+        println!("{}", report.describe(&options.schema));
     }
     Ok(ExitCode::SUCCESS)
 }
 
 /// `citybooks query`.
-async fn query(
-    project: &Project,
-    sql: &str,
-    format: OutputFormat,
-    output: Option<PathBuf>,
-    as_of_load: Option<i64>,
-) -> Result<ExitCode> {
+async fn query(project: &Project, args: QueryArgs) -> Result<ExitCode> {
+    let QueryArgs {
+        sql,
+        format,
+        output,
+        as_of_load,
+    } = args;
     let wh = warehouse(project)?;
     let engine = Engine::from_config(&project.config.query)?;
-    let result = citybooks_query::query(&engine, &wh, sql, as_of_load).await?;
+    let result = citybooks_query::query(&engine, &wh, &sql, as_of_load).await?;
     match output {
         Some(file) => {
             let f = std::fs::File::create(&file)
@@ -701,22 +642,53 @@ async fn query(
 }
 
 /// `citybooks fetch`.
-async fn fetch(
-    project: &Project,
-    portal: Option<String>,
-    fiscal_year: Option<i32>,
-    since: Option<i32>,
-    no_progress: bool,
-    json: bool,
-) -> Result<ExitCode> {
+async fn fetch(project: &Project, args: FetchArgs) -> Result<ExitCode> {
+    let FetchArgs {
+        portal,
+        fiscal_year,
+        since,
+        no_progress,
+        json,
+    } = args;
     let years = match (fiscal_year, since) {
         (Some(y), _) => citybooks_fetch::Years::One(y),
         (None, Some(y)) => citybooks_fetch::Years::Since(y),
         (None, None) => citybooks_fetch::Years::All,
     };
     let show = !no_progress && !json && std::io::stderr().is_terminal();
-    let (fetched, report) =
-        fetching::fetch_and_load(project, years, portal.as_deref(), show).await?;
+    let bar = show.then(|| {
+        let bar = indicatif::ProgressBar::new(0);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} fetching {msg} [{bar:30}] {pos}/{len} rows, {binary_bytes} ({elapsed})",
+            )
+            .expect("template")
+            .progress_chars("=> "),
+        );
+        bar.set_message(years.describe());
+        bar
+    });
+    let progress = |p: &citybooks_fetch::Progress| {
+        if let Some(bar) = &bar {
+            bar.set_length(p.total_rows);
+            bar.set_position(p.rows);
+            bar.set_message(format!(
+                "{} (page {}/{}, {} bytes)",
+                years.describe(),
+                p.pages_done,
+                p.pages,
+                p.bytes
+            ));
+            if p.pages_done == p.pages && p.pages > 0 {
+                bar.finish_and_clear();
+            }
+        }
+    };
+    let outcome = jobs::fetch_and_load(project, years, portal.as_deref(), progress, show).await;
+    if let Some(bar) = &bar {
+        bar.finish_and_clear();
+    }
+    let (fetched, report) = outcome?;
     if json {
         println!("{}", serde_json::json!({"fetch": fetched, "load": report}));
     } else {
@@ -743,7 +715,7 @@ async fn fetch(
 
 /// `citybooks sql-user`.
 async fn sql_user(project: &Project, action: SqlUserAction) -> Result<ExitCode> {
-    let users = serve::sql_users(project);
+    let users = SqlUsers::of_project(project);
     match action {
         SqlUserAction::Add { name } => {
             let password = read_password(&name)?;
@@ -969,7 +941,7 @@ fn print_refresh(project: &Project) {
     }
 }
 
-async fn status(project: &Project) -> Result<()> {
+async fn status(project: &Project) -> Result<ExitCode> {
     let wh = warehouse(project)?;
     println!("project {}", project.dir.display());
     println!("store   {}", wh.store().root());
@@ -977,7 +949,7 @@ async fn status(project: &Project) -> Result<()> {
     let loads = wh.loads().await?;
     if loads.is_empty() {
         println!("\nno loads yet: citybooks load FILE.csv");
-        return Ok(());
+        return Ok(ExitCode::SUCCESS);
     }
     print_query(&wh, "loads", citybooks_warehouse::status::LOADS).await?;
     let held = citybooks_warehouse::loads::waiting(&loads);
@@ -995,7 +967,7 @@ async fn status(project: &Project) -> Result<()> {
     for q in citybooks_warehouse::status::tables() {
         print_query(&wh, q.title, &q.sql).await?;
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }
 
 /// The password of a new SQL user: stdin's first line when stdin is not a terminal,
@@ -1014,7 +986,7 @@ fn read_password(name: &str) -> Result<String> {
     Ok(first)
 }
 
-async fn demo(dir: &Path, serve_on: Option<serve::Ports>) -> Result<ExitCode> {
+async fn demo(dir: &Path, serve_on: Option<Ports>) -> Result<ExitCode> {
     let project = match Project::open(dir) {
         Ok(p) => p,
         Err(citybooks_store::ProjectError::NotAProject { .. }) => Project::init(dir)?,
@@ -1042,13 +1014,31 @@ async fn demo(dir: &Path, serve_on: Option<serve::Ports>) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     };
     // A demo serves this machine only, with a fresh password for its SQL user.
-    let password = serve::random_password();
-    serve::sql_users(&project).add(DEMO_SQL_USER, &password)?;
+    let password = citybooks_serve::sql::random_password();
+    SqlUsers::of_project(&project).add(DEMO_SQL_USER, &password)?;
     println!();
-    let login = serve::DemoLogin {
+    let login = DemoLogin {
         user: DEMO_SQL_USER,
         password,
     };
-    serve::serve(&project, &ports, Some(login)).await?;
+    citybooks_serve::serve(&project, &ports, Some(login), stop_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// Ctrl-C, or SIGTERM on Unix: what stops `serve`, `demo` and the cluster roles.
+pub(crate) async fn stop_signal() {
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => return std::future::pending().await,
+            };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = tokio::signal::ctrl_c().await;
 }

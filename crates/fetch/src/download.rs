@@ -7,6 +7,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use citybooks_store::config::FetchConfig;
 use citybooks_store::{Store, StoreError};
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,18 @@ pub struct Options {
     pub timeout: Duration,
     /// Sent as `X-App-Token`.
     pub app_token: Option<String>,
+}
+
+impl Options {
+    /// The settings of `[fetch]`, each at least 1 where 0 would never fetch.
+    pub fn from_config(cfg: &FetchConfig) -> Options {
+        Options {
+            attempts: cfg.attempts.max(1),
+            backoff: Duration::from_millis(cfg.backoff_ms),
+            timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
+            app_token: cfg.app_token.clone(),
+        }
+    }
 }
 
 /// Where a fetch is.
@@ -73,6 +86,11 @@ pub enum FetchError {
         attempts: u32,
         kept: String,
         last: Box<FetchError>,
+    },
+    #[error("the portal {portal:?} is not a URL (e.g. https://data.sfgov.org): {source}")]
+    BadPortal {
+        portal: String,
+        source: url::ParseError,
     },
     #[error("{0}")]
     Store(#[from] StoreError),

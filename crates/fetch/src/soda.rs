@@ -2,7 +2,10 @@
 //! requests, and how the portal's answers are checked.
 
 use citybooks_model::HeaderMap;
+use citybooks_store::config::FetchConfig;
 use url::Url;
+
+use crate::FetchError;
 
 /// Which fiscal years to fetch.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,7 +45,29 @@ pub struct Query {
     pub page_rows: u64,
 }
 
+/// Most rows the portal returns per page.
+pub const MAX_PAGE_ROWS: u64 = 50_000;
+
 impl Query {
+    /// The query `[fetch]` describes for `years`, from `portal` (None: `[fetch] portal`);
+    /// `page_rows` kept within 1 and [`MAX_PAGE_ROWS`].
+    pub fn from_config(
+        cfg: &FetchConfig,
+        years: Years,
+        portal: Option<&str>,
+    ) -> Result<Query, FetchError> {
+        let portal = portal.unwrap_or(&cfg.portal);
+        Ok(Query {
+            portal: Url::parse(portal).map_err(|source| FetchError::BadPortal {
+                portal: portal.to_string(),
+                source,
+            })?,
+            dataset: cfg.dataset.clone(),
+            years,
+            page_rows: cfg.page_rows.clamp(1, MAX_PAGE_ROWS),
+        })
+    }
+
     fn resource(&self, ext: &str) -> Url {
         let mut url = self.portal.clone();
         let base = url.path().trim_end_matches('/').to_string();

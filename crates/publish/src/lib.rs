@@ -41,6 +41,7 @@ use arrow::datatypes::{Decimal128Type, Int32Type, SchemaRef};
 use bytes::BytesMut;
 use citybooks_model::money::format_cents;
 use citybooks_model::schema::Table;
+use citybooks_store::config::PublishConfig;
 use citybooks_warehouse::publishes::{PublishRecord, PublishStatus};
 use citybooks_warehouse::{Warehouse, WarehouseError};
 use datafusion::prelude::SessionContext;
@@ -97,6 +98,67 @@ pub struct Report {
     /// Whether there was nothing to send.
     pub up_to_date: bool,
     pub seconds: f64,
+}
+
+impl Options {
+    /// Where and how to publish: the command line's choices (`target`, `schema`,
+    /// `iam_role`, `full`) over `[publish]`. None when neither names a target.
+    pub fn from_config(
+        cfg: &PublishConfig,
+        target: Option<&str>,
+        schema: Option<String>,
+        iam_role: Option<String>,
+        full: bool,
+    ) -> Result<Option<(Target, Options)>, PublishError> {
+        let Some(text) = target.or(cfg.target.as_deref()) else {
+            return Ok(None);
+        };
+        if text.trim().is_empty() {
+            return Ok(None);
+        }
+        let target = Target::parse(text)?;
+        let options = Options {
+            schema: schema.unwrap_or_else(|| cfg.schema.clone()),
+            full,
+            iam_role: iam_role.or_else(|| cfg.iam_role.clone()),
+            password: cfg.password.clone(),
+        };
+        if options.schema.trim().is_empty() {
+            return Err(PublishError::BadTarget {
+                target: target.to_string(),
+                why: "[publish] schema is empty: name the schema of the target (default report)"
+                    .into(),
+            });
+        }
+        Ok(Some((target, options)))
+    }
+}
+
+impl Report {
+    /// The report as a person reads it, one line; `schema` is the one published into.
+    pub fn describe(&self, schema: &str) -> String {
+        if self.up_to_date {
+            return format!(
+                "publish to {} (schema {schema}): up to date, it already holds load {}",
+                self.target, self.load_id
+            );
+        }
+        let years: Vec<String> = self.years.iter().map(|y| y.to_string()).collect();
+        format!(
+            "published load {} to {} (schema {schema}{}): fiscal years {}, {} rows, {} dimension members added or changed, in {:.2} s",
+            self.load_id,
+            self.target,
+            match (self.created, self.previous) {
+                (true, _) => ", tables created".to_string(),
+                (false, Some(p)) => format!(", it held load {p}"),
+                (false, None) => String::new(),
+            },
+            if years.is_empty() { "none".into() } else { years.join(", ") },
+            self.rows,
+            self.members,
+            self.seconds
+        )
+    }
 }
 
 /// Why a publish did not happen; the target is as it was before it.

@@ -190,6 +190,36 @@ impl PgServer {
         })
     }
 
+    /// The server `[sql]` of `project` describes: its users, TLS files (relative to the
+    /// project folder) and limits.
+    pub fn from_config(
+        project: &citybooks_store::Project,
+        live: Arc<Live>,
+        metrics: Arc<Metrics>,
+    ) -> Result<PgServer, PgServerError> {
+        let cfg = &project.config.sql;
+        // Both files or neither: the configuration checked that.
+        let tls = match (&cfg.tls_cert, &cfg.tls_key) {
+            (Some(cert), Some(key)) => Some(tls_acceptor(
+                &project.dir.join(cert),
+                &project.dir.join(key),
+            )?),
+            _ => None,
+        };
+        let options = PgOptions {
+            statement_timeout: Duration::from_secs(cfg.statement_timeout_secs),
+            max_connections: cfg.max_connections,
+            tls_required: cfg.tls_required,
+            password_auth: cfg.password_auth,
+        };
+        PgServer::new(live, SqlUsers::of_project(project), tls, options, metrics)
+    }
+
+    /// Whether clients can use TLS.
+    pub fn tls(&self) -> bool {
+        self.tls.is_some()
+    }
+
     /// Accepts connections on `listener` until `shutdown` completes.
     pub async fn serve(self, listener: TcpListener, shutdown: impl Future<Output = ()>) {
         let limiter = Arc::new(Semaphore::new(self.max_connections));

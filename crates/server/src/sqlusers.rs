@@ -98,7 +98,18 @@ impl PgCatalogContextProvider for SqlUsers {
     }
 }
 
+/// Folder of a project holding the SQL users' SCRAM verifiers.
+pub const SQL_USERS_DIR: &str = "sql-users";
+
 impl SqlUsers {
+    /// The SQL users of `project` (`sql-users/`), keeping MD5 verifiers when `[sql]
+    /// password_auth = "md5"`.
+    pub fn of_project(project: &citybooks_store::Project) -> SqlUsers {
+        SqlUsers::new(project.dir.join(SQL_USERS_DIR)).keeping_md5(
+            project.config.sql.password_auth == citybooks_store::config::PasswordAuth::Md5,
+        )
+    }
+
     /// The users kept in `dir` (made on first `add`).
     pub fn new(dir: impl Into<PathBuf>) -> SqlUsers {
         SqlUsers {

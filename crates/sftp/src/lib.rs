@@ -9,19 +9,24 @@
 //!   the connections share.
 //! * `session` — the SFTP subsystem of one session; `upload` — one upload in progress,
 //!   published only on close.
+//! * [`run`] — the drop-box as one server ([`SftpServer`]): built from the project
+//!   folder and `[sftp]`, run until a shutdown, then a grace period for open uploads.
 //! * [`paths`] — every client path normalised inside the user's home (the jail).
 //! * [`guard`] — the audit log (typed events) and the ban of failing addresses.
 //!
-//! This crate does not touch the warehouse; the binary hands finished uploads
-//! ([`server::Uploaded`]) to the loader of `citybooks-warehouse`.
+//! This crate does not touch the warehouse: finished uploads ([`server::Uploaded`]) go
+//! to a [`server::LoadUpload`], which citybooks-serve implements with the loader of
+//! citybooks-warehouse.
 
 pub mod guard;
 pub mod hostkeys;
 pub mod paths;
+pub mod run;
 pub mod server;
 mod session;
 mod upload;
 pub mod users;
 
 pub use hostkeys::HostKeys;
+pub use run::{SftpServer, StartError, HOST_KEYS_DIR, USERS_DIR};
 pub use users::{UserError, Users};

@@ -84,8 +84,8 @@ impl DropBox {
     }
 }
 
-/// Loads a finished upload for the after-upload queue ([`DropBox::acknowledge`]): the
-/// binary implements it with the warehouse (this crate does not touch it).
+/// Loads a finished upload for the after-upload queue ([`DropBox::acknowledge`]):
+/// citybooks-serve implements it with the warehouse (this crate does not touch it).
 pub trait LoadUpload: Send + Sync + 'static {
     /// Loads `upload`; returns the load's report as JSON text (a failure too, as
     /// `{"status": "failed", "error": ...}`), which the uploader finds beside the file.

@@ -51,6 +51,21 @@ pub struct HttpOptions {
     pub cache: bool,
 }
 
+impl HttpOptions {
+    /// The settings `[http]` of `project` describes (`assets_dir` relative to the
+    /// project folder).
+    pub fn from_config(project: &citybooks_store::Project) -> HttpOptions {
+        let cfg = &project.config.http;
+        HttpOptions {
+            token: cfg.token.clone(),
+            row_limit: cfg.row_limit,
+            timeout: Duration::from_secs(cfg.timeout_secs),
+            assets_dir: cfg.assets_dir.as_ref().map(|d| project.dir.join(d)),
+            cache: cfg.cache,
+        }
+    }
+}
+
 #[derive(Clone)]
 pub(crate) struct App {
     pub live: Arc<Live>,
