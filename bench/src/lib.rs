@@ -112,99 +112,122 @@ impl Generator {
     ) -> std::io::Result<()> {
         let mut out = std::io::BufWriter::with_capacity(1 << 20, out);
         let mut rng = Rng::new(seed);
-        match dialect {
-            Dialect::Api => writeln!(
-                out,
-                "\"fiscal_year\",\"related_govt_units\",\"organization_group_code\",\"organization_group\",\"department_code\",\"department\",\"program_code\",\"program\",\"character_code\",\"character\",\"object_code\",\"object\",\"sub_object_code\",\"sub_object\",\"fund_type_code\",\"fund_type\",\"fund_code\",\"fund\",\"fund_category_code\",\"fund_category\",\"revenue_or_spending\",\"amount\",\"data_as_of\",\"data_loaded_at\""
-            )?,
-            Dialect::Portal => writeln!(
-                out,
-                "Fiscal Year,Revenue or Spending,Related Gov't Units,Organization Group Code,Organization Group,Department Code,Department,Program Code,Program,Character Code,Character,Object Code,Object,Sub-object Code,Sub-object,Fund Type Code,Fund Type,Fund Code,Fund,Fund Category Code,Fund Category,Amount"
-            )?,
-        }
+        writeln!(out, "{}", dialect.header())?;
         let mut line = String::with_capacity(1024);
         for i in 0..n {
-            // Fiscal years 1999..=2027 in runs, as the real export is ordered by year.
-            let year = 1999 + (i * 29 / n.max(1)) as i32;
+            // The draws in this order: the files of a seed stay the same across versions.
             let p = &self.programs[rng.below(self.programs.len())];
             let t = &self.types[rng.below(self.types.len())];
             let f = &self.funds[rng.below(self.funds.len())];
             let (base, revenue) = self.amounts[rng.below(self.amounts.len())];
-            // Scale the sampled amount by 0.50..1.50 so values are not all repeats.
-            let factor = 50 + rng.below(101) as i64;
-            let cents = base * factor / 100;
-            let og_code: i32 = p[1].parse().unwrap_or(0);
-            let rs = if revenue { "Revenue" } else { "Spending" };
+            let row = Row {
+                // Fiscal years 1999..=2027 in runs, as the real export is ordered by year.
+                year: 1999 + (i * 29 / n.max(1)) as i32,
+                p,
+                t,
+                f,
+                revenue,
+                // Scale the sampled amount by 0.50..1.50 so values are not all repeats.
+                cents: base * (50 + rng.below(101) as i64) / 100,
+            };
             line.clear();
             match dialect {
-                Dialect::Api => {
-                    let fields: [&str; 20] = [
-                        &year.to_string(),
-                        if p[0] == "Yes" { "YES" } else { "NO" },
-                        &format!("{og_code:02}"),
-                        &p[2],
-                        &p[3],
-                        &p[4],
-                        &p[5],
-                        &p[6],
-                        &t[0],
-                        &t[1],
-                        &t[2],
-                        &t[3],
-                        &t[4],
-                        &t[5],
-                        &f[0],
-                        &f[1],
-                        &f[2],
-                        &f[3],
-                        f[4].strip_suffix(".0").unwrap_or(&f[4]),
-                        &f[5],
-                    ];
-                    for field in fields {
-                        push_quoted(&mut line, field);
-                        line.push(',');
-                    }
-                    push_quoted(&mut line, rs);
-                    line.push(',');
-                    push_quoted(&mut line, &plain_amount(cents));
-                    line.push_str(",\"2026-09-20T23:05:20.000\",\"2026-09-21T03:03:01.000\"");
-                }
-                Dialect::Portal => {
-                    let fields: [&str; 20] = [
-                        &year.to_string(),
-                        rs,
-                        &p[0],
-                        &og_code.to_string(),
-                        &p[2],
-                        &p[3],
-                        &p[4],
-                        &p[5],
-                        &p[6],
-                        &t[0],
-                        &t[1],
-                        &t[2],
-                        &t[3],
-                        &t[4],
-                        &t[5],
-                        &f[0],
-                        &f[1],
-                        &f[2],
-                        &f[3],
-                        &f[4],
-                    ];
-                    for field in fields {
-                        push_needed(&mut line, field);
-                        line.push(',');
-                    }
-                    push_needed(&mut line, &f[5]);
-                    line.push(',');
-                    push_needed(&mut line, &grouped_amount(cents));
-                }
+                Dialect::Api => row.api_line(&mut line),
+                Dialect::Portal => row.portal_line(&mut line),
             }
             line.push('\n');
             out.write_all(line.as_bytes())?;
         }
         out.flush()
+    }
+}
+
+impl Dialect {
+    /// The header line of a file in this dialect.
+    fn header(self) -> &'static str {
+        match self {
+            Dialect::Api => "\"fiscal_year\",\"related_govt_units\",\"organization_group_code\",\"organization_group\",\"department_code\",\"department\",\"program_code\",\"program\",\"character_code\",\"character\",\"object_code\",\"object\",\"sub_object_code\",\"sub_object\",\"fund_type_code\",\"fund_type\",\"fund_code\",\"fund\",\"fund_category_code\",\"fund_category\",\"revenue_or_spending\",\"amount\",\"data_as_of\",\"data_loaded_at\"",
+            Dialect::Portal => "Fiscal Year,Revenue or Spending,Related Gov't Units,Organization Group Code,Organization Group,Department Code,Department,Program Code,Program,Character Code,Character,Object Code,Object,Sub-object Code,Sub-object,Fund Type Code,Fund Type,Fund Code,Fund,Fund Category Code,Fund Category,Amount",
+        }
+    }
+}
+
+/// One generated row: a member of each hierarchy, the year and the amount.
+struct Row<'a> {
+    year: i32,
+    p: &'a [String; 7],
+    t: &'a [String; 6],
+    f: &'a [String; 6],
+    revenue: bool,
+    cents: i64,
+}
+
+impl Row<'_> {
+    fn og_code(&self) -> i32 {
+        self.p[1].parse().unwrap_or(0)
+    }
+
+    fn revenue_or_spending(&self) -> &'static str {
+        if self.revenue {
+            "Revenue"
+        } else {
+            "Spending"
+        }
+    }
+
+    /// The member columns both dialects write in the same order: department to
+    /// program, the type hierarchy, fund type to fund.
+    fn shared_columns(&self) -> impl Iterator<Item = &str> {
+        self.p[2..]
+            .iter()
+            .chain(self.t.iter())
+            .chain(self.f[..4].iter())
+            .map(String::as_str)
+    }
+
+    /// The API export's line: every field quoted, codes as text, YES/NO.
+    fn api_line(&self, line: &mut String) {
+        let f = self.f;
+        let year = self.year.to_string();
+        let og_code = format!("{:02}", self.og_code());
+        let related = if self.p[0] == "Yes" { "YES" } else { "NO" };
+        let amount = plain_amount(self.cents);
+        let fields = [year.as_str(), related, &og_code]
+            .into_iter()
+            .chain(self.shared_columns())
+            .chain([
+                f[4].strip_suffix(".0").unwrap_or(&f[4]),
+                &f[5],
+                self.revenue_or_spending(),
+                &amount,
+            ]);
+        for field in fields {
+            push_quoted(line, field);
+            line.push(',');
+        }
+        line.push_str("\"2026-09-20T23:05:20.000\",\"2026-09-21T03:03:01.000\"");
+    }
+
+    /// The portal export's line: quoted only where needed, grouped amounts.
+    fn portal_line(&self, line: &mut String) {
+        let year = self.year.to_string();
+        let og_code = self.og_code().to_string();
+        let amount = grouped_amount(self.cents);
+        let fields = [
+            year.as_str(),
+            self.revenue_or_spending(),
+            &self.p[0],
+            &og_code,
+        ]
+        .into_iter()
+        .chain(self.shared_columns())
+        .chain([self.f[4].as_str(), &self.f[5], &amount]);
+        for (i, field) in fields.enumerate() {
+            if i > 0 {
+                line.push(',');
+            }
+            push_needed(line, field);
+        }
     }
 }
 

@@ -35,12 +35,29 @@ pub enum MoneyError {
 /// surrounding spaces, and up to two decimals (further decimals must be zeros:
 /// `12.500` is fine, `12.345` is not).
 pub fn parse_amount(text: &str) -> Result<i128, MoneyError> {
-    let s = text.trim();
-    if s.is_empty() {
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
         return Err(MoneyError::Empty);
     }
+    let (negative, rest) = split_sign(text, trimmed)?;
+    let mut digits = Digits::new(text);
+    for c in rest.chars() {
+        match c {
+            '0'..='9' => digits.digit(c as i128 - '0' as i128)?,
+            ',' if digits.decimals.is_none() => digits.thousands_separator()?,
+            '.' if digits.decimals.is_none() => digits.decimal_point()?,
+            other => return Err(MoneyError::BadChar(text.to_string(), other)),
+        }
+    }
+    let cents = digits.cents()?;
+    Ok(if negative { -cents } else { cents })
+}
+
+/// The sign of a trimmed amount (`-`, `+` or accounting parentheses, with a `$` before
+/// or after it) and the digits after it.
+fn split_sign<'a>(text: &str, trimmed: &'a str) -> Result<(bool, &'a str), MoneyError> {
     let bad = |c: char| MoneyError::BadChar(text.to_string(), c);
-    let mut rest = s;
+    let mut rest = trimmed;
     let mut negative = false;
     let mut parens = false;
     if let Some(inner) = rest.strip_prefix('(') {
@@ -58,75 +75,111 @@ pub fn parse_amount(text: &str) -> Result<i128, MoneyError> {
     } else if let Some(r) = rest.strip_prefix('+') {
         rest = r;
     }
-    rest = rest.strip_prefix('$').unwrap_or(rest);
+    Ok((negative, rest.strip_prefix('$').unwrap_or(rest)))
+}
 
-    let mut cents: i128 = 0;
-    let mut digits = 0usize;
-    let mut decimals: Option<u32> = None;
-    let mut prev_digit = false;
-    let mut group_len: Option<usize> = None; // digits since the last thousands separator
-    let overflow = || MoneyError::Overflow(text.to_string());
-    for c in rest.chars() {
-        match c {
-            '0'..='9' => {
-                let d = c as i128 - '0' as i128;
-                match decimals {
-                    None => {
-                        cents = cents
-                            .checked_mul(10)
-                            .and_then(|v| v.checked_add(d))
-                            .ok_or_else(overflow)?;
-                        if let Some(g) = group_len.as_mut() {
-                            *g += 1;
-                        }
-                    }
-                    Some(n) if n < 2 => {
-                        cents = cents
-                            .checked_mul(10)
-                            .and_then(|v| v.checked_add(d))
-                            .ok_or_else(overflow)?;
-                        decimals = Some(n + 1);
-                    }
-                    Some(_) => {
-                        if d != 0 {
-                            return Err(MoneyError::SubCent(text.to_string()));
-                        }
-                    }
-                }
-                digits += 1;
-                prev_digit = true;
-            }
-            ',' if decimals.is_none() => {
-                if !prev_digit || group_len.is_some_and(|g| g != 3) {
-                    return Err(MoneyError::BadSeparator(text.to_string()));
-                }
-                group_len = Some(0);
-                prev_digit = false;
-            }
-            '.' if decimals.is_none() => {
-                if group_len.is_some_and(|g| g != 3) || (group_len.is_some() && !prev_digit) {
-                    return Err(MoneyError::BadSeparator(text.to_string()));
-                }
-                decimals = Some(0);
-                prev_digit = false;
-            }
-            other => return Err(bad(other)),
+/// The digits of an amount read so far, as cents, with what the separators allow next.
+struct Digits<'a> {
+    /// The whole amount, for errors.
+    text: &'a str,
+    cents: i128,
+    digits: usize,
+    /// Digits after the decimal point (None: no point yet).
+    decimals: Option<u32>,
+    prev_digit: bool,
+    /// Digits since the last thousands separator (None: none yet).
+    group_len: Option<usize>,
+}
+
+impl<'a> Digits<'a> {
+    fn new(text: &'a str) -> Digits<'a> {
+        Digits {
+            text,
+            cents: 0,
+            digits: 0,
+            decimals: None,
+            prev_digit: false,
+            group_len: None,
         }
     }
-    if digits == 0 {
-        return Err(MoneyError::NoDigits(text.to_string()));
+
+    fn overflow(&self) -> MoneyError {
+        MoneyError::Overflow(self.text.to_string())
     }
-    if group_len.is_some_and(|g| g != 3) {
-        return Err(MoneyError::BadSeparator(text.to_string()));
+
+    fn bad_separator(&self) -> MoneyError {
+        MoneyError::BadSeparator(self.text.to_string())
     }
-    let scale_up = 2 - decimals.unwrap_or(0).min(2);
-    cents = cents
-        .checked_mul(10i128.pow(scale_up))
-        .ok_or_else(overflow)?;
-    if cents > MAX_CENTS {
-        return Err(overflow());
+
+    fn shift_in(&mut self, d: i128) -> Result<(), MoneyError> {
+        self.cents = self
+            .cents
+            .checked_mul(10)
+            .and_then(|v| v.checked_add(d))
+            .ok_or_else(|| self.overflow())?;
+        Ok(())
     }
-    Ok(if negative { -cents } else { cents })
+
+    /// A digit: before the point, in the cents, or a third decimal that must be zero.
+    fn digit(&mut self, d: i128) -> Result<(), MoneyError> {
+        match self.decimals {
+            None => {
+                self.shift_in(d)?;
+                if let Some(g) = self.group_len.as_mut() {
+                    *g += 1;
+                }
+            }
+            Some(n) if n < 2 => {
+                self.shift_in(d)?;
+                self.decimals = Some(n + 1);
+            }
+            Some(_) if d != 0 => return Err(MoneyError::SubCent(self.text.to_string())),
+            Some(_) => {}
+        }
+        self.digits += 1;
+        self.prev_digit = true;
+        Ok(())
+    }
+
+    /// `,` between groups of three digits.
+    fn thousands_separator(&mut self) -> Result<(), MoneyError> {
+        if !self.prev_digit || self.group_len.is_some_and(|g| g != 3) {
+            return Err(self.bad_separator());
+        }
+        self.group_len = Some(0);
+        self.prev_digit = false;
+        Ok(())
+    }
+
+    /// `.`, after a complete group of three when there were separators.
+    fn decimal_point(&mut self) -> Result<(), MoneyError> {
+        if self.group_len.is_some_and(|g| g != 3) || (self.group_len.is_some() && !self.prev_digit)
+        {
+            return Err(self.bad_separator());
+        }
+        self.decimals = Some(0);
+        self.prev_digit = false;
+        Ok(())
+    }
+
+    /// The amount in cents, once every character is read.
+    fn cents(self) -> Result<i128, MoneyError> {
+        if self.digits == 0 {
+            return Err(MoneyError::NoDigits(self.text.to_string()));
+        }
+        if self.group_len.is_some_and(|g| g != 3) {
+            return Err(self.bad_separator());
+        }
+        let scale_up = 2 - self.decimals.unwrap_or(0).min(2);
+        let cents = self
+            .cents
+            .checked_mul(10i128.pow(scale_up))
+            .ok_or_else(|| self.overflow())?;
+        if cents > MAX_CENTS {
+            return Err(self.overflow());
+        }
+        Ok(cents)
+    }
 }
 
 /// Formats cents as a plain decimal with two places: `-1234.50`.

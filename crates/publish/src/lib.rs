@@ -44,6 +44,7 @@ use citybooks_model::schema::Table;
 use citybooks_store::config::PublishConfig;
 use citybooks_warehouse::publishes::{PublishRecord, PublishStatus};
 use citybooks_warehouse::{Warehouse, WarehouseError};
+use datafusion::physical_plan::SendableRecordBatchStream;
 use datafusion::prelude::SessionContext;
 use futures::{SinkExt, StreamExt};
 use pgpq::ArrowToPostgresBinaryEncoder;
@@ -354,33 +355,8 @@ async fn publish_in_transaction(
 ) -> Result<Report, PublishError> {
     let flavor = target.flavor;
     let schema = options.schema.as_str();
-    session
-        .exec("locking the publish state", &sql::lock(flavor, schema))
-        .await?;
-    let state = read_state(session, schema).await?;
-    if let Some(held) = state.load_id {
-        if held > latest && !options.full {
-            return Err(session.refused(format!(
-                "it holds citybooks load {held}, newer than this warehouse's newest load {latest}: it was published from another citybooks store. `citybooks publish --full` replaces it with this warehouse's data"
-            )));
-        }
-    }
-    if state.load_id.is_some() && !options.full {
-        check_untouched(session, schema, &state).await?;
-    }
-    // The years to send: None = every year (a first or --full publish).
-    let years: Option<Vec<i32>> = match state.load_id {
-        Some(held) if !options.full => Some(
-            loads
-                .iter()
-                .filter(|l| l.is_loaded() && l.load_id > held && l.load_id <= latest)
-                .flat_map(|l| l.years())
-                .collect::<BTreeSet<i32>>()
-                .into_iter()
-                .collect(),
-        ),
-        _ => None,
-    };
+    let state = locked_state(session, flavor, schema, options.full, latest).await?;
+    let years = years_to_send(&state, loads, latest, options.full);
     let mut report = Report {
         target: target.to_string(),
         load_id: latest,
@@ -412,6 +388,66 @@ async fn publish_in_transaction(
     if years.is_none() {
         report.years = figures.keys().copied().collect();
     }
+    record_state(session, schema, latest, years.as_deref(), figures).await?;
+    Ok(report)
+}
+
+/// Locks the target's publish state and reads it. Refused, unless `full`: a target
+/// holding a load newer than `latest` (published from another store), or one whose
+/// rows differ from what the state says was published.
+async fn locked_state(
+    session: &Session,
+    flavor: Flavor,
+    schema: &str,
+    full: bool,
+    latest: i64,
+) -> Result<State, PublishError> {
+    session
+        .exec("locking the publish state", &sql::lock(flavor, schema))
+        .await?;
+    let state = read_state(session, schema).await?;
+    if let (Some(held), false) = (state.load_id, full) {
+        if held > latest {
+            return Err(session.refused(format!(
+                "it holds citybooks load {held}, newer than this warehouse's newest load {latest}: it was published from another citybooks store. `citybooks publish --full` replaces it with this warehouse's data"
+            )));
+        }
+        check_untouched(session, schema, &state).await?;
+    }
+    Ok(state)
+}
+
+/// The fiscal years to send: those replaced by the loads after the one the target
+/// holds, up to `latest`; None = every year (a first or `full` publish).
+fn years_to_send(
+    state: &State,
+    loads: &[citybooks_warehouse::loads::LoadRecord],
+    latest: i64,
+    full: bool,
+) -> Option<Vec<i32>> {
+    match state.load_id {
+        Some(held) if !full => Some(
+            loads
+                .iter()
+                .filter(|l| l.is_loaded() && l.load_id > held && l.load_id <= latest)
+                .flat_map(|l| l.years())
+                .collect::<BTreeSet<i32>>()
+                .into_iter()
+                .collect(),
+        ),
+        _ => None,
+    }
+}
+
+/// Writes the state tables: the load the target now holds, and each sent year's rows
+/// and total (`figures`: year → (rows, cents)).
+async fn record_state(
+    session: &Session,
+    schema: &str,
+    latest: i64,
+    years: Option<&[i32]>,
+    figures: BTreeMap<i32, (i64, i128)>,
+) -> Result<(), PublishError> {
     let figures: Vec<(i32, i64, String)> = figures
         .into_iter()
         .map(|(year, (rows, cents))| (year, rows, format_cents(cents)))
@@ -420,12 +456,12 @@ async fn publish_in_transaction(
         .format("%Y-%m-%d %H:%M:%S%.6f+00")
         .to_string();
     let source = format!("citybooks {} load {latest}", env!("CARGO_PKG_VERSION"));
-    for statement in sql::write_state(schema, latest, &now, &source, years.as_deref(), &figures) {
+    for statement in sql::write_state(schema, latest, &now, &source, years, &figures) {
         session
             .exec("recording the published load", &statement)
             .await?;
     }
-    Ok(report)
+    Ok(())
 }
 
 /// What the target's state tables say.
@@ -638,7 +674,7 @@ async fn stream(
     ctx: &SessionContext,
     table: Table,
     filter: &str,
-) -> Result<datafusion::physical_plan::SendableRecordBatchStream, PublishError> {
+) -> Result<SendableRecordBatchStream, PublishError> {
     let statement = format!(
         "SELECT {} FROM {}{filter}",
         sql::column_list(table),
@@ -744,43 +780,11 @@ async fn send_rows(
     table: Table,
     filter: &str,
     into: &str,
-    mut seen: impl FnMut(&RecordBatch),
+    seen: impl FnMut(&RecordBatch),
 ) -> Result<u64, PublishError> {
-    let schema = table.schema();
-    let mut batches = stream(ctx, table, filter).await?;
-    let step = format!("sending {}", table.name());
+    let batches = stream(ctx, table, filter).await?;
     match bulk {
-        Bulk::Stdin => {
-            let sink = session
-                .client
-                .copy_in::<_, bytes::Bytes>(&sql::copy_from_stdin(into, table))
-                .await
-                .map_err(|e| session.failed(&step, &e))?;
-            futures::pin_mut!(sink);
-            let mut encoder = ArrowToPostgresBinaryEncoder::try_new(&schema)
-                .map_err(|e| PublishError::encode(table.name())(&e))?;
-            let mut buf = BytesMut::new();
-            encoder
-                .write_header(&mut buf)
-                .map_err(|e| PublishError::encode(table.name())(&e))?;
-            while let Some(batch) = batches.next().await {
-                let batch = conform(table, &batch.map_err(WarehouseError::from)?, &schema)?;
-                seen(&batch);
-                encoder
-                    .write_batch(&batch, &mut buf)
-                    .map_err(|e| PublishError::encode(table.name())(&e))?;
-                sink.send(buf.split().freeze())
-                    .await
-                    .map_err(|e| session.failed(&step, &e))?;
-            }
-            encoder
-                .write_footer(&mut buf)
-                .map_err(|e| PublishError::encode(table.name())(&e))?;
-            sink.send(buf.split().freeze())
-                .await
-                .map_err(|e| session.failed(&step, &e))?;
-            sink.finish().await.map_err(|e| session.failed(&step, &e))
-        }
+        Bulk::Stdin => copy_from_stdin(session, table, batches, into, seen).await,
         Bulk::S3 {
             warehouse,
             prefix,
@@ -788,37 +792,87 @@ async fn send_rows(
             iam_role,
         } => {
             let folder = format!("{prefix}/{}", table.name());
-            let mut rows = 0u64;
-            let mut part = 0usize;
-            while let Some(batch) = batches.next().await {
-                let batch = conform(table, &batch.map_err(WarehouseError::from)?, &schema)?;
-                seen(&batch);
-                rows += batch.num_rows() as u64;
-                let mut file = Vec::new();
-                let mut writer =
-                    parquet::arrow::ArrowWriter::try_new(&mut file, schema.clone(), None)
-                        .map_err(|e| PublishError::encode(table.name())(&e))?;
-                writer
-                    .write(&batch)
-                    .map_err(|e| PublishError::encode(table.name())(&e))?;
-                writer
-                    .close()
-                    .map_err(|e| PublishError::encode(table.name())(&e))?;
-                let rel = format!("{folder}/part-{part:05}.parquet");
-                warehouse
-                    .store()
-                    .put_stream(&rel, file.as_slice(), |_| {})
-                    .await
-                    .map_err(WarehouseError::from)?;
-                part += 1;
-            }
+            let rows = stage_parquet(warehouse, table, batches, &folder, seen).await?;
             let s3 = format!("{}/{}/", bucket_prefix.trim_end_matches('/'), table.name());
             session
-                .exec(&step, &sql::copy_from_s3(table, &s3, iam_role))
+                .exec(
+                    &format!("sending {}", table.name()),
+                    &sql::copy_from_s3(table, &s3, iam_role),
+                )
                 .await?;
             Ok(rows)
         }
     }
+}
+
+/// PostgreSQL: `batches` as one binary `COPY into FROM STDIN`, a batch at a time.
+async fn copy_from_stdin(
+    session: &Session,
+    table: Table,
+    mut batches: SendableRecordBatchStream,
+    into: &str,
+    mut seen: impl FnMut(&RecordBatch),
+) -> Result<u64, PublishError> {
+    let schema = table.schema();
+    let step = format!("sending {}", table.name());
+    let encode = PublishError::encode(table.name());
+    let sink = session
+        .client
+        .copy_in::<_, bytes::Bytes>(&sql::copy_from_stdin(into, table))
+        .await
+        .map_err(|e| session.failed(&step, &e))?;
+    futures::pin_mut!(sink);
+    let mut encoder = ArrowToPostgresBinaryEncoder::try_new(&schema).map_err(|e| encode(&e))?;
+    let mut buf = BytesMut::new();
+    encoder.write_header(&mut buf).map_err(|e| encode(&e))?;
+    while let Some(batch) = batches.next().await {
+        let batch = conform(table, &batch.map_err(WarehouseError::from)?, &schema)?;
+        seen(&batch);
+        encoder
+            .write_batch(&batch, &mut buf)
+            .map_err(|e| encode(&e))?;
+        sink.send(buf.split().freeze())
+            .await
+            .map_err(|e| session.failed(&step, &e))?;
+    }
+    encoder.write_footer(&mut buf).map_err(|e| encode(&e))?;
+    sink.send(buf.split().freeze())
+        .await
+        .map_err(|e| session.failed(&step, &e))?;
+    sink.finish().await.map_err(|e| session.failed(&step, &e))
+}
+
+/// Redshift: `batches` as Parquet files `folder/part-NNNNN.parquet` in the store, one
+/// per batch, for a `COPY` from S3; returns the rows written.
+async fn stage_parquet(
+    warehouse: &Warehouse,
+    table: Table,
+    mut batches: SendableRecordBatchStream,
+    folder: &str,
+    mut seen: impl FnMut(&RecordBatch),
+) -> Result<u64, PublishError> {
+    let schema = table.schema();
+    let encode = PublishError::encode(table.name());
+    let mut rows = 0u64;
+    let mut part = 0usize;
+    while let Some(batch) = batches.next().await {
+        let batch = conform(table, &batch.map_err(WarehouseError::from)?, &schema)?;
+        seen(&batch);
+        rows += batch.num_rows() as u64;
+        let mut file = Vec::new();
+        let mut writer = parquet::arrow::ArrowWriter::try_new(&mut file, schema.clone(), None)
+            .map_err(|e| encode(&e))?;
+        writer.write(&batch).map_err(|e| encode(&e))?;
+        writer.close().map_err(|e| encode(&e))?;
+        let rel = format!("{folder}/part-{part:05}.parquet");
+        warehouse
+            .store()
+            .put_stream(&rel, file.as_slice(), |_| {})
+            .await
+            .map_err(WarehouseError::from)?;
+        part += 1;
+    }
+    Ok(rows)
 }
 
 /// Brings one dimension up to the warehouse's: returns the members updated or inserted.

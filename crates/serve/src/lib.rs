@@ -3,8 +3,8 @@
 //!
 //! [`serve`] binds every enabled port first (a port in use stops the process before any
 //! part starts), then starts each server in its own task, and stops them all at one
-//! shutdown. Each server has the same shape, `start(..., listener, shutdown)` returning
-//! a task that ends after the shutdown:
+//! shutdown. Each server has the same shape, `start(&Shared, ..., listener)` returning
+//! a task that ends after the [`Shared`] shutdown:
 //!
 //! | module | server | built from |
 //! | --- | --- | --- |
@@ -69,45 +69,50 @@ impl Listeners {
     /// whatever the config says.
     async fn bind(project: &Project, ports: &Ports, local_only: bool) -> Result<Listeners> {
         let cfg = &project.config;
-        let bind = |what: &'static str, enabled: bool, listen: &str, port: u16| {
-            let listen = if local_only { "127.0.0.1" } else { listen }.to_string();
-            async move {
-                if !enabled {
-                    return Ok(None);
-                }
-                TcpListener::bind((listen.as_str(), port)).await.map(Some).with_context(|| {
+        let wanted = [
+            (
+                "SFTP",
+                cfg.sftp.enabled,
+                &cfg.sftp.listen,
+                ports.sftp_port.unwrap_or(cfg.sftp.port),
+            ),
+            (
+                "SQL",
+                cfg.sql.enabled,
+                &cfg.sql.listen,
+                ports.sql_port.unwrap_or(cfg.sql.port),
+            ),
+            (
+                "HTTP",
+                cfg.http.enabled,
+                &cfg.http.listen,
+                ports.http_port.unwrap_or(cfg.http.port),
+            ),
+        ];
+        let mut bound = Vec::new();
+        for (what, enabled, listen, port) in wanted {
+            let listen = if local_only { "127.0.0.1" } else { listen };
+            bound.push(match enabled {
+                true => Some(TcpListener::bind((listen, port)).await.with_context(|| {
                     format!("{what}: cannot listen on {listen}:{port} (in use? choose another port in citybooks.toml or on the command line)")
-                })
-            }
-        };
-        let sftp = bind(
-            "SFTP",
-            cfg.sftp.enabled,
-            &cfg.sftp.listen,
-            ports.sftp_port.unwrap_or(cfg.sftp.port),
-        );
-        let sql = bind(
-            "SQL",
-            cfg.sql.enabled,
-            &cfg.sql.listen,
-            ports.sql_port.unwrap_or(cfg.sql.port),
-        );
-        let http = bind(
-            "HTTP",
-            cfg.http.enabled,
-            &cfg.http.listen,
-            ports.http_port.unwrap_or(cfg.http.port),
-        );
-        let bound = Listeners {
-            sftp: sftp.await?,
-            sql: sql.await?,
-            http: http.await?,
-        };
-        if bound.sftp.is_none() && bound.sql.is_none() && bound.http.is_none() {
+                })?),
+                false => None,
+            });
+        }
+        let [sftp, sql, http] = bound.try_into().expect("three servers");
+        if sftp.is_none() && sql.is_none() && http.is_none() {
             bail!("nothing to serve: [sftp], [sql] and [http] are all disabled (enabled = false) in citybooks.toml");
         }
-        Ok(bound)
+        Ok(Listeners { sftp, sql, http })
     }
+}
+
+/// What every server of one process shares: the project, the metrics they count into,
+/// and the shutdown they all end at.
+pub struct Shared<'a> {
+    pub project: &'a Project,
+    pub metrics: Arc<Metrics>,
+    pub shutdown: CancellationToken,
 }
 
 /// Serves `project` until `stop` completes (the binary passes Ctrl-C / SIGTERM), then
@@ -120,39 +125,29 @@ pub async fn serve(
 ) -> Result<()> {
     let bound = Listeners::bind(project, ports, demo.is_some()).await?;
     let wh = warehouse(project)?;
-    let metrics = Arc::new(Metrics::default());
-    let shutdown = CancellationToken::new();
+    let shared = Shared {
+        project,
+        metrics: Arc::new(Metrics::default()),
+        shutdown: CancellationToken::new(),
+    };
     let mut tasks: Vec<Task> = Vec::new();
     if let Some(listener) = bound.sftp {
-        tasks.push(sftp::start(project, &wh, listener, metrics.clone(), shutdown.clone()).await?);
+        tasks.push(sftp::start(&shared, &wh, listener).await?);
     }
     if bound.sql.is_some() || bound.http.is_some() {
         let live = live(project, &wh).await?;
         if let Some(listener) = bound.sql {
-            tasks.push(sql::start(
-                project,
-                &live,
-                listener,
-                &metrics,
-                shutdown.clone(),
-                demo.as_ref(),
-            )?);
+            tasks.push(sql::start(&shared, &live, listener, demo.as_ref())?);
         }
         if let Some(listener) = bound.http {
-            tasks.push(http::start(
-                project,
-                &live,
-                listener,
-                &metrics,
-                shutdown.clone(),
-            )?);
+            tasks.push(http::start(&shared, &live, listener)?);
         }
     }
-    tasks.extend(refresh::start(project, shutdown.clone())?);
+    tasks.extend(refresh::start(&shared)?);
     println!("ready (Ctrl-C stops)");
 
     stop.await;
-    shutdown.cancel();
+    shared.shutdown.cancel();
     for task in tasks {
         task.await.context("a server task panicked")??;
     }

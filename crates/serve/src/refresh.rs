@@ -8,14 +8,13 @@ use anyhow::Result;
 use citybooks_fetch::{Schedule, Years};
 use citybooks_store::Project;
 use citybooks_warehouse::LoadStatus;
-use tokio_util::sync::CancellationToken;
 
 use crate::jobs::{current_fiscal_year, fetch_and_load, publish_after_load};
-use crate::Task;
+use crate::{Shared, Task};
 
 /// Starts the refresh if a schedule is set; the task ends at `shutdown`.
-pub fn start(project: &Project, shutdown: CancellationToken) -> Result<Option<Task>> {
-    let cfg = &project.config.fetch;
+pub fn start(shared: &Shared) -> Result<Option<Task>> {
+    let cfg = &shared.project.config.fetch;
     let Some(schedule) = &cfg.schedule else {
         return Ok(None);
     };
@@ -30,7 +29,8 @@ pub fn start(project: &Project, shutdown: CancellationToken) -> Result<Option<Ta
     );
     let first_retry = Duration::from_millis(cfg.backoff_ms.max(1));
     let retry_max = Duration::from_secs(cfg.retry_max_secs.max(1));
-    let project = project.clone();
+    let project = shared.project.clone();
+    let shutdown = shared.shutdown.clone().cancelled_owned();
     Ok(Some(tokio::spawn(async move {
         citybooks_fetch::schedule::run(
             schedule,
@@ -38,7 +38,7 @@ pub fn start(project: &Project, shutdown: CancellationToken) -> Result<Option<Ta
             first_retry,
             retry_max,
             || refresh(&project),
-            shutdown.cancelled_owned(),
+            shutdown,
         )
         .await;
         Ok(())

@@ -10,23 +10,17 @@ use citybooks_sftp::SftpServer;
 use citybooks_store::Project;
 use citybooks_warehouse::{LoadStatus, Warehouse};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::Task;
+use crate::{Shared, Task};
 
 /// Starts the drop-box on `listener` with its after-upload worker; the task ends after
 /// the shutdown's grace period.
-pub async fn start(
-    project: &Project,
-    wh: &Warehouse,
-    listener: TcpListener,
-    metrics: Arc<Metrics>,
-    shutdown: CancellationToken,
-) -> Result<Task> {
+pub async fn start(shared: &Shared<'_>, wh: &Warehouse, listener: TcpListener) -> Result<Task> {
+    let project = shared.project;
     let loader = UploadLoader {
         warehouse: wh.clone(),
         project: project.clone(),
-        metrics,
+        metrics: shared.metrics.clone(),
     };
     let server = SftpServer::start(
         &project.dir,
@@ -50,8 +44,9 @@ pub async fn start(
             server.requeued
         );
     }
+    let shutdown = shared.shutdown.clone().cancelled_owned();
     Ok(tokio::spawn(async move {
-        Ok(server.run(listener, shutdown.cancelled_owned()).await?)
+        Ok(server.run(listener, shutdown).await?)
     }))
 }
 

@@ -3,24 +3,20 @@
 use std::sync::Arc;
 
 use anyhow::Result;
-use citybooks_server::{Live, Metrics, PgServer};
-use citybooks_store::Project;
+use citybooks_server::{Live, PgServer};
 use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 
-use crate::{shown_host, DemoLogin, Task};
+use crate::{shown_host, DemoLogin, Shared, Task};
 
 /// Starts the PostgreSQL wire protocol on `listener` and says how to connect (with the
 /// demo's login, a ready psql command line); the task ends at `shutdown`.
 pub fn start(
-    project: &Project,
+    shared: &Shared,
     live: &Arc<Live>,
     listener: TcpListener,
-    metrics: &Arc<Metrics>,
-    shutdown: CancellationToken,
     demo: Option<&DemoLogin>,
 ) -> Result<Task> {
-    let server = PgServer::from_config(project, live.clone(), metrics.clone())?;
+    let server = PgServer::from_config(shared.project, live.clone(), shared.metrics.clone())?;
     let tls_note = if server.tls() { ", TLS" } else { "" };
     let addr = listener.local_addr()?;
     let (host, port) = (shown_host(addr), addr.port());
@@ -34,8 +30,9 @@ pub fn start(
             "  connect with: psql -h {host} -p {port} -U USER -d citybooks   (users: citybooks sql-user add USER)"
         ),
     }
+    let shutdown = shared.shutdown.clone().cancelled_owned();
     Ok(tokio::spawn(async move {
-        server.serve(listener, shutdown.cancelled_owned()).await;
+        server.serve(listener, shutdown).await;
         Ok(())
     }))
 }

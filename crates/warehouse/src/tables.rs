@@ -109,6 +109,9 @@ pub struct Warehouse {
     /// Replace the fiscal years of a file even when that shrinks one past
     /// `[load] max_shrink_percent` (`citybooks load --replace-years`, a release).
     pub(crate) replace_years: bool,
+    /// The tables found in today's shape (no migration needed): checked once per
+    /// process, not once per load.
+    current_shape: Arc<std::sync::Mutex<std::collections::HashSet<Table>>>,
 }
 
 /// How a load's data goes into a table.
@@ -137,6 +140,7 @@ impl Warehouse {
             store,
             config,
             replace_years: false,
+            current_shape: Arc::default(),
         }
     }
 
@@ -292,13 +296,73 @@ impl Warehouse {
     /// [`TableScans::Files`]: `table` as Parquet listings over the active files of the
     /// snapshot `delta` holds.
     fn files_provider(&self, table: Table, delta: &DeltaTable) -> Result<Arc<dyn TableProvider>> {
-        let err = Self::delta_err(table);
         let schema = table.schema();
         let partition = table.partition_columns().first().copied();
+        let groups = Self::files_by_partition(table, delta)?;
+        let file_schema: SchemaRef = Arc::new(Schema::new(
+            schema
+                .fields()
+                .iter()
+                .filter(|f| Some(f.name().as_str()) != partition)
+                .cloned()
+                .collect::<Vec<_>>(),
+        ));
+        let Some(column) = partition else {
+            let all: Vec<String> = groups.into_values().flatten().collect();
+            if all.is_empty() {
+                return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+            }
+            return parquet_listing(&all, &file_schema);
+        };
+        if groups.is_empty() {
+            return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
+        }
+        // One listing per partition value, the value as a literal column, in the
+        // table's column order; unioned into a view the optimiser inlines (a filter on
+        // the column drops the other years' scans before anything is read).
+        let mut plan: Option<LogicalPlanBuilder> = None;
+        for (value, uris) in &groups {
+            let year = value.unwrap_or_default();
+            let source = provider_as_source(parquet_listing(uris, &file_schema)?);
+            let projection: Vec<Expr> = schema
+                .fields()
+                .iter()
+                .map(|f| match f.name() == column {
+                    true => lit(year).alias(column),
+                    false => col(f.name().as_str()),
+                })
+                .collect();
+            let branch = LogicalPlanBuilder::scan(
+                format!("{}_{column}_{year}", table.name()),
+                source,
+                None,
+            )?
+            .project(projection)?
+            .build()?;
+            plan = Some(match plan {
+                None => LogicalPlanBuilder::from(branch),
+                Some(p) => p.union(branch)?,
+            });
+        }
+        let plan = plan.expect("at least one partition").build()?;
+        Ok(Arc::new(YearUnion(ViewTable::new(plan, None))))
+    }
+
+    /// The URIs of the snapshot's active files by partition value (one group, None, for
+    /// an unpartitioned table).
+    fn files_by_partition(
+        table: Table,
+        delta: &DeltaTable,
+    ) -> Result<BTreeMap<Option<i32>, Vec<String>>> {
+        let partition = table.partition_columns().first().copied();
         let log_store = delta.log_store();
-        // Files by partition value (one group, None, for an unpartitioned table).
         let mut groups: BTreeMap<Option<i32>, Vec<String>> = BTreeMap::new();
-        for file in delta.snapshot().map_err(&err)?.log_data().iter() {
+        for file in delta
+            .snapshot()
+            .map_err(Self::delta_err(table))?
+            .log_data()
+            .iter()
+        {
             let key = match partition {
                 None => None,
                 Some(column) => {
@@ -320,67 +384,7 @@ impl Warehouse {
                 .or_default()
                 .push(log_store.to_uri(&file.object_store_path()));
         }
-        let file_schema: SchemaRef = Arc::new(Schema::new(
-            schema
-                .fields()
-                .iter()
-                .filter(|f| Some(f.name().as_str()) != partition)
-                .cloned()
-                .collect::<Vec<_>>(),
-        ));
-        let listing = |uris: &[String]| -> Result<Arc<dyn TableProvider>> {
-            let urls = uris
-                .iter()
-                .map(ListingTableUrl::parse)
-                .collect::<datafusion::error::Result<Vec<_>>>()?;
-            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
-                .with_file_extension(".parquet");
-            let config = ListingTableConfig::new_with_multi_paths(urls)
-                .with_listing_options(options)
-                .with_schema(file_schema.clone());
-            Ok(Arc::new(ListingTable::try_new(config)?))
-        };
-        let Some(column) = partition else {
-            let all: Vec<String> = groups.into_values().flatten().collect();
-            if all.is_empty() {
-                return Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?));
-            }
-            return listing(&all);
-        };
-        // One listing per partition value, the value as a literal column, in the
-        // table's column order; unioned into a view the optimiser inlines (a filter on
-        // the column drops the other years' scans before anything is read).
-        let mut plan: Option<LogicalPlanBuilder> = None;
-        for (value, uris) in &groups {
-            let year = value.unwrap_or_default();
-            let source = provider_as_source(listing(uris)?);
-            let projection: Vec<Expr> = schema
-                .fields()
-                .iter()
-                .map(|f| {
-                    if f.name() == column {
-                        lit(year).alias(column)
-                    } else {
-                        col(f.name().as_str())
-                    }
-                })
-                .collect();
-            let branch = LogicalPlanBuilder::scan(
-                format!("{}_{column}_{year}", table.name()),
-                source,
-                None,
-            )?
-            .project(projection)?
-            .build()?;
-            plan = Some(match plan {
-                None => LogicalPlanBuilder::from(branch),
-                Some(p) => p.union(branch)?,
-            });
-        }
-        match plan {
-            None => Ok(Arc::new(MemTable::try_new(schema, vec![vec![]])?)),
-            Some(p) => Ok(Arc::new(YearUnion(ViewTable::new(p.build()?, None)))),
-        }
+        Ok(groups)
     }
 
     /// The session configuration every citybooks session starts from.
@@ -525,16 +529,27 @@ impl Warehouse {
     }
 
     /// Whether table `t` exists in a shape older than its schema (a column citybooks
-    /// added since is missing): its next write rewrites it whole.
+    /// added since is missing): its next write rewrites it whole. A table found in
+    /// today's shape is remembered, so loads after the first do not open it again.
     pub(crate) async fn needs_migration(&self, t: Table) -> Result<bool> {
+        let shapes = || self.current_shape.lock().unwrap_or_else(|e| e.into_inner());
+        if shapes().contains(&t) {
+            return Ok(false);
+        }
         let Some(table) = self.table(t).await? else {
             return Ok(false);
         };
         let stored = table.snapshot().map_err(Self::delta_err(t))?.schema();
-        Ok(t.schema()
+        let old = t
+            .schema()
             .fields()
             .iter()
-            .any(|f| stored.field(f.name()).is_none()))
+            .any(|f| stored.field(f.name()).is_none());
+        if !old {
+            // Nothing writes an older shape again once a table has today's.
+            shapes().insert(t);
+        }
+        Ok(old)
     }
 
     /// Removes every table and raw file of the project's store. Returns the number of
@@ -568,4 +583,18 @@ pub(crate) fn commit_properties(key: &str, value: serde_json::Value) -> CommitPr
         .with_metadata([(key.to_string(), value)])
         .with_create_checkpoint(false)
         .with_cleanup_expired_logs(Some(false))
+}
+
+/// A Parquet listing over exactly `uris`, read with `file_schema`.
+fn parquet_listing(uris: &[String], file_schema: &SchemaRef) -> Result<Arc<dyn TableProvider>> {
+    let urls = uris
+        .iter()
+        .map(ListingTableUrl::parse)
+        .collect::<datafusion::error::Result<Vec<_>>>()?;
+    let options =
+        ListingOptions::new(Arc::new(ParquetFormat::default())).with_file_extension(".parquet");
+    let config = ListingTableConfig::new_with_multi_paths(urls)
+        .with_listing_options(options)
+        .with_schema(file_schema.clone());
+    Ok(Arc::new(ListingTable::try_new(config)?))
 }

@@ -132,62 +132,43 @@ impl KeyOverlay {
     fn pg_constraint(&self, template: SchemaRef) -> DfResult<RecordBatch> {
         let keys = self.state.read().unwrap_or_else(|e| e.into_inner());
         let k = &keys.keys;
-        let int2_list = |values: Vec<Option<i16>>| -> ArrayRef {
-            let mut b = ListBuilder::new(Int16Builder::new());
-            for v in values {
-                match v {
-                    Some(v) => {
-                        b.values().append_value(v);
-                        b.append(true);
-                    }
-                    None => b.append(false),
-                }
-            }
-            Arc::new(b.finish())
-        };
-        let chars = |f: &dyn Fn(&Key) -> &'static str| -> ArrayRef {
-            Arc::new(StringArray::from_iter_values(k.iter().map(f)))
-        };
-        let ints = |f: &dyn Fn(&Key) -> i32| -> ArrayRef {
-            Arc::new(Int32Array::from_iter_values(k.iter().map(f)))
-        };
         let bools = |v: bool| -> ArrayRef { Arc::new(BooleanArray::from(vec![v; k.len()])) };
         let columns: Vec<(&str, ArrayRef)> = vec![
-            ("oid", ints(&|k| k.oid)),
+            ("oid", int32s(k.iter().map(|k| k.oid))),
+            ("conname", texts(k.iter().map(|k| k.name.as_str()))),
+            ("connamespace", int32s(k.iter().map(|k| k.namespace))),
             (
-                "conname",
-                Arc::new(StringArray::from_iter_values(k.iter().map(|k| &k.name))),
+                "contype",
+                texts(k.iter().map(|k| if k.kind == 'p' { "p" } else { "f" })),
             ),
-            ("connamespace", ints(&|k| k.namespace)),
-            ("contype", chars(&|k| if k.kind == 'p' { "p" } else { "f" })),
             ("condeferrable", bools(false)),
             ("condeferred", bools(false)),
             ("convalidated", bools(true)),
-            ("conrelid", ints(&|k| k.relid)),
-            ("contypid", ints(&|_| 0)),
+            ("conrelid", int32s(k.iter().map(|k| k.relid))),
+            ("contypid", int32s(k.iter().map(|_| 0))),
             (
                 "conindid",
-                ints(&|k| match &k.references {
+                int32s(k.iter().map(|k| match &k.references {
                     None => index_oid(k.oid),
                     Some((.., index)) => *index,
-                }),
+                })),
             ),
-            ("conparentid", ints(&|_| 0)),
+            ("conparentid", int32s(k.iter().map(|_| 0))),
             (
                 "confrelid",
-                ints(&|k| k.references.as_ref().map_or(0, |r| r.1)),
+                int32s(k.iter().map(|k| k.references.as_ref().map_or(0, |r| r.1))),
             ),
             (
                 "confupdtype",
-                chars(&|k| if k.kind == 'f' { "a" } else { " " }),
+                texts(k.iter().map(|k| if k.kind == 'f' { "a" } else { " " })),
             ),
             (
                 "confdeltype",
-                chars(&|k| if k.kind == 'f' { "a" } else { " " }),
+                texts(k.iter().map(|k| if k.kind == 'f' { "a" } else { " " })),
             ),
             (
                 "confmatchtype",
-                chars(&|k| if k.kind == 'f' { "s" } else { " " }),
+                texts(k.iter().map(|k| if k.kind == 'f' { "s" } else { " " })),
             ),
             ("conislocal", bools(true)),
             (
@@ -195,17 +176,10 @@ impl KeyOverlay {
                 Arc::new(Int16Array::from(vec![0i16; k.len()])) as ArrayRef,
             ),
             ("connoinherit", bools(true)),
-            (
-                "conkey",
-                int2_list(k.iter().map(|k| Some(k.attnum)).collect()),
-            ),
+            ("conkey", int2_list(k.iter().map(|k| Some(k.attnum)))),
             (
                 "confkey",
-                int2_list(
-                    k.iter()
-                        .map(|k| k.references.as_ref().map(|r| r.3))
-                        .collect(),
-                ),
+                int2_list(k.iter().map(|k| k.references.as_ref().map(|r| r.3))),
             ),
         ];
         batch_like(&template, k.len(), columns)
@@ -277,91 +251,10 @@ impl KeyOverlay {
     fn pg_class(&self, classes: Vec<RecordBatch>, schema: SchemaRef) -> DfResult<RecordBatch> {
         let all = in_schema(&schema, &classes)?;
         let keys = self.state.read().unwrap_or_else(|e| e.into_inner());
-        let offsets: Vec<usize> = classes
-            .iter()
-            .scan(0, |acc, b| {
-                let start = *acc;
-                *acc += b.num_rows();
-                Some(start)
-            })
-            .collect();
-        let pks: Vec<&Key> = keys.keys.iter().filter(|k| k.kind == 'p').collect();
-        let rows: Vec<u32> = pks
-            .iter()
-            .filter_map(|k| keys.class_rows.get(&k.relid))
-            .map(|(bi, i)| (offsets[*bi] + i) as u32)
-            .collect();
-        if rows.len() != pks.len() {
+        let Some(indexes) = primary_key_indexes(&keys, &classes, &all, &schema)? else {
             return Ok(all);
-        }
-        let picked = arrow::array::UInt32Array::from(rows);
-        let mut columns: Vec<ArrayRef> = all
-            .columns()
-            .iter()
-            .map(|c| take(c, &picked, None))
-            .collect::<Result<_, _>>()?;
-        let n = pks.len();
-        let set = |columns: &mut Vec<ArrayRef>, name: &str, array: ArrayRef| -> DfResult<()> {
-            let i = schema.index_of(name)?;
-            columns[i] = cast(&array, schema.field(i).data_type())?;
-            Ok(())
         };
-        set(
-            &mut columns,
-            "oid",
-            Arc::new(Int32Array::from_iter_values(
-                pks.iter().map(|k| index_oid(k.oid)),
-            )),
-        )?;
-        set(
-            &mut columns,
-            "relname",
-            Arc::new(StringArray::from_iter_values(pks.iter().map(|k| &k.name))),
-        )?;
-        set(
-            &mut columns,
-            "relkind",
-            Arc::new(StringArray::from(vec!["i"; n])),
-        )?;
-        set(
-            &mut columns,
-            "relam",
-            Arc::new(Int32Array::from(vec![BTREE_OID; n])),
-        )?;
-        set(
-            &mut columns,
-            "relnatts",
-            Arc::new(Int16Array::from(vec![1i16; n])),
-        )?;
-        set(
-            &mut columns,
-            "reltype",
-            Arc::new(Int32Array::from(vec![0; n])),
-        )?;
-        set(
-            &mut columns,
-            "relhasindex",
-            Arc::new(BooleanArray::from(vec![false; n])),
-        )?;
-        let indexes = RecordBatch::try_new(schema.clone(), columns)?;
-        // psql describes a table's indexes only if relhasindex says it has some, and
-        // its foreign keys (both ways) only if relhastriggers says so.
-        let oids = int32(&all, "oid")?.clone();
-        let keyed: std::collections::HashSet<i32> = keys
-            .keys
-            .iter()
-            .flat_map(|k| [Some(k.relid), k.references.as_ref().map(|r| r.1)])
-            .flatten()
-            .collect();
-        let mut columns = all.columns().to_vec();
-        for name in ["relhasindex", "relhastriggers"] {
-            let i = schema.index_of(name)?;
-            let old = columns[i].as_boolean().clone();
-            columns[i] = Arc::new(BooleanArray::from_iter((0..all.num_rows()).map(|r| {
-                Some(keyed.contains(&oids.value(r)) || (old.is_valid(r) && old.value(r)))
-            })));
-        }
-        let all = RecordBatch::try_new(schema.clone(), columns)?;
+        let all = flag_keyed_tables(&keys, &all, &schema)?;
         Ok(concat_batches(&schema, &[all, indexes])?)
     }
 
@@ -886,4 +779,97 @@ impl Relations {
         }
         Ok(r)
     }
+}
+
+/// An `int2[]` column of one-element arrays (None: a null array).
+fn int2_list(values: impl Iterator<Item = Option<i16>>) -> ArrayRef {
+    let mut b = ListBuilder::new(Int16Builder::new());
+    for v in values {
+        match v {
+            Some(v) => {
+                b.values().append_value(v);
+                b.append(true);
+            }
+            None => b.append(false),
+        }
+    }
+    Arc::new(b.finish())
+}
+
+/// One `pg_class` row per primary key's index (relkind `i`), copied from its table's
+/// row with the index's oid and name. None when a key's table has no row in `classes`.
+fn primary_key_indexes(
+    keys: &Keys,
+    classes: &[RecordBatch],
+    all: &RecordBatch,
+    schema: &SchemaRef,
+) -> DfResult<Option<RecordBatch>> {
+    let offsets: Vec<usize> = classes
+        .iter()
+        .scan(0, |acc, b| {
+            let start = *acc;
+            *acc += b.num_rows();
+            Some(start)
+        })
+        .collect();
+    let pks: Vec<&Key> = keys.keys.iter().filter(|k| k.kind == 'p').collect();
+    let rows: Vec<u32> = pks
+        .iter()
+        .filter_map(|k| keys.class_rows.get(&k.relid))
+        .map(|(bi, i)| (offsets[*bi] + i) as u32)
+        .collect();
+    if rows.len() != pks.len() {
+        return Ok(None);
+    }
+    let picked = arrow::array::UInt32Array::from(rows);
+    let mut columns: Vec<ArrayRef> = all
+        .columns()
+        .iter()
+        .map(|c| take(c, &picked, None))
+        .collect::<Result<_, _>>()?;
+    let n = pks.len();
+    let index_columns: [(&str, ArrayRef); 7] = [
+        (
+            "oid",
+            Arc::new(Int32Array::from_iter_values(
+                pks.iter().map(|k| index_oid(k.oid)),
+            )),
+        ),
+        (
+            "relname",
+            Arc::new(StringArray::from_iter_values(pks.iter().map(|k| &k.name))),
+        ),
+        ("relkind", Arc::new(StringArray::from(vec!["i"; n]))),
+        ("relam", Arc::new(Int32Array::from(vec![BTREE_OID; n]))),
+        ("relnatts", Arc::new(Int16Array::from(vec![1i16; n]))),
+        ("reltype", Arc::new(Int32Array::from(vec![0; n]))),
+        ("relhasindex", Arc::new(BooleanArray::from(vec![false; n]))),
+    ];
+    for (name, array) in index_columns {
+        let i = schema.index_of(name)?;
+        columns[i] = cast(&array, schema.field(i).data_type())?;
+    }
+    Ok(Some(RecordBatch::try_new(schema.clone(), columns)?))
+}
+
+/// `all` with relhasindex and relhastriggers set on every table that has a key or is
+/// referenced by one: psql describes a table's indexes only if relhasindex says it has
+/// some, and its foreign keys (both ways) only if relhastriggers says so.
+fn flag_keyed_tables(keys: &Keys, all: &RecordBatch, schema: &SchemaRef) -> DfResult<RecordBatch> {
+    let oids = int32(all, "oid")?.clone();
+    let keyed: std::collections::HashSet<i32> = keys
+        .keys
+        .iter()
+        .flat_map(|k| [Some(k.relid), k.references.as_ref().map(|r| r.1)])
+        .flatten()
+        .collect();
+    let mut columns = all.columns().to_vec();
+    for name in ["relhasindex", "relhastriggers"] {
+        let i = schema.index_of(name)?;
+        let old = columns[i].as_boolean().clone();
+        columns[i] = Arc::new(BooleanArray::from_iter((0..all.num_rows()).map(|r| {
+            Some(keyed.contains(&oids.value(r)) || (old.is_valid(r) && old.value(r)))
+        })));
+    }
+    Ok(RecordBatch::try_new(schema.clone(), columns)?)
 }

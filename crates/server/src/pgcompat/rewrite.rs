@@ -2,8 +2,8 @@
 //! visitor), and savepoints recognised ([`is_savepoint`]).
 
 use datafusion::sql::sqlparser::ast::{
-    Expr, FunctionArguments, Ident, ObjectName, Query, SelectItem, SetExpr, Statement, Value,
-    ValueWithSpan, VisitMut, VisitorMut,
+    AccessExpr, Expr, FunctionArguments, Ident, ObjectName, Query, SelectItem, SetExpr, Statement,
+    Value, ValueWithSpan, VisitMut, VisitorMut,
 };
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
 use datafusion::sql::sqlparser::parser::Parser;
@@ -611,24 +611,7 @@ impl VisitorMut for Rewriter<'_> {
                 Value::SingleQuotedString(self.login.to_string()).into(),
             )),
             Expr::Subquery(q) => regclass_lookup(q).or_else(|| aggregated_lookup(q)),
-            // `(composite).field` on an expression: DataFusion reads fields with get_field.
-            Expr::CompoundFieldAccess { root, access_chain }
-                if access_chain.iter().all(|a| {
-                    matches!(
-                        a,
-                        datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(_))
-                    )
-                }) =>
-            {
-                let mut sql = root.to_string();
-                for a in access_chain {
-                    if let datafusion::sql::sqlparser::ast::AccessExpr::Dot(Expr::Identifier(i)) = a
-                    {
-                        sql = format!("get_field({sql}, '{}')", i.value.to_ascii_lowercase());
-                    }
-                }
-                parse_expr(&sql)
-            }
+            Expr::CompoundFieldAccess { root, access_chain } => field_access(root, access_chain),
             // `$1::regclass`: the name is known only when the statement runs.
             Expr::Cast {
                 expr: inner,
@@ -644,38 +627,7 @@ impl VisitorMut for Rewriter<'_> {
             {
                 parse_expr(&format!("to_regclass({inner})"))
             }
-            Expr::Function(f) => {
-                let name = function_name(&f.name);
-                match (name.as_str(), &f.args) {
-                    // pgjdbc's getPrimaryKeys expands pg_index.indkey into (x, n) rows.
-                    // Every key here has one column, so the expansion is one row; a
-                    // longer array (none exists) gives NULL rather than a wrong row.
-                    ("_pg_expandarray", FunctionArguments::List(l)) if l.args.len() == 1 => {
-                        let a = &l.args[0];
-                        parse_expr(&format!(
-                            "CASE WHEN array_length({a}, 1) = 1 THEN named_struct('x', {a}[1], 'n', 1) END"
-                        ))
-                    }
-                    // No table here is partitioned: a table's only ancestor is itself.
-                    ("pg_partition_ancestors", FunctionArguments::List(l)) if l.args.len() == 1 => {
-                        parse_expr(&format!("CAST({} AS INTEGER)", l.args[0]))
-                    }
-                    ("array", FunctionArguments::Subquery(q)) if unnests_a_null_array(q) => {
-                        parse_expr("NULL")
-                    }
-                    ("array", FunctionArguments::Subquery(q)) => array_of_subquery(q),
-                    // No column here has a sequence: the answer is known without the
-                    // outer row, which keeps lookups that compare with it decorrelatable.
-                    ("pg_get_serial_sequence", _) => parse_expr("CAST(NULL AS TEXT)"),
-                    ("generate_subscripts", FunctionArguments::List(l)) if l.args.len() == 2 => {
-                        let (a, dim) = (&l.args[0], &l.args[1]);
-                        parse_expr(&format!(
-                            "unnest(range(1, CAST(array_length({a}, CAST({dim} AS BIGINT)) AS BIGINT) + 1))"
-                        ))
-                    }
-                    _ => None,
-                }
-            }
+            Expr::Function(f) => catalog_function(&function_name(&f.name), &f.args),
             Expr::Like {
                 escape_char: Some(escape),
                 pattern,
@@ -685,33 +637,7 @@ impl VisitorMut for Rewriter<'_> {
                 escape_char: Some(escape),
                 pattern,
                 ..
-            } => {
-                let escape_char = match &escape.value {
-                    Value::SingleQuotedString(s) if s.chars().count() == 1 => s.chars().next(),
-                    _ => None,
-                };
-                match (escape_char, string_value(pattern)) {
-                    (Some('\\'), _) | (None, _) => None,
-                    // A pattern known only when the statement runs (a bound parameter):
-                    // the same translation, done by the engine.
-                    (Some(c), None) => {
-                        let quoted = regex_quote(c);
-                        let Some(translated) = parse_expr(&format!(
-                            r"regexp_replace(replace({pattern}, '\', '\\'), '{quoted}(.)', '\${{1}}', 'g')"
-                        )) else {
-                            return std::ops::ControlFlow::Continue(());
-                        };
-                        Some(without_escape(expr, translated))
-                    }
-                    (Some(c), Some(p)) => {
-                        let rewritten = backslash_pattern(&p, c);
-                        Some(without_escape(
-                            expr,
-                            Expr::Value(Value::SingleQuotedString(rewritten).into()),
-                        ))
-                    }
-                }
-            }
+            } => like_with_escape(expr, escape, pattern),
             _ => None,
         };
         if let Some(r) = replacement {
@@ -719,6 +645,77 @@ impl VisitorMut for Rewriter<'_> {
             self.changed = true;
         }
         std::ops::ControlFlow::Continue(())
+    }
+}
+
+/// `(composite).field` on an expression: DataFusion reads fields with get_field.
+fn field_access(root: &Expr, access_chain: &[AccessExpr]) -> Option<Expr> {
+    let mut sql = root.to_string();
+    for a in access_chain {
+        let AccessExpr::Dot(Expr::Identifier(i)) = a else {
+            return None;
+        };
+        sql = format!("get_field({sql}, '{}')", i.value.to_ascii_lowercase());
+    }
+    parse_expr(&sql)
+}
+
+/// Catalog functions of PostgreSQL that clients call and DataFusion lacks, as
+/// expressions it has.
+fn catalog_function(name: &str, args: &FunctionArguments) -> Option<Expr> {
+    match (name, args) {
+        // pgjdbc's getPrimaryKeys expands pg_index.indkey into (x, n) rows.
+        // Every key here has one column, so the expansion is one row; a
+        // longer array (none exists) gives NULL rather than a wrong row.
+        ("_pg_expandarray", FunctionArguments::List(l)) if l.args.len() == 1 => {
+            let a = &l.args[0];
+            parse_expr(&format!(
+                "CASE WHEN array_length({a}, 1) = 1 THEN named_struct('x', {a}[1], 'n', 1) END"
+            ))
+        }
+        // No table here is partitioned: a table's only ancestor is itself.
+        ("pg_partition_ancestors", FunctionArguments::List(l)) if l.args.len() == 1 => {
+            parse_expr(&format!("CAST({} AS INTEGER)", l.args[0]))
+        }
+        ("array", FunctionArguments::Subquery(q)) if unnests_a_null_array(q) => parse_expr("NULL"),
+        ("array", FunctionArguments::Subquery(q)) => array_of_subquery(q),
+        // No column here has a sequence: the answer is known without the
+        // outer row, which keeps lookups that compare with it decorrelatable.
+        ("pg_get_serial_sequence", _) => parse_expr("CAST(NULL AS TEXT)"),
+        ("generate_subscripts", FunctionArguments::List(l)) if l.args.len() == 2 => {
+            let (a, dim) = (&l.args[0], &l.args[1]);
+            parse_expr(&format!(
+                "unnest(range(1, CAST(array_length({a}, CAST({dim} AS BIGINT)) AS BIGINT) + 1))"
+            ))
+        }
+        _ => None,
+    }
+}
+
+/// `LIKE pattern ESCAPE 'c'` (c not a backslash) as a LIKE with DataFusion's backslash
+/// escapes: the pattern rewritten now when it is a literal, by the engine when it is a
+/// bound parameter.
+fn like_with_escape(like: &Expr, escape: &ValueWithSpan, pattern: &Expr) -> Option<Expr> {
+    let escape_char = match &escape.value {
+        Value::SingleQuotedString(s) if s.chars().count() == 1 => s.chars().next(),
+        _ => None,
+    };
+    match (escape_char, string_value(pattern)) {
+        (Some('\\'), _) | (None, _) => None,
+        (Some(c), None) => {
+            let quoted = regex_quote(c);
+            let translated = parse_expr(&format!(
+                r"regexp_replace(replace({pattern}, '\', '\\'), '{quoted}(.)', '\${{1}}', 'g')"
+            ))?;
+            Some(without_escape(like, translated))
+        }
+        (Some(c), Some(p)) => {
+            let rewritten = backslash_pattern(&p, c);
+            Some(without_escape(
+                like,
+                Expr::Value(Value::SingleQuotedString(rewritten).into()),
+            ))
+        }
     }
 }
 
