@@ -29,12 +29,12 @@ pub struct Options {
 }
 
 impl Options {
-    /// The settings of `[fetch]`, each at least 1 where 0 would never fetch.
+    /// The settings of `[fetch]` (already kept within what works by the configuration).
     pub fn from_config(cfg: &FetchConfig) -> Options {
         Options {
-            attempts: cfg.attempts.max(1),
+            attempts: cfg.attempts,
             backoff: Duration::from_millis(cfg.backoff_ms),
-            timeout: Duration::from_secs(cfg.timeout_secs.max(1)),
+            timeout: Duration::from_secs(cfg.timeout_secs),
             app_token: cfg.app_token.clone(),
         }
     }

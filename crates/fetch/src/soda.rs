@@ -50,7 +50,7 @@ pub const MAX_PAGE_ROWS: u64 = 50_000;
 
 impl Query {
     /// The query `[fetch]` describes for `years`, from `portal` (None: `[fetch] portal`);
-    /// `page_rows` kept within 1 and [`MAX_PAGE_ROWS`].
+    /// `page_rows` kept within 1 and [`MAX_PAGE_ROWS`] (as the configuration keeps it).
     pub fn from_config(
         cfg: &FetchConfig,
         years: Years,

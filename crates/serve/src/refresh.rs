@@ -27,8 +27,8 @@ pub fn start(shared: &Shared) -> Result<Option<Task>> {
         cfg.portal,
         schedule.as_str()
     );
-    let first_retry = Duration::from_millis(cfg.backoff_ms.max(1));
-    let retry_max = Duration::from_secs(cfg.retry_max_secs.max(1));
+    let first_retry = Duration::from_millis(cfg.backoff_ms);
+    let retry_max = Duration::from_secs(cfg.retry_max_secs);
     let project = shared.project.clone();
     let shutdown = shared.shutdown.clone().cancelled_owned();
     Ok(Some(tokio::spawn(async move {

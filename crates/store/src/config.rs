@@ -465,8 +465,9 @@ impl Config {
     }
 
     /// The configuration with every value raised to the least that works: a load
-    /// batch of at least 1,024 rows; at least one MiB, one second, one row wherever a
-    /// size, a time or a limit of 0 would stop the work.
+    /// batch of at least 1,024 rows; at least one MiB, one second, one row, one attempt
+    /// wherever a size, a time or a limit of 0 would stop the work; a fetch page within
+    /// what the portal serves.
     fn clamped(mut self) -> Config {
         let load = &mut self.load;
         load.batch_rows = load.batch_rows.max(1024);
@@ -476,6 +477,15 @@ impl Config {
         self.http.row_limit = self.http.row_limit.max(1);
         self.http.timeout_secs = self.http.timeout_secs.max(1);
         self.sftp.idle_timeout_secs = self.sftp.idle_timeout_secs.max(1);
+        self.sftp.max_auth_failures = self.sftp.max_auth_failures.max(1);
+        self.sql.max_connections = self.sql.max_connections.max(1);
+        let fetch = &mut self.fetch;
+        // The portal returns at most 50,000 rows a page.
+        fetch.page_rows = fetch.page_rows.clamp(1, 50_000);
+        fetch.attempts = fetch.attempts.max(1);
+        fetch.timeout_secs = fetch.timeout_secs.max(1);
+        fetch.backoff_ms = fetch.backoff_ms.max(1);
+        fetch.retry_max_secs = fetch.retry_max_secs.max(1);
         self
     }
 
