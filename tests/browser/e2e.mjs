@@ -287,6 +287,46 @@ await check('each overview chart and its table equal POST /api/sql of the chart\
   }
 });
 
+/** Waits for the rows dialog to answer; returns its count, sum and first row's cells. */
+async function rowsShown(p) {
+  await p.waitForSelector(`${tid('rows-dialog')}[open] ${tid('rows-count')}`, { timeout: 30_000 });
+  return p.evaluate(() => ({
+    count: Number(document.querySelector('[data-testid="rows-count"]').dataset.value),
+    sum: document.querySelector('[data-testid="rows-sum"]').dataset.value,
+    header: [...document.querySelectorAll('[data-testid="rows-table"] thead th')].map((th) => th.textContent.replace(/ [▲▼]$/, '')),
+    first: [...(document.querySelector('[data-testid="rows-table"] tbody tr')?.querySelectorAll('td') ?? [])].map((td) => td.dataset.value ?? td.textContent),
+  }));
+}
+
+/** Shows the first row's original line in the open rows dialog; checks it against the API. */
+async function firstOriginalLine(p, shown) {
+  const load = shown.first[shown.header.indexOf('load_id')];
+  const line = shown.first[shown.header.indexOf('source_line')];
+  await p.click(`${tid('rows-table')} tbody tr:first-child ${tid('source-line-button')}`);
+  await p.waitForSelector(tid('source-text'), { timeout: 30_000 });
+  const text = await p.textContent(tid('source-text'));
+  const { status, json } = await api(`/api/source-line?load=${load}&line=${line}`);
+  assert(status === 200 && json.text === text, `the original line of load ${load} line ${line} shows ${text.slice(0, 80)}, the API gives ${JSON.stringify(json).slice(0, 120)}`);
+  return text;
+}
+
+// 2b. The rows behind a slice of the first chart: as many as the slice counts.
+await check('an overview chart\'s table row opens the rows behind it: their count equals the chart\'s, each leads to its original line', async () => {
+  const id = 'transactions_by_organization_group';
+  await page.click(tid(`table-toggle-${id}`));
+  await page.click(`[data-chart-id="${id}"] table tbody tr:first-child`);
+  const shown = await rowsShown(page);
+  const expected = await sql(charts.find((c) => c.id === id).sql);
+  const [group, transactions] = expected.rows[0];
+  assert(shown.count === Number(transactions), `the rows of ${group}: ${shown.count} shown, the chart counts ${transactions}`);
+  const counted = records(await sql(`select count(*) as n from report.transaction t join report.program p on t.program_id = p.program_id where p.organization_group = ${q(group)}`))[0].n;
+  assert(shown.count === Number(counted), `the rows of ${group}: ${shown.count} shown, SQL counts ${counted}`);
+  const text = await firstOriginalLine(page, shown);
+  assert(text.includes(group), `the original line ${text.slice(0, 120)} is not of ${group}`);
+  await page.click(tid('rows-close'));
+  await page.click(tid(`table-toggle-${id}`));
+});
+
 // Independent SQL for Explore's organization hierarchy.
 function exploreSql({ year, side = 'Spending', related = false, group = null }) {
   const where = [`f.revenue_or_spending = ${q(side)}`];
@@ -356,6 +396,24 @@ await check('clicking the first row drills down: breadcrumb, URL path= and depar
   const expected = await expectedExplore({ year: latestYear, group: firstGroup });
   assertSameAmounts(amountsOf(shown.rows), expected.amounts, `departments of ${firstGroup}`);
   assert(normDec(shown.total) === normDec(expected.total), `total shows ${shown.total}, SQL gives ${expected.total}`);
+});
+
+// 4b. The rows behind a department's amount: count and sum equal to SQL.
+await check('a department\'s "Rows" shows the rows behind its amount: count and sum equal to SQL, original line shown', async () => {
+  const department = await page.getAttribute(`${tid('explore-table')} tbody tr[data-name]:first-child`, 'data-name');
+  await page.click(`${tid('explore-table')} tbody tr[data-name]:first-child ${tid('explore-rows')}`);
+  const shown = await rowsShown(page);
+  const expected = records(await sql(`select count(*) as n, sum(t.amount) as amount from report.transaction t
+    join report.program p on t.program_id = p.program_id join report.finance f on t.finance_id = f.finance_id
+    where f.revenue_or_spending = 'Spending' and p.related_govt_units = 'No' and t.fiscal_year = ${Number(latestYear)}
+      and p.organization_group = ${q(firstGroup)} and p.department = ${q(department)}`))[0];
+  assert(shown.count === Number(expected.n), `${department}: ${shown.count} rows shown, SQL counts ${expected.n}`);
+  assert(normDec(shown.sum) === normDec(expected.amount), `${department}: the rows sum to ${shown.sum}, SQL gives ${expected.amount}`);
+  const departmentAt = shown.header.indexOf('department');
+  assert(shown.first[departmentAt] === department, `the first row is of ${shown.first[departmentAt]}, not ${department}`);
+  await firstOriginalLine(page, shown);
+  await page.click(tid('rows-close'));
+  assert(new URL(page.url()).searchParams.getAll('path').length === 1, 'opening the rows changed the view');
 });
 
 // 5. The URL reproduces the view; the related-units toggle.
@@ -522,9 +580,10 @@ await check('SQL console: Cancel stops a long query on the server and says "canc
 
 // 8. Screenshots.
 if (args.screenshot) {
-  await check(`screenshots of Overview and Explore (1440×900) written`, async () => {
+  await check(`screenshots of Overview, Explore and the rows behind a number (1440×900) written`, async () => {
     const out = path.resolve(args.screenshot);
     const explorePath = out.replace(/\.png$/i, '') + '-explore.png';
+    const rowsPath = out.replace(/\.png$/i, '') + '-rows.png';
     const shot = await newPage();
     await shot.setViewportSize({ width: 1440, height: 900 });
     await shot.goto(BASE + '/', { waitUntil: 'domcontentloaded' });
@@ -533,9 +592,12 @@ if (args.screenshot) {
     await shot.click(tid('tab-explore'));
     await exploreSettled(shot, 1);
     await shot.screenshot({ path: explorePath });
+    await shot.click(`${tid('explore-table')} tbody tr[data-name]:first-child ${tid('explore-rows')}`);
+    await firstOriginalLine(shot, await rowsShown(shot));
+    await shot.screenshot({ path: rowsPath });
     await shot.close();
-    assert(fs.statSync(out).size > 0 && fs.statSync(explorePath).size > 0, 'empty screenshot');
-    console.log(`# ${out}\n# ${explorePath}`);
+    for (const p of [out, explorePath, rowsPath]) assert(fs.statSync(p).size > 0, `empty screenshot ${p}`);
+    console.log(`# ${out}\n# ${explorePath}\n# ${rowsPath}`);
   });
 }
 

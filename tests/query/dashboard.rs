@@ -106,6 +106,170 @@ fn the_explorer_sums_equal_the_sample() {
 }
 
 #[test]
+fn the_rows_behind_a_number_add_up_and_lead_to_their_original_lines() {
+    let (_p, s) = served(&[]);
+    let (header, records) = sample_records();
+    let [group, side, related, amount] = [
+        "organization_group",
+        "revenue_or_spending",
+        "related_govt_units",
+        "amount",
+    ]
+    .map(|c| col(&header, c));
+    let sum = |rows: &[serde_json::Value], i: usize| -> i128 {
+        rows.iter().map(|r| cents(r[i].as_str().unwrap())).sum()
+    };
+
+    // A bar of the explorer: its rows count and sum to the bar, and to the raw CSV.
+    let (_, view) = http_get(&s, "/api/explore?year=2025&side=Spending&h=organization");
+    let bar = &view["rows"][0];
+    let name = bar["name"].as_str().unwrap();
+    let mine: Vec<&Vec<String>> = records
+        .iter()
+        .filter(|r| {
+            r[side] == "Spending" && r[related].eq_ignore_ascii_case("no") && r[group] == name
+        })
+        .collect();
+    let filter = format!(
+        "year=2025&side=Spending&h=organization&path={}",
+        url_encode(name)
+    );
+    let (status, rows) = http_get(&s, &format!("/api/rows?{filter}&limit=1000"));
+    assert_eq!(status, 200, "{rows}");
+    assert_eq!(rows["total_rows"], bar["transactions"]);
+    assert_eq!(rows["total_rows"].as_u64().unwrap(), mine.len() as u64);
+    assert_eq!(rows["total_amount"], bar["amount"]);
+    let expected: i128 = mine.iter().map(|r| cents(&r[amount])).sum();
+    assert_eq!(cents(rows["total_amount"].as_str().unwrap()), expected);
+    let columns: Vec<&str> = rows["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    let at = |name: &str| columns.iter().position(|c| *c == name).unwrap();
+    for lineage in [
+        "load_id",
+        "source_file",
+        "source_line",
+        "data_as_of",
+        "program",
+        "fund",
+    ] {
+        assert!(columns.contains(&lineage), "{columns:?}");
+    }
+    let page = rows["rows"].as_array().unwrap();
+    if page.len() as u64 == rows["total_rows"].as_u64().unwrap() {
+        assert_eq!(sum(page, at("amount")), expected);
+    }
+    // Largest first by default; pages do not overlap; any column sorts.
+    let amounts: Vec<i128> = page
+        .iter()
+        .map(|r| cents(r[at("amount")].as_str().unwrap()))
+        .collect();
+    assert!(amounts.windows(2).all(|w| w[0] >= w[1]), "{amounts:?}");
+    let (_, first) = http_get(&s, &format!("/api/rows?{filter}&limit=3&sort=source_line"));
+    let (_, second) = http_get(
+        &s,
+        &format!("/api/rows?{filter}&limit=3&offset=3&sort=source_line"),
+    );
+    let lines = |v: &serde_json::Value| -> Vec<i64> {
+        v["rows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| r[at("source_line")].as_i64().unwrap())
+            .collect()
+    };
+    let (a, b) = (lines(&first), lines(&second));
+    assert!(
+        a.len() == 3 && a.windows(2).all(|w| w[0] < w[1]) && a[2] < b[0],
+        "{a:?} {b:?}"
+    );
+    // The CSV download holds every row.
+    let csv_text = ureq::get(&s.url(&format!("/api/rows?{filter}&format=csv")))
+        .call()
+        .unwrap()
+        .into_string()
+        .unwrap();
+    let mut reader = csv::Reader::from_reader(csv_text.as_bytes());
+    let amount_at = reader
+        .headers()
+        .unwrap()
+        .iter()
+        .position(|h| h == "amount")
+        .unwrap();
+    let downloaded: Vec<csv::StringRecord> = reader.records().map(|r| r.unwrap()).collect();
+    assert_eq!(downloaded.len(), mine.len());
+    assert_eq!(
+        downloaded
+            .iter()
+            .map(|r| cents(&r[amount_at]))
+            .sum::<i128>(),
+        expected
+    );
+
+    // A slice of an original chart: the organization groups' transaction counts.
+    let (_, chart) = http_get(&s, "/api/charts/transactions_by_organization_group");
+    let slice = &chart["rows"][0];
+    let key = slice[0].as_str().unwrap();
+    let (_, behind) = http_get(
+        &s,
+        &format!(
+            "/api/rows?chart=transactions_by_organization_group&key={}",
+            url_encode(key)
+        ),
+    );
+    assert_eq!(behind["total_rows"], slice[1], "{behind}");
+    assert_eq!(
+        behind["total_rows"].as_u64().unwrap(),
+        records.iter().filter(|r| r[group] == key).count() as u64
+    );
+    // The histogram's bins: each bin's rows are its count.
+    let (_, bins) = http_get(&s, "/api/charts/tax_revenue_distribution");
+    for bin in bins["rows"].as_array().unwrap() {
+        let (_, behind) = http_get(
+            &s,
+            &format!("/api/rows?chart=tax_revenue_distribution&key={}", bin[0]),
+        );
+        assert_eq!(behind["total_rows"], bin[3], "bin {bin}: {behind}");
+    }
+
+    // Any row's original line, as the raw file holds it, read by a byte range.
+    let sample = sample_text();
+    let lines_of_file: Vec<&str> = sample.lines().collect();
+    for row in page.iter().take(5) {
+        let (load, line) = (
+            row[at("load_id")].as_i64().unwrap(),
+            row[at("source_line")].as_i64().unwrap(),
+        );
+        let (status, found) = http_get(&s, &format!("/api/source-line?load={load}&line={line}"));
+        assert_eq!(status, 200, "{found}");
+        assert_eq!(found["text"], lines_of_file[line as usize - 1]);
+        assert_eq!(found["header"], lines_of_file[0]);
+        let (start, end) = (
+            found["start"].as_u64().unwrap(),
+            found["end"].as_u64().unwrap(),
+        );
+        assert_eq!(
+            &sample.as_bytes()[start as usize..end as usize],
+            lines_of_file[line as usize - 1].as_bytes()
+        );
+    }
+    let (status, missing) = http_get(&s, "/api/source-line?load=1&line=999999");
+    assert_eq!(status, 404, "{missing}");
+    assert!(missing["error"]
+        .as_str()
+        .unwrap()
+        .contains("there is no line 999999"));
+    let (status, _) = http_get(&s, "/api/source-line?load=99&line=2");
+    assert_eq!(status, 404);
+    let (status, bad) = http_get(&s, &format!("/api/rows?{filter}&sort=colour"));
+    assert_eq!(status, 400);
+    assert!(bad["error"].as_str().unwrap().contains("sort"), "{bad}");
+}
+
+#[test]
 fn the_dashboard_passes_its_browser_tests() {
     let browser = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     if !have_peer(

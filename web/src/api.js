@@ -61,10 +61,11 @@ function setToken(token) {
 
 /**
  * Calls the API. `path` starts with /api/. `options` are fetch's (method, body, signal);
- * an object body is sent as JSON. Resolves with the parsed JSON answer.
+ * an object body is sent as JSON. Resolves with the parsed JSON answer (with `raw: true`,
+ * with the body's text).
  */
 export async function api(path, options = {}) {
-  const { body, ...rest } = options;
+  const { body, raw, ...rest } = options;
   let rejectedOnce = false;
   for (;;) {
     const headers = { Accept: 'application/json', ...(rest.headers || {}) };
@@ -89,6 +90,7 @@ export async function api(path, options = {}) {
       continue; // retry with the new token
     }
     const text = await response.text();
+    if (raw && response.ok) return text; // a download (CSV): the body as it came
     let json = null;
     try {
       json = text ? JSON.parse(text) : null;

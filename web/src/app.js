@@ -10,6 +10,7 @@ import { resizeCharts } from './charts.js';
 import { createOverview } from './overview.js';
 import { createExplore } from './explore.js';
 import { createSqlConsole } from './sqlconsole.js';
+import { createRows } from './rows.js';
 
 const VIEWS = ['overview', 'explore', 'sql'];
 
@@ -39,9 +40,13 @@ function navigate(view, params, { replace = false, silent = false } = {}) {
   if (!silent) route();
 }
 
+/** "Show the rows" of any number: one dialog for every view. */
+const rowsDialog = createRows();
+const showRows = (filter, label) => rowsDialog.show(filter, label);
+
 const views = {
-  overview: createOverview({ sqlLink }),
-  explore: createExplore({ navigate, sqlLink }),
+  overview: createOverview({ sqlLink, showRows }),
+  explore: createExplore({ navigate, sqlLink, showRows }),
   sql: createSqlConsole({ navigate }),
 };
 

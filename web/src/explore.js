@@ -30,7 +30,7 @@ function fyLabel(year) {
   return year === 'all' ? 'all fiscal years' : `FY${year}`;
 }
 
-export function createExplore({ navigate, sqlLink }) {
+export function createExplore({ navigate, sqlLink, showRows }) {
   const $ = (id) => document.getElementById(id);
   const yearSelect = $('year-select');
   const trendButton = $('mode-trend');
@@ -127,6 +127,21 @@ export function createExplore({ navigate, sqlLink }) {
 
   const key = (s) => JSON.stringify(toParams(s));
 
+  /**
+   * The filter of a number shown for state `s` (GET /api/rows): the whole selection, or
+   * with `name` one of its rows (a member one level down, or in the trend a year).
+   */
+  function rowsFilter(s, name) {
+    const common = { side: s.side, related: s.related ? 'include' : 'exclude', h: s.h };
+    if (s.trend) return { ...common, year: name ?? 'all', path: s.path };
+    return { ...common, year: s.year, path: name === undefined ? s.path : [...s.path, name] };
+  }
+
+  function rowsLabel(s, name) {
+    const where = name === undefined ? (s.path.at(-1) ?? `all ${s.side.toLowerCase()}`) : (s.trend ? `FY${name}` : name);
+    return `${where} (${s.side}, ${s.trend && name === undefined ? 'every fiscal year' : fyLabel(s.trend ? name : s.year)})`;
+  }
+
   /** Moves to a new state: a new history entry, unless `replace`. */
   function go(changes, replace = false) {
     navigate('explore', toParams({ ...state, ...changes }), { replace });
@@ -146,6 +161,9 @@ export function createExplore({ navigate, sqlLink }) {
   hierarchySelect.addEventListener('change', () => go({ h: hierarchySelect.value, path: [] }));
   relatedToggle.addEventListener('change', () => go({ related: relatedToggle.checked }));
   csvButton.addEventListener('click', downloadCsv);
+  $('explore-total-rows').addEventListener('click', () => {
+    if (state) showRows(rowsFilter(state), rowsLabel(state));
+  });
 
   function syncControls(s, fiscalYears) {
     const options = [...fiscalYears.map((y) => [String(y), `FY${y}  (Jul ${y - 1} – Jun ${y})`]), ['all', 'All years']];
@@ -209,6 +227,7 @@ export function createExplore({ navigate, sqlLink }) {
       ['amount', 'Amount ($)', 'num'],
       [null, 'Share', 'num share'],
       ['transactions', 'Transactions', 'num'],
+      [null, 'Rows', 'rows-col'],
     ];
     const thead = h('thead', {}, h('tr', {}, header.map(([k, label, cls]) => {
       if (!k) return h('th', { class: cls, scope: 'col' }, label);
@@ -235,7 +254,17 @@ export function createExplore({ navigate, sqlLink }) {
         h('td', { class: 'num share' }, share === null ? '' : h('span', { class: 'share-cell' },
           h('span', { class: 'share-bar', style: `width:${Math.max(0, Math.min(100, share)).toFixed(1)}%` }),
           h('span', {}, `${share.toFixed(1)}%`))),
-        h('td', { class: 'num' }, formatInt(row.transactions)));
+        h('td', { class: 'num' }, formatInt(row.transactions)),
+        h('td', { class: 'rows-col' }, h('button', {
+          type: 'button',
+          class: 'button small',
+          'data-testid': 'explore-rows',
+          title: 'Show the rows behind this number',
+          onclick: (e) => {
+            e.stopPropagation();
+            showRows(rowsFilter(s, row.name), rowsLabel(s, row.name));
+          },
+        }, 'Rows')));
       if (drillable) {
         tr.addEventListener('click', () => drill(row.name));
         tr.addEventListener('keydown', (e) => {
@@ -248,7 +277,7 @@ export function createExplore({ navigate, sqlLink }) {
       }
       body.append(tr);
     }
-    if (!data.rows.length) body.append(h('tr', { class: 'more' }, h('td', { colspan: 4 }, 'Nothing for this selection.')));
+    if (!data.rows.length) body.append(h('tr', { class: 'more' }, h('td', { colspan: 5 }, 'Nothing for this selection.')));
     table.replaceChildren(thead, body);
     tableTitle.textContent = s.trend ? 'By fiscal year' : data.levels[data.depth].label + 's';
   }
@@ -291,9 +320,16 @@ export function createExplore({ navigate, sqlLink }) {
     };
     // Height follows the number of bars shown (at most 18; more scroll with the slider).
     chartEl.style.height = `${Math.max(260, Math.min(rows.length, 18) * 32 + 60)}px`;
-    renderChart(chartEl, option, rows.length, (e) => drill(rows[e.dataIndex].name));
+    // A bar drills down; at the lowest level it shows its rows.
+    renderChart(chartEl, option, rows.length, (e) => {
+      const name = rows[e.dataIndex].name;
+      if (data.depth < maxDepth(state.h)) drill(name);
+      else showRows(rowsFilter(state, name), rowsLabel(state, name));
+    });
     chartTitle.textContent = `${data.levels[data.depth].label}s by amount`;
-    hint.textContent = data.depth < maxDepth(state.h) ? 'Click a bar or a row to drill down' : 'Lowest level of the hierarchy';
+    hint.textContent = data.depth < maxDepth(state.h)
+      ? 'Click a bar or a row to drill down; "Rows" shows the rows behind a number'
+      : 'Lowest level of the hierarchy: click a bar to see its rows';
   }
 
   function renderTrendChart() {
@@ -319,9 +355,13 @@ export function createExplore({ navigate, sqlLink }) {
       }],
     };
     chartEl.style.height = '380px';
-    renderChart(chartEl, option, rows.length, (e) => go({ trend: false, year: Number(rows[e.dataIndex].name) }));
+    // A point shows its rows; the table's rows open a year.
+    renderChart(chartEl, option, rows.length, (e) => {
+      const year = Number(rows[e.dataIndex].name);
+      showRows(rowsFilter(state, year), rowsLabel(state, year));
+    });
     chartTitle.textContent = 'Amount per fiscal year';
-    hint.textContent = 'Click a year to open it';
+    hint.textContent = 'Click a point to see its rows, a row of the table to open its year';
   }
 
   // ---- loading -------------------------------------------------------------------------

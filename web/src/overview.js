@@ -98,6 +98,17 @@ const BUILDERS = {
   }),
 };
 
+/**
+ * The category of a chart's row, as GET /api/rows?chart=ID&key=... names it: the rows
+ * behind a slice or bar.
+ */
+const ROW_KEYS = {
+  transactions_by_organization_group: (r, row) => row[col(r, 'organization_group')],
+  tax_revenue_distribution: (r, row) => row[col(r, 'bin')],
+  net_by_organization_group: (r, row) => row[col(r, 'organization_group')],
+  top_fund_types_by_max_spending: (r, row) => row[col(r, 'fund_type')],
+};
+
 /** Titles shown on the cards: the original dashboard's wording. */
 const CARD_TITLES = {
   transactions_by_organization_group: 'Percentage of transactions by organization group',
@@ -116,7 +127,7 @@ const CARD_NOTES = {
   average_amount: 'Average amount of revenue and of spending rows, as the original users ran it in Redshift.',
 };
 
-export function createOverview({ sqlLink }) {
+export function createOverview({ sqlLink, showRows }) {
   const grid = document.getElementById('overview-grid');
   const message = document.getElementById('overview-message');
   let loaded = false;
@@ -155,7 +166,18 @@ export function createOverview({ sqlLink }) {
         renderResultTable(table, result);
         if (isChart) {
           const [option, points] = BUILDERS[chart.id](result);
-          renderChart(chartEl, option, points);
+          // A slice or bar (or a row of its table) shows the rows behind it.
+          const open = (i) => {
+            const key = ROW_KEYS[chart.id](result, result.rows[i]);
+            showRows({ chart: chart.id, key }, `${CARD_TITLES[chart.id]}: ${key}`);
+          };
+          renderChart(chartEl, option, points, (e) => open(e.dataIndex));
+          table.querySelectorAll('tbody tr').forEach((tr, i) => {
+            if (i >= result.rows.length) return;
+            tr.classList.add('drillable');
+            tr.title = 'Show the rows behind this number';
+            tr.addEventListener('click', () => open(i));
+          });
         }
       })
       .catch((e) => {

@@ -8,6 +8,7 @@ import { api, newQueryId } from './api.js';
 import { renderChart, clearChart, valueAxis, categoryAxis } from './charts.js';
 import { isNumericType, formatCell, toCsv, downloadText, escapeHtml } from './format.js';
 import { h, renderResultTable, shortType } from './table.js';
+import { sourceLineCell } from './rows.js';
 
 const MAX_TABLE_ROWS = 2000; // rows put in the DOM; the CSV export has them all
 const MAX_CHART_POINTS = 5000;
@@ -119,6 +120,7 @@ export function createSqlConsole({ navigate }) {
       const elapsed = r.elapsed_ms ?? performance.now() - started;
       setStatus(`${r.row_count.toLocaleString('en-US')} row${r.row_count === 1 ? '' : 's'}${r.truncated ? ` (truncated at the limit of ${Number(limitSelect.value).toLocaleString('en-US')})` : ''} · ${Number(elapsed).toFixed(1)} ms`);
       renderResultTable(resultsTable, r, { maxRows: MAX_TABLE_ROWS });
+      linkSourceLines(resultsTable, r);
       exportButton.disabled = false;
       setupChartSelectors();
       renderResultChart();
@@ -257,4 +259,19 @@ export function createSqlConsole({ navigate }) {
     },
     params: () => (lastRunSql ? { sql: lastRunSql } : {}),
   };
+}
+
+/**
+ * A result with lineage columns (`load_id` and `source_line`, as report.transaction and
+ * meta.quarantine have) gets a last column linking each row to its original line.
+ */
+function linkSourceLines(table, result) {
+  const at = (name) => result.columns.findIndex((c) => c.name === name);
+  const [load, line] = [at('load_id'), at('source_line') >= 0 ? at('source_line') : at('line')];
+  if (load < 0 || line < 0) return;
+  table.querySelector('thead tr')?.append(h('th', { scope: 'col' }, 'Original line'));
+  table.querySelectorAll('tbody tr').forEach((tr, i) => {
+    const row = result.rows[i];
+    if (row && !tr.classList.contains('more')) tr.append(sourceLineCell(row[load], row[line]));
+  });
 }

@@ -96,7 +96,8 @@ fn ids() -> String {
     }
 }
 
-fn literal(text: &str) -> String {
+/// `text` as an SQL string literal.
+pub(crate) fn literal(text: &str) -> String {
     format!("'{}'", text.replace('\'', "''"))
 }
 
@@ -105,6 +106,24 @@ impl View {
     pub fn from_pairs<'a>(
         pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
         default_year: Option<i32>,
+    ) -> Result<View, ViewError> {
+        View::read(pairs, default_year, 0)
+    }
+
+    /// Like [`View::from_pairs`], with a `path` that may name a member of every level:
+    /// the rows of one bar of a view.
+    pub fn from_pairs_to_leaf<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        default_year: Option<i32>,
+    ) -> Result<View, ViewError> {
+        View::read(pairs, default_year, 1)
+    }
+
+    /// A view whose path may be `deeper` levels longer than a listing allows.
+    fn read<'a>(
+        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
+        default_year: Option<i32>,
+        deeper: usize,
     ) -> Result<View, ViewError> {
         let mut view = View {
             year: default_year,
@@ -152,7 +171,7 @@ impl View {
             }
         }
         let levels = view.hierarchy.hierarchy.levels.len();
-        if view.path.len() >= levels {
+        if view.path.len() >= levels + deeper {
             return Err(ViewError::Depth {
                 chosen: view.path.len(),
                 hierarchy: view.hierarchy.hierarchy.id,
@@ -168,7 +187,7 @@ impl View {
     }
 
     fn filters(&self, with_year: bool) -> String {
-        let (layout, h) = (self.hierarchy, self.hierarchy.hierarchy);
+        let layout = self.hierarchy;
         // Join order matters to DataFusion 55 here: without row estimates for a join's
         // result it builds the hash table on the left side, so the fact table is joined
         // to the larger dimensions first and to report.finance (two rows) last. The
@@ -189,16 +208,24 @@ impl View {
             sql.push_str(&join(r));
         }
         sql.push_str("join report.finance f on t.finance_id = f.finance_id\n");
-        sql.push_str(&format!(
+        sql.push_str(&self.conditions(with_year));
+        sql
+    }
+
+    /// The view's `where` clause (over `t`, `f` and every dimension's alias), ending in a
+    /// newline.
+    pub fn conditions(&self, with_year: bool) -> String {
+        let h = self.hierarchy.hierarchy;
+        let mut sql = format!(
             "where f.revenue_or_spending = {}",
             literal(self.side.as_str())
-        ));
+        );
         if with_year {
             if let Some(year) = self.year {
                 sql.push_str(&format!("\n  and t.fiscal_year = {year}"));
             }
         }
-        if let Some((r, column)) = related.filter(|_| !self.include_related) {
+        if let Some((r, column)) = related().filter(|_| !self.include_related) {
             sql.push_str(&format!(
                 "\n  and {}.{} = 'No'",
                 r.hierarchy.alias, column.name

@@ -16,6 +16,7 @@ pub mod live;
 pub mod metrics;
 pub mod pg;
 pub mod pgcompat;
+pub mod rows;
 pub mod sqlstate;
 pub mod sqlusers;
 

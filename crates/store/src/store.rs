@@ -313,6 +313,18 @@ impl Store {
         got.bytes().await.map_err(|e| self.err(e))
     }
 
+    /// The bytes `range` of `rel` (one ranged GET on S3, a seek and read locally).
+    pub async fn get_range(
+        &self,
+        rel: &str,
+        range: std::ops::Range<u64>,
+    ) -> Result<bytes::Bytes, StoreError> {
+        self.inner
+            .get_range(&self.path(rel), range)
+            .await
+            .map_err(|e| self.err(e))
+    }
+
     /// Whether `rel` exists.
     pub async fn exists(&self, rel: &str) -> Result<bool, StoreError> {
         match self.inner.head(&self.path(rel)).await {

@@ -11,26 +11,31 @@ use citybooks_model::{ledger, HeaderMap, RawRow};
 use sha2::{Digest, Sha256};
 
 use crate::error::{Result, WarehouseError};
+use crate::lineindex::{LineIndex, LineIndexer};
 
-/// A reader that feeds every byte it passes through a SHA-256 and counts them.
+/// A reader that feeds every byte it passes through a SHA-256 and a line index
+/// ([`LineIndexer`]), and counts them.
 pub struct Hashing<R> {
     inner: R,
-    hasher: Option<Sha256>,
+    hasher: Option<(Sha256, LineIndexer)>,
     bytes: std::sync::Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl<R: Read> Hashing<R> {
+    /// With `hash`, the reader hashes and indexes what it reads; without, it counts.
     pub fn new(inner: R, hash: bool) -> Self {
         Hashing {
             inner,
-            hasher: hash.then(Sha256::new),
+            hasher: hash.then(|| (Sha256::new(), LineIndexer::default())),
             bytes: Default::default(),
         }
     }
 
-    /// The SHA-256 of everything read (zeros if this reader does not hash).
-    pub fn finish(self) -> [u8; 32] {
-        self.hasher.map(|h| h.finalize().into()).unwrap_or_default()
+    /// The SHA-256 of everything read and its line index (None if this reader does
+    /// not hash).
+    pub fn finish(self) -> Option<([u8; 32], LineIndex)> {
+        self.hasher
+            .map(|(h, lines)| (h.finalize().into(), lines.finish()))
     }
 
     /// A counter of the bytes read so far, readable from another thread.
@@ -42,8 +47,9 @@ impl<R: Read> Hashing<R> {
 impl<R: Read> Read for Hashing<R> {
     fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
         let n = self.inner.read(buf)?;
-        if let Some(h) = self.hasher.as_mut() {
+        if let Some((h, lines)) = self.hasher.as_mut() {
             h.update(&buf[..n]);
+            lines.feed(&buf[..n]);
         }
         self.bytes
             .fetch_add(n as u64, std::sync::atomic::Ordering::Relaxed);

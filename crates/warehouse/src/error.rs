@@ -35,6 +35,14 @@ pub enum WarehouseError {
     Engine(#[from] datafusion::error::DataFusionError),
     #[error("no load {0} in meta.loads; `citybooks status` lists the loads")]
     NoSuchLoad(i64),
+    /// A line the load's raw file does not have.
+    #[error("load {load_id} ({file}) has lines 1 to {lines}; there is no line {line}")]
+    NoSuchLine {
+        load_id: i64,
+        file: String,
+        line: u64,
+        lines: u64,
+    },
     #[error(transparent)]
     LeaseLost(#[from] citybooks_store::LeaseLost),
     /// The raw file changed while it was being loaded (its two passes disagree):

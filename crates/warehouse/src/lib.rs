@@ -24,6 +24,8 @@ pub mod csvsource;
 pub mod error;
 pub mod failpoint;
 pub mod housekeeping;
+pub mod lineage;
+pub mod lineindex;
 pub mod loader;
 pub mod loads;
 pub mod publishes;

@@ -557,6 +557,7 @@ impl Warehouse {
     pub async fn destroy(&self) -> Result<usize> {
         let mut n = self.store.delete_prefix("warehouse").await?;
         n += self.store.delete_prefix("raw").await?;
+        n += self.store.delete_prefix("index").await?;
         Ok(n)
     }
 }

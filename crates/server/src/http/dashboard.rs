@@ -19,7 +19,7 @@ use crate::explore::{self, View};
 
 impl App {
     /// The fiscal years in the warehouse, newest first.
-    async fn fiscal_years(&self) -> Result<Vec<i32>, ApiError> {
+    pub(super) async fn fiscal_years(&self) -> Result<Vec<i32>, ApiError> {
         let (result, _) = self
             .execute(
                 "select distinct fiscal_year from report.transaction order by fiscal_year desc",
@@ -106,7 +106,7 @@ pub(super) async fn chart(
     Ok(Json(result_json(&result, truncated, started.elapsed())))
 }
 
-fn pairs(query: &Option<String>) -> Vec<(String, String)> {
+pub(super) fn pairs(query: &Option<String>) -> Vec<(String, String)> {
     url::form_urlencoded::parse(query.as_deref().unwrap_or("").as_bytes())
         .into_owned()
         .collect()
@@ -114,7 +114,7 @@ fn pairs(query: &Option<String>) -> Vec<(String, String)> {
 
 /// An integer column of an answer as i64 values (nulls as 0: the explorer's counts and
 /// years are never null).
-fn ints(array: &ArrayRef) -> Result<Vec<i64>, ApiError> {
+pub(super) fn ints(array: &ArrayRef) -> Result<Vec<i64>, ApiError> {
     let wide = arrow::compute::cast(array, &DataType::Int64)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     Ok(wide
@@ -125,7 +125,7 @@ fn ints(array: &ArrayRef) -> Result<Vec<i64>, ApiError> {
 }
 
 /// The exact cents of a decimal column's value (scale 2 in every amount the explorer sums).
-fn cents(array: &ArrayRef, i: usize) -> Result<i128, ApiError> {
+pub(super) fn cents(array: &ArrayRef, i: usize) -> Result<i128, ApiError> {
     match array.data_type() {
         DataType::Decimal128(_, 2) => Ok(array.as_primitive::<Decimal128Type>().value(i)),
         other => Err(ApiError::new(

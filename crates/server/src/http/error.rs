@@ -51,10 +51,16 @@ impl From<QueryError> for ApiError {
 
 impl From<citybooks_warehouse::WarehouseError> for ApiError {
     fn from(e: citybooks_warehouse::WarehouseError) -> Self {
-        ApiError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("the warehouse cannot be read: {e}"),
-        )
+        use citybooks_warehouse::WarehouseError::{NoSuchLine, NoSuchLoad};
+        match e {
+            NoSuchLoad(_) | NoSuchLine { .. } => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
+            e => ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("the warehouse cannot be read: {e}"),
+            ),
+        }
     }
 }
 

@@ -10,6 +10,8 @@
 //! | `GET /api/years`, `/api/schema`, `/api/charts`, `/api/charts/{id}` | dashboard data |
 //! | `GET /api/explore`, `/api/trend` | the explorer ([`crate::explore`]) |
 //! | `GET /api/hierarchies` | the explorer's hierarchies and their levels, from the ledger's description |
+//! | `GET /api/rows` | the fact rows behind a number: its filter (a view, or `chart` and `key`), `offset`, `limit`, `sort`, `format=csv` ([`crate::rows`]) |
+//! | `GET /api/source-line` | `load`, `line`: a row's original line in its raw file |
 //!
 //! With `[http] token` set, every `/api` route needs `Authorization: Bearer <token>`.
 //! Errors are `{"error": "..."}` with a 4xx/5xx status.
@@ -17,6 +19,7 @@
 mod assets;
 mod dashboard;
 mod error;
+mod lineage;
 mod middleware;
 mod sql;
 mod status;
@@ -116,6 +119,8 @@ pub fn router(live: Arc<Live>, metrics: Arc<Metrics>, options: HttpOptions) -> R
         .route("/queries/{id}", delete(sql::cancel))
         .route("/schema", get(dashboard::schema))
         .route("/charts", get(dashboard::charts))
+        .route("/rows", get(lineage::rows))
+        .route("/source-line", get(lineage::source_line))
         .merge(dashboard)
         .fallback(|| async {
             ApiError::new(

@@ -190,7 +190,7 @@ impl App {
     /// the result. An error after the first bytes (the timeout, a cancel, the query
     /// running out of memory) aborts the transfer, so a client never takes a cut-off
     /// file for a whole one.
-    async fn download(
+    pub(super) async fn download(
         &self,
         sql: &str,
         limit: Option<usize>,

@@ -238,6 +238,9 @@ impl Warehouse {
         })
         .await
         .map_err(|e| WarehouseError::Internal(format!("the scan of {rel} stopped: {e}")))?;
+        if let Ok(scan) = &scanned {
+            self.keep_line_index(&scan.hash, &scan.lines).await;
+        }
         // Everything from here reads ids and members and commits: one writer at a time
         // on the store, whichever process or host it runs in.
         let lease = self.writer_lease(&format!("load of {rel}")).await?;

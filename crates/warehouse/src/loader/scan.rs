@@ -16,6 +16,7 @@ use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use super::QuarantinedRow;
 use crate::csvsource::{Hashing, Next, Records};
 use crate::error::Result;
+use crate::lineindex::LineIndex;
 use crate::shrink::YearSize;
 
 /// Distinct dimension members of one file, found by a byte key so the hot loop
@@ -74,6 +75,8 @@ pub(super) struct Scan {
     /// The distinct members of each hierarchy, in the ledger's order.
     pub members: Vec<Interner<Member>>,
     pub quarantine: Vec<QuarantinedRow>,
+    /// Where the file's lines start, for reading one line back later.
+    pub lines: LineIndex,
 }
 
 pub(super) fn progress_bar(total: u64, phase: &str, show: bool) -> ProgressBar {
@@ -121,6 +124,7 @@ pub(super) fn scan(
         data_as_of: None,
         members: ledger().layouts.iter().map(|_| Interner::new()).collect(),
         quarantine: Vec::new(),
+        lines: LineIndex::default(),
     };
     let bar = progress_bar(total, "scan", show);
     let started = Instant::now();
@@ -173,7 +177,8 @@ pub(super) fn scan(
     bar.finish_and_clear();
     let hashing = recs.into_hashing();
     s.bytes = counter.load(Ordering::Relaxed);
-    let digest = hashing.finish();
+    let (digest, lines) = hashing.finish().expect("the scan hashes");
     s.hash = hex::encode(digest);
+    s.lines = lines;
     Ok(s)
 }
