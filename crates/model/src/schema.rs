@@ -247,42 +247,15 @@ impl Table {
     /// The Arrow schema.
     pub fn schema(self) -> SchemaRef {
         let fields = match self {
-            Table::Dimension(_) => {
-                let Some(layout) = self.layout() else {
-                    return Arc::new(Schema::empty());
-                };
-                let mut fields = vec![col(layout.key, DataType::Int32, false)];
-                fields.extend(layout.columns.iter().map(|c| match c.kind {
-                    Kind::Integer => col(c.name, DataType::Int32, false),
-                    Kind::Text | Kind::Code | Kind::YesNo => text(c.name),
-                }));
-                fields
-            }
+            Table::Dimension(_) => match self.layout() {
+                Some(layout) => dimension_fields(layout),
+                None => return Arc::new(Schema::empty()),
+            },
             Table::Finance => vec![
                 col("finance_id", DataType::Int32, false),
                 text("revenue_or_spending"),
             ],
-            Table::Transaction => {
-                let mut fields = vec![
-                    col("transaction_id", DataType::Int64, false),
-                    col("fiscal_year", DataType::Int32, false),
-                ];
-                fields.extend(
-                    ledger()
-                        .layouts
-                        .iter()
-                        .map(|l| col(l.key, DataType::Int32, false)),
-                );
-                fields.extend([
-                    col("finance_id", DataType::Int32, false),
-                    col("amount", money_type(), false),
-                    col("load_id", DataType::Int64, false),
-                    text("source_file"),
-                    col("source_line", DataType::Int64, false),
-                    col("data_as_of", DataType::Utf8, true),
-                ]);
-                fields
-            }
+            Table::Transaction => transaction_fields(),
             Table::Loads => vec![
                 col("load_id", DataType::Int64, false),
                 text("source_file"),
@@ -325,6 +298,40 @@ impl Table {
         };
         Arc::new(Schema::new(fields))
     }
+}
+
+/// A dimension's key, then its member's columns (levels finest first, name then code,
+/// then the attributes).
+fn dimension_fields(layout: &Layout) -> Vec<Field> {
+    let mut fields = vec![col(layout.key, DataType::Int32, false)];
+    fields.extend(layout.columns.iter().map(|c| match c.kind {
+        Kind::Integer => col(c.name, DataType::Int32, false),
+        Kind::Text | Kind::Code | Kind::YesNo => text(c.name),
+    }));
+    fields
+}
+
+/// The fact's id and year, a key per dimension, the amount, then the lineage.
+fn transaction_fields() -> Vec<Field> {
+    let mut fields = vec![
+        col("transaction_id", DataType::Int64, false),
+        col("fiscal_year", DataType::Int32, false),
+    ];
+    fields.extend(
+        ledger()
+            .layouts
+            .iter()
+            .map(|l| col(l.key, DataType::Int32, false)),
+    );
+    fields.extend([
+        col("finance_id", DataType::Int32, false),
+        col("amount", money_type(), false),
+        col("load_id", DataType::Int64, false),
+        text("source_file"),
+        col("source_line", DataType::Int64, false),
+        col("data_as_of", DataType::Utf8, true),
+    ]);
+    fields
 }
 
 #[cfg(test)]

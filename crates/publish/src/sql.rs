@@ -102,6 +102,39 @@ pub fn create_tables(flavor: Flavor, schema: &str) -> Vec<String> {
 /// `CREATE TABLE` for one published table, then its comments.
 pub fn create_table(flavor: Flavor, schema: &str, table: Table) -> Vec<String> {
     let name = table.name();
+    let layout = match (flavor, table) {
+        (Flavor::Postgres, _) => String::new(),
+        (Flavor::Redshift, Table::Transaction) => format!(
+            "\nDISTSTYLE KEY DISTKEY ({}) COMPOUND SORTKEY ({}, {})",
+            quoted("program_id"),
+            quoted("fiscal_year"),
+            quoted("program_id")
+        ),
+        (Flavor::Redshift, _) => "\nDISTSTYLE ALL".into(),
+    };
+    let mut out = vec![format!(
+        "CREATE TABLE {} (\n{}\n){layout}",
+        qualified(schema, name),
+        columns_and_keys(flavor, schema, table).join(",\n")
+    )];
+    out.extend(comments(flavor, schema, table));
+    if flavor == Flavor::Postgres && table == Table::Transaction {
+        // Every publish deletes by fiscal year, and the dashboard's queries filter on
+        // it (Redshift has its sort key instead).
+        out.push(format!(
+            "CREATE INDEX {} ON {} ({})",
+            quoted("transaction_fiscal_year_idx"),
+            qualified(schema, name),
+            quoted("fiscal_year")
+        ));
+    }
+    out
+}
+
+/// The lines inside a `CREATE TABLE`: each column, the primary key, the foreign keys
+/// to the published tables.
+fn columns_and_keys(flavor: Flavor, schema: &str, table: Table) -> Vec<String> {
+    let name = table.name();
     let mut lines: Vec<String> = table
         .schema()
         .fields()
@@ -134,30 +167,21 @@ pub fn create_table(flavor: Flavor, schema: &str, table: Table) -> Vec<String> {
             quoted(referenced.id_column().expect("dimensions have keys"))
         ));
     }
-    let layout = match (flavor, table) {
-        (Flavor::Postgres, _) => String::new(),
-        (Flavor::Redshift, Table::Transaction) => format!(
-            "\nDISTSTYLE KEY DISTKEY ({}) COMPOUND SORTKEY ({}, {})",
-            quoted("program_id"),
-            quoted("fiscal_year"),
-            quoted("program_id")
-        ),
-        (Flavor::Redshift, _) => "\nDISTSTYLE ALL".into(),
-    };
-    let mut out = vec![format!(
-        "CREATE TABLE {} (\n{}\n){layout}",
-        qualified(schema, name),
-        lines.join(",\n")
-    )];
+    lines
+}
+
+/// `COMMENT ON` the table and each of its columns.
+fn comments(flavor: Flavor, schema: &str, table: Table) -> Vec<String> {
+    let name = table.name();
     let mut description = table.description().to_string();
     if flavor == Flavor::Redshift && table == Table::Transaction {
         description = format!("{description} Layout: {REDSHIFT_FACT_LAYOUT}");
     }
-    out.push(format!(
+    let mut out = vec![format!(
         "COMMENT ON TABLE {} IS {}",
         qualified(schema, name),
         literal(&description)
-    ));
+    )];
     for f in table.schema().fields() {
         if let Some(d) = table.column_description(f.name()) {
             out.push(format!(
@@ -167,16 +191,6 @@ pub fn create_table(flavor: Flavor, schema: &str, table: Table) -> Vec<String> {
                 literal(d)
             ));
         }
-    }
-    if flavor == Flavor::Postgres && table == Table::Transaction {
-        // Every publish deletes by fiscal year, and the dashboard's queries filter on
-        // it (Redshift has its sort key instead).
-        out.push(format!(
-            "CREATE INDEX {} ON {} ({})",
-            quoted("transaction_fiscal_year_idx"),
-            qualified(schema, name),
-            quoted("fiscal_year")
-        ));
     }
     out
 }
