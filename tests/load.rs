@@ -382,6 +382,152 @@ fn a_file_replaces_exactly_the_fiscal_years_it_contains() {
 }
 
 #[test]
+fn what_a_load_changed_is_reported_and_compared_exactly() {
+    let (header, rows) = sample_records();
+    let (fy, amount, side) = (
+        col(&header, "fiscal_year"),
+        col(&header, "amount"),
+        col(&header, "revenue_or_spending"),
+    );
+    let p = Project::new();
+    let mut history = rows.clone();
+    for r in rows.iter().take(700) {
+        let mut r = r.clone();
+        r[fy] = "2024".into();
+        history.push(r);
+    }
+    let h = p.file("history.csv", &api_csv(&header, &history));
+    let first = p.load(&[&h]);
+    let said = first[0]["changes"].as_str().unwrap();
+    assert!(
+        said.contains("fiscal year 2024 new: ") && said.contains("fiscal year 2025 new: "),
+        "{said}"
+    );
+    // This week: 2025 restated, one amount revised and a row fewer.
+    let mut weekly = rows[1..].to_vec();
+    weekly[0][amount] = "1.23".into();
+    let w = p.file("weekly.csv", &api_csv(&header, &weekly));
+    let out = p.ok(&["load", "--json", w.to_str().unwrap()]);
+    let report: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
+    let said = report["changes"].as_str().unwrap();
+    assert!(
+        said.starts_with("fiscal year 2025 restated: ") && !said.contains("2024"),
+        "{said}"
+    );
+    let text = p.ok(&["load", "--replace-years", h.to_str().unwrap()]);
+    assert!(text.contains("what changed: "), "{text}");
+
+    // Load 2 against load 1, by organization: only 2025, exact against the raw files.
+    let json = p.ok(&[
+        "changes",
+        "--from-load",
+        "1",
+        "--to-load",
+        "2",
+        "--format",
+        "json",
+        "--top",
+        "1000",
+    ]);
+    let c: serde_json::Value = serde_json::from_str(&json).unwrap();
+    assert_eq!(
+        (c["from_load"].as_i64(), c["to_load"].as_i64()),
+        (Some(1), Some(2))
+    );
+    let years = c["years"].as_array().unwrap();
+    assert_eq!(years.len(), 1, "{json}");
+    let y = &years[0];
+    assert_eq!(y["fiscal_year"], 2025);
+    assert_eq!(
+        (y["rows_before"].as_u64(), y["rows_after"].as_u64()),
+        (Some(rows.len() as u64), Some(weekly.len() as u64))
+    );
+    let total = |rs: &[Vec<String>], which: &str| -> i128 {
+        rs.iter()
+            .filter(|r| r[side] == which)
+            .map(|r| cents(&r[amount]))
+            .sum()
+    };
+    assert_eq!(
+        cents(y["spending_before"].as_str().unwrap()),
+        total(&rows, "Spending")
+    );
+    assert_eq!(
+        cents(y["spending_after"].as_str().unwrap()),
+        total(&weekly, "Spending")
+    );
+    assert_eq!(
+        cents(y["revenue_after"].as_str().unwrap()),
+        total(&weekly, "Revenue")
+    );
+    let (before, after) = (raw_sums(&header, &rows), raw_sums(&header, &weekly));
+    let expected: BTreeMap<(String, String), i128> = before
+        .keys()
+        .chain(after.keys())
+        .map(|k| {
+            (
+                k.clone(),
+                after.get(k).unwrap_or(&0) - before.get(k).unwrap_or(&0),
+            )
+        })
+        .filter(|(_, d)| *d != 0)
+        .collect();
+    let got: BTreeMap<(String, String), i128> = y["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|m| m["depth"] == 0)
+        .map(|m| {
+            let key = (
+                m["path"][0].as_str().unwrap().to_string(),
+                m["side"].as_str().unwrap().to_string(),
+            );
+            (key, cents(m["difference"].as_str().unwrap()))
+        })
+        .collect();
+    assert_eq!(got, expected);
+    // The same as CSV and as a table.
+    let csv_text = p.ok(&[
+        "changes",
+        "--from-load",
+        "1",
+        "--to-load",
+        "2",
+        "--format",
+        "csv",
+    ]);
+    assert!(
+        csv_text.starts_with("fiscal_year,level,path,side,before,after,difference\n"),
+        "{csv_text}"
+    );
+    let spending = format!(
+        "2025,total,,Spending,{},{},",
+        y["spending_before"].as_str().unwrap(),
+        y["spending_after"].as_str().unwrap()
+    );
+    assert!(csv_text.contains(&spending), "{csv_text}");
+    let table = p.ok(&[
+        "changes",
+        "--from-load",
+        "1",
+        "--to-load",
+        "2",
+        "--by",
+        "fund",
+    ]);
+    assert!(
+        table.contains("changes from load 1 to load 2 (by fund)")
+            && table.contains("fiscal year 2025 restated"),
+        "{table}"
+    );
+    let bad = p.run(&["changes", "--by", "colour"]);
+    assert!(
+        String::from_utf8_lossy(&bad.stderr).contains("organization, type, fund"),
+        "{bad:?}"
+    );
+}
+
+#[test]
 fn a_load_that_would_shrink_a_year_is_held_until_released() {
     let (header, rows) = sample_records();
     let (fy, amount) = (col(&header, "fiscal_year"), col(&header, "amount"));

@@ -270,6 +270,81 @@ fn the_rows_behind_a_number_add_up_and_lead_to_their_original_lines() {
 }
 
 #[test]
+fn what_changed_is_served_as_json_and_as_an_atom_feed() {
+    let (p, s) = served(&[]);
+    let (status, first) = http_get(&s, "/api/changes");
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(
+        (first["from_load"].is_null(), first["to_load"].as_i64()),
+        (true, Some(1))
+    );
+    assert!(
+        first["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("fiscal year 2025 new: "),
+        "{first}"
+    );
+    // A weekly file that restates 2025: one amount revised, a row fewer.
+    let (header, rows) = sample_records();
+    let amount = col(&header, "amount");
+    let mut weekly = rows[1..].to_vec();
+    weekly[0][amount] = "1.23".into();
+    let w = p.file("weekly.csv", &api_csv(&header, &weekly));
+    p.ok(&["load", w.to_str().unwrap()]);
+    let (status, c) = http_get(&s, "/api/changes?by=fund&top=5");
+    assert_eq!(status, 200, "{c}");
+    assert_eq!(
+        (
+            c["from_load"].as_i64(),
+            c["to_load"].as_i64(),
+            c["by"].as_str()
+        ),
+        (Some(1), Some(2), Some("fund"))
+    );
+    let y = &c["years"][0];
+    assert_eq!(
+        (y["rows_before"].as_u64(), y["rows_after"].as_u64()),
+        (Some(rows.len() as u64), Some(weekly.len() as u64))
+    );
+    let moved = cents(y["spending_after"].as_str().unwrap())
+        + cents(y["revenue_after"].as_str().unwrap())
+        - cents(y["spending_before"].as_str().unwrap())
+        - cents(y["revenue_before"].as_str().unwrap());
+    let raw: i128 = weekly.iter().map(|r| cents(&r[amount])).sum::<i128>()
+        - rows.iter().map(|r| cents(&r[amount])).sum::<i128>();
+    assert_eq!(moved, raw);
+    assert!(
+        c["summary"]
+            .as_str()
+            .unwrap()
+            .starts_with("fiscal year 2025 restated: "),
+        "{c}"
+    );
+    assert!(
+        y["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["depth"] == 0)
+            .count()
+            <= 5 * 2
+    );
+    assert_eq!(http_get(&s, "/api/changes?by=colour").0, 400);
+    assert_eq!(http_get(&s, "/api/changes?from=99").0, 404);
+
+    let feed = ureq::get(&s.url("/feed.xml")).call().unwrap();
+    assert_eq!(feed.content_type(), "application/atom+xml");
+    let xml = feed.into_string().unwrap();
+    assert_eq!(xml.matches("<entry>").count(), 2, "{xml}");
+    assert!(
+        xml.contains("<title>Load 2: loaded ") && xml.contains("fiscal year 2025 restated: "),
+        "{xml}"
+    );
+    assert!(xml.contains("fiscal year 2025 new: "), "{xml}");
+}
+
+#[test]
 fn the_dashboard_passes_its_browser_tests() {
     let browser = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
     if !have_peer(

@@ -20,5 +20,5 @@ pub mod schema;
 pub use conform::{CodeChoice, CodeChooser, ConformError, Member, RawRow, Row};
 pub use dialect::{Dialect, HeaderError, HeaderMap};
 pub use ledger::{ledger, Field, Layout, Ledger};
-pub use money::{format_cents, format_count, parse_amount, MoneyError};
+pub use money::{format_cents, format_change, format_count, parse_amount, MoneyError};
 pub use schema::Table;

@@ -189,6 +189,24 @@ pub fn format_cents(cents: i128) -> String {
     format!("{sign}{}.{:02}", abs / 100, abs % 100)
 }
 
+/// A change of money as a sentence says it: a sign, then dollars rounded to what a
+/// reader takes in (`+$41.2M`, `−$3.1K`, `+$512.40`; `$0.00` for none).
+pub fn format_change(cents: i128) -> String {
+    let sign = match cents.signum() {
+        1 => "+",
+        -1 => "\u{2212}",
+        _ => "",
+    };
+    let dollars = cents.unsigned_abs() as f64 / 100.0;
+    let shown = match dollars {
+        d if d >= 1e9 => format!("{:.1}B", d / 1e9),
+        d if d >= 1e6 => format!("{:.1}M", d / 1e6),
+        d if d >= 1e4 => format!("{:.1}K", d / 1e3),
+        d => format!("{d:.2}"),
+    };
+    format!("{sign}${shown}")
+}
+
 /// A count with thousands separators, as reports print it: `27412` as `27,412`.
 pub fn format_count(n: u64) -> String {
     let digits = n.to_string();
@@ -204,6 +222,16 @@ pub fn format_count(n: u64) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn changes_read_as_people_say_them() {
+        use super::format_change;
+        assert_eq!(format_change(4_123_456_789), "+$41.2M");
+        assert_eq!(format_change(-3_100_000), "\u{2212}$31.0K");
+        assert_eq!(format_change(51_240), "+$512.40");
+        assert_eq!(format_change(0), "$0.00");
+        assert_eq!(format_change(-250_000_000_000), "\u{2212}$2.5B");
+    }
+
     use super::*;
     use proptest::prelude::*;
 

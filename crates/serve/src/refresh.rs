@@ -57,11 +57,14 @@ async fn refresh(project: &Project) -> Result<String, String> {
             Err(e) => println!("publish: {e:#}"),
         }
     }
-    let summary = format!(
+    let mut summary = format!(
         "fiscal year {year}: {} rows fetched, load {} {:?} ({} loaded, {} quarantined)",
         fetched.rows, report.load_id, report.status, report.rows_loaded, report.rows_quarantined
     )
     .to_lowercase();
+    if let Some(changes) = &report.changes {
+        summary = format!("{summary}; what changed: {changes}");
+    }
     match &report.hold {
         Some(hold) => Err(format!("{summary}: {hold}")),
         None => Ok(summary),

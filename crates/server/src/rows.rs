@@ -23,7 +23,7 @@ pub enum Filter {
     Chart { id: &'static str, key: String },
 }
 
-/// A page of the rows behind a number.
+/// A page of the rows behind a number (`as_of_load`: as they were after that load).
 #[derive(Debug, Clone)]
 pub struct Rows {
     pub filter: Filter,
@@ -32,6 +32,8 @@ pub struct Rows {
     /// A column of [`columns`], descending when `descending`.
     pub sort: &'static str,
     pub descending: bool,
+    /// The warehouse as it was right after this load (time travel), None: as it is.
+    pub as_of_load: Option<i64>,
 }
 
 /// A request for rows the API cannot answer.
@@ -92,12 +94,14 @@ impl Rows {
             limit: 100,
             sort: "amount",
             descending: true,
+            as_of_load: None,
         };
         let mut view_pairs = Vec::new();
         let (mut chart, mut key) = (None, None);
         for (k, v) in pairs {
             match k.as_str() {
                 "offset" => rows.offset = count(k, v)?,
+                "as_of_load" => rows.as_of_load = Some(count(k, v)? as i64),
                 "limit" => rows.limit = count(k, v)?.min(MAX_PAGE),
                 "sort" => {
                     let (descending, name) = match v.strip_prefix('-') {

@@ -35,6 +35,9 @@ pub enum WarehouseError {
     Engine(#[from] datafusion::error::DataFusionError),
     #[error("no load {0} in meta.loads; `citybooks status` lists the loads")]
     NoSuchLoad(i64),
+    /// Nothing to compare or show: no load has loaded data yet.
+    #[error("no load has loaded data yet: `citybooks load FILE.csv` or `citybooks fetch`")]
+    NothingLoaded,
     /// A line the load's raw file does not have.
     #[error("load {load_id} ({file}) has lines 1 to {lines}; there is no line {line}")]
     NoSuchLine {

@@ -20,6 +20,7 @@
 //!
 //! This crate never prints; the binary shows what it returns.
 
+pub mod changes;
 pub mod csvsource;
 pub mod error;
 pub mod failpoint;

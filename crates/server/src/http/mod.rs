@@ -5,6 +5,7 @@
 //! | `GET /` , `GET /assets/{file}` | the dashboard, built into the binary |
 //! | `GET /health` | `{"status":"ok", "held": [...], ...}`, 503 when the warehouse cannot be read |
 //! | `GET /metrics` | Prometheus text format |
+//! | `GET /feed.xml` | an Atom feed of the loads and what each changed |
 //! | `POST /api/sql` | `{"sql", "format"?: json/csv/parquet/arrow, "limit"?, "query_id"?}` |
 //! | `DELETE /api/queries/{id}` | cancels a running `POST /api/sql` with that `query_id` |
 //! | `GET /api/years`, `/api/schema`, `/api/charts`, `/api/charts/{id}` | dashboard data |
@@ -12,6 +13,7 @@
 //! | `GET /api/hierarchies` | the explorer's hierarchies and their levels, from the ledger's description |
 //! | `GET /api/rows` | the fact rows behind a number: its filter (a view, or `chart` and `key`), `offset`, `limit`, `sort`, `format=csv` ([`crate::rows`]) |
 //! | `GET /api/source-line` | `load`, `line`: a row's original line in its raw file |
+//! | `GET /api/changes` | `from`, `to`, `by`, `top`: what changed between two loads |
 //!
 //! With `[http] token` set, every `/api` route needs `Authorization: Bearer <token>`.
 //! Errors are `{"error": "..."}` with a 4xx/5xx status.
@@ -19,6 +21,7 @@
 mod assets;
 mod dashboard;
 mod error;
+mod feed;
 mod lineage;
 mod middleware;
 mod sql;
@@ -121,6 +124,7 @@ pub fn router(live: Arc<Live>, metrics: Arc<Metrics>, options: HttpOptions) -> R
         .route("/charts", get(dashboard::charts))
         .route("/rows", get(lineage::rows))
         .route("/source-line", get(lineage::source_line))
+        .route("/changes", get(lineage::changes))
         .merge(dashboard)
         .fallback(|| async {
             ApiError::new(
@@ -137,6 +141,13 @@ pub fn router(live: Arc<Live>, metrics: Arc<Metrics>, options: HttpOptions) -> R
         .route("/assets/{file}", get(assets::asset))
         .route("/health", get(status::health))
         .route("/metrics", get(status::metrics_text))
+        .route(
+            "/feed.xml",
+            get(feed::feed).layer(axum::middleware::from_fn_with_state(
+                app.clone(),
+                middleware::authorize,
+            )),
+        )
         .nest("/api", api)
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(axum::middleware::from_fn_with_state(

@@ -83,6 +83,9 @@ pub struct LoadReport {
     pub seconds: f64,
     /// How long the load waited for the writer lease, and for which other loads.
     pub lease_wait: Waited,
+    /// What a load that loaded data changed, in one paragraph
+    /// ([`Warehouse::change_summary`]).
+    pub changes: Option<String>,
 }
 
 /// How many quarantined rows a report repeats (the table has them all).
@@ -110,6 +113,7 @@ impl LoadReport {
             hold: None,
             seconds: 0.0,
             lease_wait: lease.waited.clone(),
+            changes: None,
         }
     }
 
@@ -255,7 +259,16 @@ impl Warehouse {
         };
         let result = self.load_scanned(&job, scanned).await;
         lease.release().await;
-        result
+        let mut report = result?;
+        if report.status == LoadStatus::Loaded {
+            // After the commit and the lease: a summary that cannot be made is logged,
+            // never a failed load.
+            match self.change_summary(report.load_id).await {
+                Ok(summary) => report.changes = Some(summary),
+                Err(e) => tracing::warn!("summarising what load {} changed: {e}", report.load_id),
+            }
+        }
+        Ok(report)
     }
 
     /// The part of a load that holds the writer lease: decide from the warehouse as it
