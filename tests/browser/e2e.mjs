@@ -465,6 +465,35 @@ await check('trend mode renders a line chart with at least one point', async () 
   assertSameAmounts(amountsOf(shown.rows), new Map(rows.map((r) => [r.name, r.amount])), 'trend years');
 });
 
+// 6b. Changes: the latest load against the one before (here: an empty warehouse).
+await check('Changes lists every organization group that moved, equal to SQL, and its rows as of the load', async () => {
+  await page.click(tid('tab-changes'));
+  await page.waitForFunction(() => document.querySelector('[data-testid="changes-summary"]')?.textContent.startsWith('fiscal year'), null, { timeout: 30_000 });
+  const said = await page.textContent(tid('changes-summary'));
+  assert(said.startsWith(`fiscal year ${latestYear} new: `), `the summary says: ${said}`);
+  const shown = await page.evaluate((y) => [...document.querySelectorAll(`[data-testid="changes-members-${y}"] tbody tr[data-name]`)].map((tr) => ({
+    name: tr.dataset.name, side: tr.dataset.side, after: tr.querySelectorAll('[data-amount]')[1].dataset.amount,
+  })), latestYear);
+  const expected = records(await sql(`select p.organization_group as name, f.revenue_or_spending as side, sum(t.amount) as amount
+    from report.transaction t join report.program p on t.program_id = p.program_id join report.finance f on t.finance_id = f.finance_id
+    where t.fiscal_year = ${Number(latestYear)} group by 1, 2`)).filter((r) => normDec(r.amount) !== '0');
+  assert(shown.length === expected.length, `${shown.length} members shown, SQL gives ${expected.length}`);
+  for (const r of expected) {
+    const m = shown.find((x) => x.name === r.name && x.side === r.side);
+    assert(m && normDec(m.after) === normDec(r.amount), `${r.name} (${r.side}) shows ${m && m.after}, SQL gives ${r.amount}`);
+  }
+  const load = await page.getAttribute(tid('changes-summary'), 'data-to');
+  await page.click(`${tid(`changes-members-${latestYear}`)} tbody tr[data-name]:first-child ${tid('changes-rows-after')}`);
+  const rows = await rowsShown(page);
+  const first = shown[0];
+  const n = records(await sql(`select count(*) as n, sum(t.amount) as amount from report.transaction t join report.program p on t.program_id = p.program_id
+    join report.finance f on t.finance_id = f.finance_id where t.fiscal_year = ${Number(latestYear)} and p.organization_group = ${q(first.name)} and f.revenue_or_spending = ${q(first.side)}`))[0];
+  assert(rows.count === Number(n.n) && normDec(rows.sum) === normDec(n.amount), `the rows of ${first.name} as of load ${load}: ${rows.count} summing to ${rows.sum}, SQL ${n.n} summing to ${n.amount}`);
+  await page.click(tid('rows-close'));
+  const url = new URL(page.url());
+  assert(url.searchParams.get('view') === 'changes', `URL ${page.url()} is not the changes view`);
+});
+
 // 7. SQL console.
 const ORIGINAL_QUERY = `select f.revenue_or_spending, avg(t.amount) as average_amount
 from report.transaction as t

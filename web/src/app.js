@@ -1,8 +1,9 @@
 // citybooks dashboard: the entry module. Owns the URL (every view's state lives in the
-// query string) and switches between the three views.
+// query string) and switches between the four views.
 //
 //   ?view=overview
 //   ?view=explore&year=2025|mode=trend&side=Spending|Revenue[&related=include]&h=organization|type|fund[&path=..]*
+//   ?view=changes[&from=A][&to=B][&by=organization|type|fund][&path=..]*
 //   ?view=sql&sql=<query text>
 
 import { api, changeToken } from './api.js';
@@ -11,8 +12,9 @@ import { createOverview } from './overview.js';
 import { createExplore } from './explore.js';
 import { createSqlConsole } from './sqlconsole.js';
 import { createRows } from './rows.js';
+import { createChanges } from './changes.js';
 
-const VIEWS = ['overview', 'explore', 'sql'];
+const VIEWS = ['overview', 'explore', 'changes', 'sql'];
 
 /** The query string for a view and its parameters (arrays repeat the key). */
 function search(view, params) {
@@ -47,6 +49,7 @@ const showRows = (filter, label) => rowsDialog.show(filter, label);
 const views = {
   overview: createOverview({ sqlLink, showRows }),
   explore: createExplore({ navigate, sqlLink, showRows }),
+  changes: createChanges({ navigate, showRows }),
   sql: createSqlConsole({ navigate }),
 };
 
@@ -61,7 +64,7 @@ function route() {
     tab.setAttribute('aria-selected', String(v === view));
     tab.classList.toggle('active', v === view);
   }
-  document.title = `citybooks · ${{ overview: 'Overview', explore: 'Explore', sql: 'SQL' }[view]}`;
+  document.title = `citybooks · ${{ overview: 'Overview', explore: 'Explore', changes: 'Changes', sql: 'SQL' }[view]}`;
   views[view].apply(params);
   // Charts drawn while their view was hidden need their real size now.
   requestAnimationFrame(() => resizeCharts(document.getElementById(`view-${view}`)));
