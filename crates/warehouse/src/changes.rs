@@ -110,14 +110,14 @@ impl YearChange {
             parts.push("totals unchanged".into());
         }
         let rows = match (self.rows_before, self.grains_compared) {
-            (0, _) => format!("in {} rows", format_count(self.rows_after)),
+            (0, _) => format!(" in {} rows", format_count(self.rows_after)),
             (_, false) => format!(
-                "({} rows, {} before)",
+                " ({} rows, {} before)",
                 format_count(self.rows_after),
                 format_count(self.rows_before)
             ),
             (_, true) => format!(
-                "{} rows added, {} removed, {} changed",
+                "; {} rows added, {} removed, {} changed",
                 format_count(self.rows_added),
                 format_count(self.rows_removed),
                 format_count(self.rows_changed)
@@ -143,7 +143,7 @@ impl YearChange {
             "restated"
         };
         format!(
-            "fiscal year {} {what}: {} {rows}{most}",
+            "fiscal year {} {what}: {}{rows}{most}",
             self.fiscal_year,
             parts.join(", ")
         )
