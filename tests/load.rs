@@ -20,6 +20,18 @@ fn raw_sums(header: &[String], rows: &[Vec<String>]) -> BTreeMap<(String, String
     sums
 }
 
+/// A history of two fiscal years: the sample (2025), and its first 700 rows as 2024.
+fn history(header: &[String], rows: &[Vec<String>]) -> Vec<Vec<String>> {
+    let fy = col(header, "fiscal_year");
+    let mut history = rows.to_vec();
+    for r in rows.iter().take(700) {
+        let mut r = r.clone();
+        r[fy] = "2024".into();
+        history.push(r);
+    }
+    history
+}
+
 fn sql_sums(p: &Project) -> BTreeMap<(String, String), i128> {
     p.rows(
         "select p.organization_group, f.revenue_or_spending, sum(t.amount) from report.transaction t \
@@ -336,17 +348,9 @@ fn reloading_the_same_content_is_a_recorded_no_op() {
 #[test]
 fn a_file_replaces_exactly_the_fiscal_years_it_contains() {
     let (header, rows) = sample_records();
-    let fy = col(&header, "fiscal_year");
     let amount = col(&header, "amount");
     let p = Project::new();
-    // History: 2024 and 2025.
-    let mut history = rows.clone();
-    for r in rows.iter().take(700) {
-        let mut r = r.clone();
-        r[fy] = "2024".into();
-        history.push(r);
-    }
-    let h = p.file("history.csv", &api_csv(&header, &history));
+    let h = p.file("history.csv", &api_csv(&header, &history(&header, &rows)));
     p.load(&[&h]);
     let y2024 =
         p.rows("select count(*), sum(amount) from report.transaction where fiscal_year = 2024");
@@ -384,19 +388,9 @@ fn a_file_replaces_exactly_the_fiscal_years_it_contains() {
 #[test]
 fn what_a_load_changed_is_reported_and_compared_exactly() {
     let (header, rows) = sample_records();
-    let (fy, amount, side) = (
-        col(&header, "fiscal_year"),
-        col(&header, "amount"),
-        col(&header, "revenue_or_spending"),
-    );
+    let (amount, side) = (col(&header, "amount"), col(&header, "revenue_or_spending"));
     let p = Project::new();
-    let mut history = rows.clone();
-    for r in rows.iter().take(700) {
-        let mut r = r.clone();
-        r[fy] = "2024".into();
-        history.push(r);
-    }
-    let h = p.file("history.csv", &api_csv(&header, &history));
+    let h = p.file("history.csv", &api_csv(&header, &history(&header, &rows)));
     let first = p.load(&[&h]);
     let said = first[0]["changes"].as_str().unwrap();
     assert!(
@@ -524,6 +518,109 @@ fn what_a_load_changed_is_reported_and_compared_exactly() {
     assert!(
         String::from_utf8_lossy(&bad.stderr).contains("organization, type, fund"),
         "{bad:?}"
+    );
+}
+
+#[test]
+fn a_loads_quality_counts_its_reasons_and_placeholders_and_flags_jumps() {
+    let (header, rows) = sample_records();
+    let [group, group_code, program, program_code] = [
+        "organization_group",
+        "organization_group_code",
+        "program",
+        "program_code",
+    ]
+    .map(|c| col(&header, c));
+    let p = Project::new();
+    p.load(&[&sample_path()]);
+    let no_program =
+        |rs: &[Vec<String>]| rs.iter().filter(|r| r[program].is_empty()).count() as u64;
+    let first = p.ok(&["status", "--load", "1", "--json"]);
+    let q: serde_json::Value = serde_json::from_str(&first).unwrap();
+    assert_eq!(
+        (q["rows_read"].as_u64(), q["rows_quarantined"].as_u64()),
+        (Some(rows.len() as u64), Some(0))
+    );
+    assert!(q["flags"].as_array().unwrap().is_empty());
+    // This week's export lost the organization group of 30 rows and the program of 40.
+    let mut weekly = rows.clone();
+    for r in weekly.iter_mut().skip(100).take(30) {
+        r[group].clear();
+        r[group_code].clear();
+    }
+    for r in weekly.iter_mut().skip(500).take(40) {
+        r[program].clear();
+        r[program_code].clear();
+    }
+    let w = p.file("weekly.csv", &api_csv(&header, &weekly));
+    p.load(&[&w]);
+    let out = p.ok(&["status", "--load", "latest", "--json"]);
+    let q: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(q["load_id"], 2);
+    assert_eq!(q["previous"], 1);
+    assert_eq!(q["rows_quarantined"], 30);
+    let reasons = q["quarantine"].as_array().unwrap();
+    assert_eq!(
+        reasons
+            .iter()
+            .map(|r| r["rows"].as_u64().unwrap())
+            .sum::<u64>(),
+        30
+    );
+    let lines: Vec<u64> = reasons
+        .iter()
+        .flat_map(|r| {
+            r["lines"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|l| l["line"].as_u64().unwrap())
+        })
+        .collect();
+    // Data row i is on line i + 2 (line 1 is the header).
+    assert_eq!(lines.iter().min(), Some(&102));
+    assert_eq!(lines.len(), 30);
+    let got = |placeholder: &str| -> u64 {
+        q["placeholders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["placeholder"] == placeholder)
+            .map_or(0, |x| x["rows"].as_u64().unwrap())
+    };
+    assert_eq!(
+        got("No Program"),
+        no_program(&weekly[..100]) + no_program(&weekly[130..])
+    );
+    assert!(got("No Program") >= 40);
+    let flags: Vec<&str> = q["flags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f.as_str().unwrap())
+        .collect();
+    assert!(
+        flags
+            .iter()
+            .any(|f| f.starts_with("quarantined rows went from 0.00% of the rows read to 1.37%")),
+        "{flags:?}"
+    );
+    assert!(
+        flags
+            .iter()
+            .any(|f| f.contains("placeholder \"No Program\" in program.program")),
+        "{flags:?}"
+    );
+    let text = p.ok(&["status", "--load", "2"]);
+    assert!(
+        text.contains("FLAG: quarantined rows went from")
+            && text.contains("rows given a placeholder:"),
+        "{text}"
+    );
+    let missing = p.run(&["status", "--load", "9"]);
+    assert!(
+        String::from_utf8_lossy(&missing.stderr).contains("no load 9 in meta.loads"),
+        "{missing:?}"
     );
 }
 

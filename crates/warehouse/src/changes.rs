@@ -12,14 +12,14 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
-use arrow::array::{Array, AsArray, RecordBatch};
+use arrow::array::AsArray;
 use arrow::datatypes::{Decimal128Type, Int32Type, Int64Type};
 use citybooks_model::{format_change, format_count, ledger, Layout};
 use datafusion::prelude::SessionContext;
 use serde::{Serialize, Serializer};
 
 use crate::error::{Result, WarehouseError};
-use crate::loads::LoadRecord;
+use crate::loads::{strings, LoadRecord};
 use crate::tables::Warehouse;
 
 /// Members listed per level and year, unless asked otherwise.
@@ -86,6 +86,24 @@ fn as_decimal<S: Serializer>(cents: &i128, s: S) -> std::result::Result<S::Ok, S
 }
 
 impl YearChange {
+    /// A year with nothing counted yet.
+    fn new(fiscal_year: i32, grains_compared: bool) -> YearChange {
+        YearChange {
+            fiscal_year,
+            revenue_before: 0,
+            revenue_after: 0,
+            spending_before: 0,
+            spending_after: 0,
+            grains_compared,
+            rows_before: 0,
+            rows_after: 0,
+            rows_added: 0,
+            rows_removed: 0,
+            rows_changed: 0,
+            members: Vec::new(),
+        }
+    }
+
     /// Whether anything of the year moved.
     pub fn moved(&self) -> bool {
         self.rows_added + self.rows_removed + self.rows_changed > 0
@@ -305,7 +323,7 @@ async fn year_totals(ctx: &SessionContext, by: &Layout, years: &[i32]) -> Result
     let h = by.hierarchy;
     let list: Vec<String> = years.iter().map(|y| y.to_string()).collect();
     let sql = format!(
-        "select t.fiscal_year, f.revenue_or_spending, {alias}.{name}, sum(t.amount), count(*)
+        "select t.fiscal_year, f.revenue_or_spending, {alias}.{name} as member, sum(t.amount), count(*)
 from report.transaction t
 join report.{table} {alias} on t.{key} = {alias}.{key}
 join report.finance f on t.finance_id = f.finance_id
@@ -321,8 +339,14 @@ group by 1, 2, 3",
         let year = batch.column(0).as_primitive::<Int32Type>();
         let amount = batch.column(3).as_primitive::<Decimal128Type>();
         let n = batch.column(4).as_primitive::<Int64Type>();
-        for row in 0..batch.num_rows() {
-            let key = (year.value(row), text(&batch, 1, row), text(&batch, 2, row));
+        let sides = strings(&batch, "revenue_or_spending")?;
+        let members = strings(&batch, "member")?;
+        for (row, (side, member)) in sides.into_iter().zip(members).enumerate() {
+            let key = (
+                year.value(row),
+                side.unwrap_or_default(),
+                member.unwrap_or_default(),
+            );
             out.insert(key, (amount.value(row), n.value(row) as u64));
         }
     }
@@ -331,20 +355,7 @@ group by 1, 2, 3",
 
 /// One year's change from its totals (no grain counts).
 fn totals_change(year: i32, old: &Totals, new: &Totals, by: &Layout) -> YearChange {
-    let mut change = YearChange {
-        fiscal_year: year,
-        revenue_before: 0,
-        revenue_after: 0,
-        spending_before: 0,
-        spending_after: 0,
-        grains_compared: false,
-        rows_before: 0,
-        rows_after: 0,
-        rows_added: 0,
-        rows_removed: 0,
-        rows_changed: 0,
-        members: Vec::new(),
-    };
+    let mut change = YearChange::new(year, false);
     let mut members: BTreeMap<(String, String), (i128, i128)> = BTreeMap::new();
     for (totals, after) in [(old, false), (new, true)] {
         for ((y, side, name), (amount, n)) in totals {
@@ -456,8 +467,15 @@ async fn member_names(ctx: &SessionContext, by: &Layout) -> Result<HashMap<i32, 
     let mut out = HashMap::new();
     for batch in ctx.sql(&sql).await?.collect().await? {
         let ids = batch.column(0).as_primitive::<Int32Type>();
+        let levels = names
+            .iter()
+            .map(|n| strings(&batch, n))
+            .collect::<Result<Vec<_>>>()?;
         for row in 0..batch.num_rows() {
-            let path = (1..=names.len()).map(|c| text(&batch, c, row)).collect();
+            let path = levels
+                .iter()
+                .map(|l| l[row].clone().unwrap_or_default())
+                .collect();
             out.insert(ids.value(row), path);
         }
     }
@@ -474,20 +492,12 @@ async fn sides(ctx: &SessionContext) -> Result<HashMap<i32, String>> {
     let mut out = HashMap::new();
     for batch in batches {
         let ids = batch.column(0).as_primitive::<Int32Type>();
-        for row in 0..batch.num_rows() {
-            out.insert(ids.value(row), text(&batch, 1, row));
+        let sides = strings(&batch, "revenue_or_spending")?;
+        for (row, side) in sides.into_iter().enumerate() {
+            out.insert(ids.value(row), side.unwrap_or_default());
         }
     }
     Ok(out)
-}
-
-fn text(batch: &RecordBatch, column: usize, row: usize) -> String {
-    let c = batch.column(column);
-    match c.data_type() {
-        arrow::datatypes::DataType::Utf8View => c.as_string_view().value(row).to_string(),
-        arrow::datatypes::DataType::LargeUtf8 => c.as_string::<i64>().value(row).to_string(),
-        _ => c.as_string::<i32>().value(row).to_string(),
-    }
 }
 
 /// One year's comparison of its grains before and after.
@@ -501,12 +511,6 @@ fn year_change(
     top: usize,
 ) -> YearChange {
     let mut change = YearChange {
-        fiscal_year: year,
-        revenue_before: 0,
-        revenue_after: 0,
-        spending_before: 0,
-        spending_after: 0,
-        grains_compared: true,
         rows_before: old.values().map(|g| g.1).sum(),
         rows_after: new.values().map(|g| g.1).sum(),
         rows_added: new.keys().filter(|k| !old.contains_key(*k)).count() as u64,
@@ -515,7 +519,7 @@ fn year_change(
             .iter()
             .filter(|(k, g)| old.get(*k).is_some_and(|o| o.0 != g.0))
             .count() as u64,
-        members: Vec::new(),
+        ..YearChange::new(year, true)
     };
     // Member totals per level: (depth, side, path) → (before, after).
     let mut members: BTreeMap<(usize, String, Vec<String>), (i128, i128)> = BTreeMap::new();
