@@ -25,6 +25,7 @@ static HEAP: citybooks_query::budget::CountingAllocator =
 
 mod changes;
 mod cluster;
+mod report;
 
 /// The SQL user `citybooks demo` creates.
 const DEMO_SQL_USER: &str = "demo";
@@ -123,10 +124,13 @@ enum Command {
     ///
     /// Example: citybooks release 17
     Release(ReleaseArgs),
-    /// Show loads, held loads, row counts per table and fiscal year, and the quarantine.
+    /// Show loads, held loads, row counts per table and fiscal year, and the quarantine;
+    /// with --load N, the quality of one load: rows read, loaded and quarantined by
+    /// reason (with their lines), the names rule 6 conformed, the rows that got each
+    /// placeholder, and jumps against the previous load of the same source.
     ///
-    /// Example: citybooks status
-    Status,
+    /// Example: citybooks status --load 7
+    Status(StatusArgs),
     /// Create a demo project, load the real sample shipped with citybooks, print the
     /// original dashboard's four charts and the original users' query, then serve
     /// everything on this machine only (dashboard, psql, SFTP) until Ctrl-C.
@@ -305,6 +309,17 @@ struct ChangesArgs {
     format: String,
 }
 
+/// The arguments of `citybooks status`.
+#[derive(clap::Args)]
+struct StatusArgs {
+    /// The quality of this load (`latest` for the last one) instead of the overview.
+    #[arg(long, value_name = "N")]
+    load: Option<String>,
+    /// With --load: print the report as JSON.
+    #[arg(long, requires = "load")]
+    json: bool,
+}
+
 /// The arguments of `citybooks vacuum`.
 #[derive(clap::Args)]
 struct VacuumArgs {
@@ -438,7 +453,10 @@ async fn run(cli: Cli) -> Result<ExitCode> {
         Command::Publish(args) => publish(&project()?, args).await,
         Command::Query(args) => query(&project()?, args).await,
         Command::Fetch(args) => fetch(&project()?, args).await,
-        Command::Status => status(&project()?).await,
+        Command::Status(args) => match &args.load {
+            None => status(&project()?).await,
+            Some(load) => quality(&project()?, load, args.json).await,
+        },
         Command::SqlUser { action } => sql_user(&project()?, action).await,
         Command::User { action } => user(&project()?, action).await,
         Command::Destroy { yes } => destroy(&project()?, yes).await,
@@ -1024,6 +1042,23 @@ async fn status(project: &Project) -> Result<ExitCode> {
     }
     for q in citybooks_warehouse::status::tables() {
         print_query(&wh, q.title, &q.sql).await?;
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `citybooks status --load N`.
+async fn quality(project: &Project, load: &str, json: bool) -> Result<ExitCode> {
+    let load = match load {
+        "latest" => None,
+        n => Some(n.parse::<i64>().with_context(|| {
+            format!("--load {n:?}: a load id (see citybooks status), or latest")
+        })?),
+    };
+    let q = warehouse(project)?.quality(load).await?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&q)?);
+    } else {
+        report::print_quality(&q);
     }
     Ok(ExitCode::SUCCESS)
 }

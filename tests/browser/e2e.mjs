@@ -494,6 +494,29 @@ await check('Changes lists every organization group that moved, equal to SQL, an
   assert(url.searchParams.get('view') === 'changes', `URL ${page.url()} is not the changes view`);
 });
 
+// 6c. Quality: the latest load (held here) and the sample's load, figures equal to SQL.
+await check('Quality shows the held load\'s reason, and the first load\'s rows and placeholders equal to SQL', async () => {
+  await page.click(tid('tab-quality'));
+  await page.waitForSelector(`${tid('quality-figures')} dd[data-key="Status"]`, { timeout: 30_000 });
+  const status = await page.textContent(`${tid('quality-figures')} dd[data-key="Status"]`);
+  assert(status === (args.heldLoad ? 'held' : 'loaded'), `the latest load's status shows ${status}`);
+  await page.selectOption(tid('quality-load'), '1');
+  await page.waitForFunction(() => new URL(location.href).searchParams.get('load') === '1'
+    && document.querySelector('[data-testid="quality-figures"] dd[data-key="Status"]')?.textContent === 'loaded', null, { timeout: 30_000 });
+  const read = await page.textContent(`${tid('quality-figures')} dd[data-key="Rows read"]`);
+  const loads = records(await sql('select rows_read from meta.loads where load_id = 1'))[0];
+  assert(read.replace(/,/g, '') === String(loads.rows_read), `rows read shows ${read}, meta.loads has ${loads.rows_read}`);
+  const shown = await page.evaluate(() => [...document.querySelectorAll('[data-testid="quality-placeholders"] tbody tr')]
+    .map((tr) => [tr.children[0].textContent, tr.children[1].textContent, tr.children[2].dataset.rows]));
+  for (const [column, placeholder, rows] of shown) {
+    const [table, name] = column.split('.');
+    const alias = { program: 'p', type: 'ty', fund: 'fu' }[table];
+    const n = records(await sql(`select count(*) as n from report.transaction t join report.${table} ${alias} on t.${table}_id = ${alias}.${table}_id
+      where t.load_id = 1 and ${alias}.${name} = ${q(placeholder)}`))[0].n;
+    assert(String(n) === rows, `${column} = ${placeholder}: ${rows} rows shown, SQL counts ${n}`);
+  }
+});
+
 // 7. SQL console.
 const ORIGINAL_QUERY = `select f.revenue_or_spending, avg(t.amount) as average_amount
 from report.transaction as t

@@ -1,9 +1,10 @@
 // citybooks dashboard: the entry module. Owns the URL (every view's state lives in the
-// query string) and switches between the four views.
+// query string) and switches between the five views.
 //
 //   ?view=overview
 //   ?view=explore&year=2025|mode=trend&side=Spending|Revenue[&related=include]&h=organization|type|fund[&path=..]*
 //   ?view=changes[&from=A][&to=B][&by=organization|type|fund][&path=..]*
+//   ?view=quality[&load=N]
 //   ?view=sql&sql=<query text>
 
 import { api, changeToken } from './api.js';
@@ -13,8 +14,9 @@ import { createExplore } from './explore.js';
 import { createSqlConsole } from './sqlconsole.js';
 import { createRows } from './rows.js';
 import { createChanges } from './changes.js';
+import { createQuality } from './quality.js';
 
-const VIEWS = ['overview', 'explore', 'changes', 'sql'];
+const VIEWS = ['overview', 'explore', 'changes', 'quality', 'sql'];
 
 /** The query string for a view and its parameters (arrays repeat the key). */
 function search(view, params) {
@@ -50,6 +52,7 @@ const views = {
   overview: createOverview({ sqlLink, showRows }),
   explore: createExplore({ navigate, sqlLink, showRows }),
   changes: createChanges({ navigate, showRows }),
+  quality: createQuality({ navigate }),
   sql: createSqlConsole({ navigate }),
 };
 
@@ -64,7 +67,7 @@ function route() {
     tab.setAttribute('aria-selected', String(v === view));
     tab.classList.toggle('active', v === view);
   }
-  document.title = `citybooks · ${{ overview: 'Overview', explore: 'Explore', changes: 'Changes', sql: 'SQL' }[view]}`;
+  document.title = `citybooks · ${{ overview: 'Overview', explore: 'Explore', changes: 'Changes', quality: 'Quality', sql: 'SQL' }[view]}`;
   views[view].apply(params);
   // Charts drawn while their view was hidden need their real size now.
   requestAnimationFrame(() => resizeCharts(document.getElementById(`view-${view}`)));

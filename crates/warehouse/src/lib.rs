@@ -30,6 +30,7 @@ pub mod lineindex;
 pub mod loader;
 pub mod loads;
 pub mod publishes;
+pub mod quality;
 pub mod shrink;
 pub mod status;
 pub mod tables;

@@ -200,3 +200,36 @@ fn hierarchy_ids() -> String {
         .collect();
     ids.join(", ")
 }
+
+/// `GET /api/quality?load=N` (default: the latest load): what the load read, loaded and
+/// set aside by reason (with the lines), its rule-6 choices, the rows that got each
+/// placeholder, and jumps against the previous load of the same source.
+pub(super) async fn quality(
+    State(app): State<App>,
+    RawQuery(query): RawQuery,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let mut load = None;
+    for (k, v) in pairs(&query) {
+        match k.as_str() {
+            "load" if v != "latest" => {
+                load = Some(v.parse::<i64>().map_err(|_| {
+                    ApiError::new(
+                        StatusCode::BAD_REQUEST,
+                        format!("load={v:?}: a load id, or latest"),
+                    )
+                })?)
+            }
+            "load" => {}
+            other => {
+                return Err(ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("unknown parameter {other:?}: use load"),
+                ))
+            }
+        }
+    }
+    let q = app.live.warehouse().quality(load).await?;
+    Ok(Json(serde_json::to_value(q).map_err(|e| {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string())
+    })?))
+}

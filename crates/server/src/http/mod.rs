@@ -14,6 +14,7 @@
 //! | `GET /api/rows` | the fact rows behind a number: its filter (a view, or `chart` and `key`), `offset`, `limit`, `sort`, `format=csv` ([`crate::rows`]) |
 //! | `GET /api/source-line` | `load`, `line`: a row's original line in its raw file |
 //! | `GET /api/changes` | `from`, `to`, `by`, `top`: what changed between two loads |
+//! | `GET /api/quality` | `load`: the quality of one load (quarantine by reason, placeholders, rule 6, jumps) |
 //!
 //! With `[http] token` set, every `/api` route needs `Authorization: Bearer <token>`.
 //! Errors are `{"error": "..."}` with a 4xx/5xx status.
@@ -125,6 +126,7 @@ pub fn router(live: Arc<Live>, metrics: Arc<Metrics>, options: HttpOptions) -> R
         .route("/rows", get(lineage::rows))
         .route("/source-line", get(lineage::source_line))
         .route("/changes", get(lineage::changes))
+        .route("/quality", get(lineage::quality))
         .merge(dashboard)
         .fallback(|| async {
             ApiError::new(
