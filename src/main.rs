@@ -601,14 +601,16 @@ async fn changes(project: &Project, args: ChangesArgs) -> Result<ExitCode> {
 
 /// `citybooks vacuum`.
 async fn vacuum(project: &Project, args: VacuumArgs) -> Result<ExitCode> {
-    let VacuumArgs {
-        retention_hours,
-        dry_run,
-    } = args;
     let wh = warehouse(project)?;
-    let retention = chrono::Duration::hours(retention_hours.min(i64::MAX as u64 / 3600) as i64);
-    let done = wh.vacuum(retention, dry_run).await?;
-    let verb = if dry_run { "would remove" } else { "removed" };
+    let hours = args.retention_hours.min(i64::MAX as u64 / 3600) as i64;
+    let done = wh
+        .vacuum(chrono::Duration::hours(hours), args.dry_run)
+        .await?;
+    let verb = if args.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     let plural = |n: u64| if n == 1 { "" } else { "s" };
     for (table, v) in &done {
         let compacted = if v.compacted > 0 {
@@ -637,18 +639,13 @@ async fn vacuum(project: &Project, args: VacuumArgs) -> Result<ExitCode> {
 
 /// `citybooks release`.
 async fn release(project: &Project, args: ReleaseArgs) -> Result<ExitCode> {
-    let ReleaseArgs {
-        load_id,
-        discard,
-        json,
-    } = args;
     let wh = warehouse(project)?;
     let show = std::io::stderr().is_terminal();
-    let report = wh.release(load_id, discard, show).await?;
-    if json {
+    let report = wh.release(args.load_id, args.discard, show).await?;
+    if args.json {
         println!("{}", serde_json::to_string(&report)?);
     } else {
-        print_report(&format!("held load {load_id}"), &report);
+        print_report(&format!("held load {}", args.load_id), &report);
     }
     Ok(if report.status == LoadStatus::Failed {
         ExitCode::FAILURE
@@ -659,26 +656,19 @@ async fn release(project: &Project, args: ReleaseArgs) -> Result<ExitCode> {
 
 /// `citybooks publish`.
 async fn publish(project: &Project, args: PublishArgs) -> Result<ExitCode> {
-    let PublishArgs {
-        target,
-        schema,
-        full,
-        iam_role,
-        json,
-    } = args;
     let Some((target, options)) = citybooks_publish::Options::from_config(
         &project.config.publish,
-        target.as_deref(),
-        schema,
-        iam_role,
-        full,
+        args.target.as_deref(),
+        args.schema,
+        args.iam_role,
+        args.full,
     )?
     else {
         bail!("no target: give one (citybooks publish postgres://user@host:5432/db) or set [publish] target");
     };
     let wh = warehouse(project)?;
     let report = citybooks_publish::publish_and_record(&wh, &target, &options).await?;
-    if json {
+    if args.json {
         println!("{}", publish_json(&report));
     } else {
         println!("{}", report.describe(&options.schema));
@@ -688,16 +678,11 @@ async fn publish(project: &Project, args: PublishArgs) -> Result<ExitCode> {
 
 /// `citybooks query`.
 async fn query(project: &Project, args: QueryArgs) -> Result<ExitCode> {
-    let QueryArgs {
-        sql,
-        format,
-        output,
-        as_of_load,
-    } = args;
     let wh = warehouse(project)?;
     let engine = Engine::from_config(&project.config.query)?;
-    let result = citybooks_query::query(&engine, &wh, &sql, as_of_load).await?;
-    match output {
+    let result = citybooks_query::query(&engine, &wh, &args.sql, args.as_of_load).await?;
+    let format = args.format;
+    match args.output {
         Some(file) => {
             let f = std::fs::File::create(&file)
                 .with_context(|| format!("creating {}", file.display()))?;

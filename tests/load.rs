@@ -412,17 +412,15 @@ fn what_a_load_changed_is_reported_and_compared_exactly() {
     assert!(text.contains("what changed: "), "{text}");
 
     // Load 2 against load 1, by organization: only 2025, exact against the raw files.
-    let json = p.ok(&[
-        "changes",
-        "--from-load",
-        "1",
-        "--to-load",
-        "2",
-        "--format",
-        "json",
-        "--top",
-        "1000",
-    ]);
+    let changes = |extra: &[&str]| {
+        let args = [
+            &["changes", "--from-load", "1", "--to-load", "2"][..],
+            extra,
+        ]
+        .concat();
+        p.ok(&args)
+    };
+    let json = changes(&["--format", "json", "--top", "1000"]);
     let c: serde_json::Value = serde_json::from_str(&json).unwrap();
     assert_eq!(
         (c["from_load"].as_i64(), c["to_load"].as_i64()),
@@ -481,15 +479,7 @@ fn what_a_load_changed_is_reported_and_compared_exactly() {
         .collect();
     assert_eq!(got, expected);
     // The same as CSV and as a table.
-    let csv_text = p.ok(&[
-        "changes",
-        "--from-load",
-        "1",
-        "--to-load",
-        "2",
-        "--format",
-        "csv",
-    ]);
+    let csv_text = changes(&["--format", "csv"]);
     assert!(
         csv_text.starts_with("fiscal_year,level,path,side,before,after,difference\n"),
         "{csv_text}"
@@ -500,15 +490,7 @@ fn what_a_load_changed_is_reported_and_compared_exactly() {
         y["spending_after"].as_str().unwrap()
     );
     assert!(csv_text.contains(&spending), "{csv_text}");
-    let table = p.ok(&[
-        "changes",
-        "--from-load",
-        "1",
-        "--to-load",
-        "2",
-        "--by",
-        "fund",
-    ]);
+    let table = changes(&["--by", "fund"]);
     assert!(
         table.contains("changes from load 1 to load 2 (by fund)")
             && table.contains("fiscal year 2025 restated"),
