@@ -15,7 +15,7 @@ set -uo pipefail
 cd "$(dirname "$0")"
 SECONDS_PER_TARGET=${1:-60}
 shift || true
-ALL_TARGETS=(csv_records header_dialect conform_row money_fiscal sftp_jail sql_gate)
+ALL_TARGETS=(csv_records header_dialect conform_row money_fiscal sftp_jail sql_gate line_index)
 if [ $# -gt 0 ]; then TARGETS=("$@"); else TARGETS=("${ALL_TARGETS[@]}"); fi
 
 if ! cargo +nightly fuzz --version >/dev/null 2>&1; then

@@ -191,6 +191,16 @@ def main():
     for q in hostile:
         put("sql_gate", q)
 
+    # --- line_index: (stride byte, buffer byte, file bytes) -------------------------
+    # Slices of the sample, a Windows export with a BOM, a quoted field with line
+    # breaks, blank lines, no final newline.
+    put("line_index", bytes([2, 16]) + "".join(lines[:12]).encode())
+    put("line_index", bytes([0, 255]) + ("\ufeff" + "".join(lines[:6]).replace("\n", "\r\n")).encode())
+    r = lines[3].rstrip("\n")
+    broken = r.replace('"ADP Adult Probation"', '"ADP\nAdult\r\nProbation"')
+    put("line_index", bytes([1, 3]) + (header + broken + "\n\n" + r).encode())
+    put("line_index", bytes([7, 1]) + b'a,"b\n\nc"\n\n\nd\r\ne')
+
 
 if __name__ == "__main__":
     main()
