@@ -139,15 +139,15 @@ pub fn record_in(chunk: &[u8], skip: u64, chunk_ends_file: bool) -> Option<&[u8]
         return None;
     }
     let end = (reader.position().byte() as usize).min(rest.len());
-    let mut text = &rest[..end];
-    // A record the chunk cuts short reads as if complete, up to the chunk's end: it is
-    // complete only if it stopped before, or ended a line outside quotes.
-    let quotes = memchr::memchr_iter(b'"', text).count();
-    let whole =
-        end < rest.len() || chunk_ends_file || (text.ends_with(b"\n") && quotes.is_multiple_of(2));
-    if !whole {
+    // A record the chunk cuts short reads as if complete, up to the chunk's end. One
+    // that ends before the chunk does was ended by the parser itself (with a byte to
+    // look ahead at); one that reaches the chunk's end is only sure at the file's end.
+    // (Counting quotes is not enough: a quote inside an unquoted field is text; the
+    // fuzz target line_index found that.)
+    if end >= rest.len() && !chunk_ends_file {
         return None;
     }
+    let mut text = &rest[..end];
     while let Some(t) = text
         .strip_suffix(b"\n")
         .or_else(|| text.strip_suffix(b"\r"))
@@ -212,6 +212,20 @@ mod tests {
                 }
                 assert_eq!(ix.span(9), None);
                 assert_eq!(ix.span(0), None);
+            }
+        }
+    }
+
+    /// Found by the fuzz target: a quote inside an unquoted field makes the quotes of a
+    /// line even while the next field's quotes are still open.
+    #[test]
+    fn a_record_is_whole_only_when_the_parser_ends_it() {
+        let text = "x\"y,\"z\nw\"\nlast\n";
+        for stride in [1, 2, 3] {
+            for buffer in [1, 5, 100] {
+                let ix = index(text, stride, buffer);
+                assert_eq!(line(text, &ix, 1).as_deref(), Some("x\"y,\"z\nw\""));
+                assert_eq!(line(text, &ix, 3).as_deref(), Some("last"));
             }
         }
     }
