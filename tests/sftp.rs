@@ -159,6 +159,11 @@ fn original_routine(p: &Project, raw: &Path) {
     // was loaded in time, the second is a recorded no-op.)
     let report = wait_for(&raw.join("alice/ledger.csv.load.json"), &["loaded"]);
     assert!(report.contains("\"rows_loaded\": 2186"), "{report}");
+    // The acknowledgement says what the load changed.
+    assert!(
+        report.contains("\"changes\": \"fiscal year 2025 new: "),
+        "{report}"
+    );
     let out = sftp(
         server.sftp,
         &rsa,

@@ -246,7 +246,12 @@ impl Warehouse {
     /// Kept in the store (`index/changes/load-<id>.json`, with the load's content hash)
     /// once made: the versions it compares never change.
     pub async fn change_summary(&self, load_id: i64) -> Result<String> {
-        let loads = self.loads().await?;
+        self.change_summary_of(&self.loads().await?, load_id).await
+    }
+
+    /// [`Warehouse::change_summary`] with `meta.loads` already read (the feed asks for
+    /// many loads at once).
+    pub async fn change_summary_of(&self, loads: &[LoadRecord], load_id: i64) -> Result<String> {
         let load = loads
             .iter()
             .find(|l| l.load_id == load_id)
@@ -259,7 +264,7 @@ impl Warehouse {
                 }
             }
         }
-        let summary = self.summarize(&loads, load).await?;
+        let summary = self.summarize(loads, load).await?;
         let k = KeptSummary {
             content_hash: load.content_hash.clone(),
             summary: summary.clone(),

@@ -17,7 +17,7 @@ pub(super) async fn feed(State(app): State<App>) -> Result<Response, ApiError> {
     let mut entries = String::new();
     for load in loads.iter().rev().take(ENTRIES) {
         let text = match load.status {
-            LoadStatus::Loaded => match wh.change_summary(load.load_id).await {
+            LoadStatus::Loaded => match wh.change_summary_of(&loads, load.load_id).await {
                 Ok(summary) => summary,
                 Err(e) => format!("(what it changed could not be summarised: {e})"),
             },
