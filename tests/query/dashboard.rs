@@ -332,6 +332,23 @@ fn what_changed_is_served_as_json_and_as_an_atom_feed() {
     );
     assert_eq!(http_get(&s, "/api/changes?by=colour").0, 400);
     assert_eq!(http_get(&s, "/api/changes?from=99").0, 404);
+    // The rows of a change as they were after each load, as JSON and as CSV.
+    let all = "/api/rows?year=2025&side=Spending&related=include&h=organization";
+    let spending = |rs: &[Vec<String>]| {
+        let side = col(&header, "revenue_or_spending");
+        rs.iter().filter(|r| r[side] == "Spending").count() as u64
+    };
+    for (load, rs) in [(1, &rows), (2, &weekly)] {
+        let (status, then) = http_get(&s, &format!("{all}&as_of_load={load}&limit=1"));
+        assert_eq!(status, 200, "{then}");
+        assert_eq!(then["total_rows"].as_u64(), Some(spending(rs)));
+        let csv_text = ureq::get(&s.url(&format!("{all}&as_of_load={load}&format=csv")))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        assert_eq!(csv_text.lines().count() as u64, 1 + spending(rs));
+    }
 
     let feed = ureq::get(&s.url("/feed.xml")).call().unwrap();
     assert_eq!(feed.content_type(), "application/atom+xml");
