@@ -1,7 +1,7 @@
 """Latency of the dashboard's HTTP requests, citybooks vs DuckDB on the same data.
 
     pip install duckdb
-    python3 bench/dashboard_latency.py [--rows 1000000,10000000] [--runs 30] [--skip-build]
+    python3 bench/dashboard_latency.py [--rows 1000000,10000000] [--runs 30] [--skip-build] [--json FILE]
 
 For each size: generates the ledger (citybooks-bench gen, the same files as bench/run.py),
 loads it into a fresh project, starts `citybooks serve` twice — with the dashboard's result
@@ -14,7 +14,8 @@ In the same run DuckDB (in-process, its default threads) loads the warehouse's o
 Parquet files into in-memory tables and runs the same SQL (the explorer's SQL is taken
 from the API's answer, the charts' from /api/charts); results are compared. citybooks'
 figures include HTTP and JSON encoding; DuckDB's do not. Prints a Markdown table and
-writes it to bench/out/dashboard-latency.md.
+writes it to bench/out/dashboard-latency.md; --json FILE also writes every figure of the
+table there (one object per row: rows, request, computed_p95_ms, duckdb_p95_ms, ...).
 """
 import argparse
 import glob
@@ -136,6 +137,7 @@ def main():
     ap.add_argument("--rows", default="1000000,10000000")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--json", metavar="FILE", help="also write the table's figures to FILE as JSON")
     args = ap.parse_args()
     import duckdb
     if not args.skip_build:
@@ -144,6 +146,7 @@ def main():
     lines = ["| rows | request | computed p50 ms | computed p95 ms | cached p50 ms | cached p95 ms | DuckDB p50 ms | DuckDB p95 ms | computed / DuckDB p95 | cached / DuckDB p95 |",
              "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     notes = []
+    figures = []
     for n in [int(x) for x in args.rows.split(",")]:
         ledger = os.path.join(OUT, f"ledger-{n}-api.csv")
         if not os.path.exists(ledger):
@@ -195,6 +198,11 @@ def main():
             h50, h95 = pct(t[True], 50), pct(t[True], 95)
             d50, d95 = pct(t["duckdb"], 50), pct(t["duckdb"], 95)
             lines.append(f"| {n:,} | {name} | {c50:.1f} | {c95:.1f} | {h50:.1f} | {h95:.1f} | {d50:.1f} | {d95:.1f} | {c95 / d95:.2f} | {h95 / d95:.2f} |")
+            figures.append({"rows": n, "request": name, "computed_p50_ms": round(c50, 2),
+                            "computed_p95_ms": round(c95, 2), "cached_p50_ms": round(h50, 2),
+                            "cached_p95_ms": round(h95, 2), "duckdb_p50_ms": round(d50, 2),
+                            "duckdb_p95_ms": round(d95, 2), "computed_over_duckdb_p95": round(c95 / d95, 3),
+                            "cached_over_duckdb_p95": round(h95 / d95, 3)})
             print(lines[-1], flush=True)
     notes += ["citybooks' figures are whole HTTP requests over one keep-alive connection (JSON encoding and "
               "body read included); DuckDB's are in-process `con.execute(sql).fetchall()` on in-memory tables.",
@@ -203,6 +211,9 @@ def main():
     print(text)
     with open(os.path.join(OUT, "dashboard-latency.md"), "w") as f:
         f.write(text)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=1)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,17 @@
 """citybooks' load benchmark: one command, figures for the README.
 
-    python3 bench/run.py [--rows 1000000,10000000] [--dialect api]
+    python3 bench/run.py [--rows 1000000,10000000] [--dialect api] [--json FILE]
 
 Builds citybooks in release mode, generates deterministic ledgers (citybooks-bench gen)
 under bench/out/, then for each size loads the file into a fresh project with
 `citybooks load` and does the same job with DuckDB (bench/duckdb_load.py), in the same
 run, measuring wall time and peak RSS (wait4 rusage) of each. Prints a Markdown table
-and writes it to bench/out/results.md.
+and writes it to bench/out/results.md; --json FILE also writes every figure of the table
+there (a list of objects, one per row, keys named after the columns), for a script that
+compares runs.
 """
 import argparse
+import json
 import os
 import shutil
 import subprocess
@@ -41,6 +44,7 @@ def main():
     ap.add_argument("--rows", default="1000000,10000000")
     ap.add_argument("--dialect", default="api", choices=["api", "portal"])
     ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--json", metavar="FILE", help="also write the table's figures to FILE as JSON")
     args = ap.parse_args()
     if not args.skip_build:
         subprocess.run(["cargo", "build", "--release", "-p", "citybooks", "-p", "citybooks-bench"], cwd=ROOT, check=True)
@@ -80,6 +84,13 @@ def main():
     print(table)
     with open(os.path.join(OUT, "results.md"), "w") as f:
         f.write(table + "\n")
+    if args.json:
+        figures = [{"rows": n, "dialect": args.dialect, "file_mb": round(mb, 1), "citybooks_s": round(cs, 3),
+                    "rows_per_s": round(n / cs), "mb_per_s": round(mb / cs, 1), "citybooks_rss_mib": round(cr),
+                    "duckdb_s": round(ds, 3), "duckdb_rss_mib": round(dr), "citybooks_over_duckdb": round(cs / ds, 3)}
+                   for n, mb, cs, cr, ds, dr in rows_out]
+        with open(args.json, "w") as f:
+            json.dump(figures, f, indent=1)
 
 
 if __name__ == "__main__":
