@@ -317,7 +317,7 @@ section! {
     StoreConfig in "store" {
         /// A folder (relative to the project folder, or absolute) or `s3://bucket/prefix`.
         url: String = "store".into(),
-        /// S3 endpoint for S3-compatible servers; unset means AWS.
+        /// S3 endpoint for S3-compatible servers; unset means AWS (with the keys below, the `AWS_*` variables, or the EC2/ECS/EKS role).
         endpoint: Option<String> = None,
         /// S3 region; unset means the `AWS_REGION` variable or `us-east-1`.
         region: Option<String> = None,

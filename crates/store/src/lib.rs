@@ -17,4 +17,4 @@ pub mod store;
 pub use config::{Config, ConfigError};
 pub use lease::{Holder, Lease, LeaseLost, Waited};
 pub use project::{Project, ProjectError, CONFIG_FILE};
-pub use store::{Store, StoreError};
+pub use store::{s3_client, Store, StoreError};

@@ -36,8 +36,10 @@ pub enum StoreError {
 /// Size of one part of a multipart upload (S3 needs at least 5 MiB).
 const PART_SIZE: usize = 8 << 20;
 
-/// An S3 client for `bucket`: the standard AWS variables, overridden by `options`.
-fn s3_client(
+/// An S3 client for `bucket`: the standard AWS variables, overridden by `options` (keys
+/// of `object_store`'s `AmazonS3ConfigKey`, as [`Store::storage_options`] gives them). The
+/// one way citybooks builds an S3 client, for its own files and for Delta's.
+pub fn s3_client(
     bucket: &str,
     options: &HashMap<String, String>,
 ) -> object_store::Result<object_store::aws::AmazonS3> {

@@ -22,6 +22,7 @@
 
 pub mod changes;
 pub mod csvsource;
+mod delta_s3;
 pub mod error;
 pub mod failpoint;
 pub mod housekeeping;

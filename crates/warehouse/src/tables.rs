@@ -135,7 +135,7 @@ impl Warehouse {
     /// The warehouse in `store`.
     pub fn new(store: Store, config: LoadConfig) -> Self {
         // S3 (and S3-compatible) stores need Delta's S3 handlers; registering is idempotent.
-        deltalake::aws::register_handlers(None);
+        crate::delta_s3::register();
         Warehouse {
             store,
             config,
