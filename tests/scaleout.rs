@@ -570,18 +570,6 @@ fn comparable(mut v: serde_json::Value) -> serde_json::Value {
 }
 
 /// A counter of `/metrics`.
-fn metric(s: &Served, line_start: &str) -> u64 {
-    let text = ureq::get(&s.url("/metrics"))
-        .call()
-        .unwrap()
-        .into_string()
-        .unwrap();
-    text.lines()
-        .find_map(|l| l.strip_prefix(line_start))
-        .map(|v| v.trim().parse().unwrap())
-        .unwrap_or(0)
-}
-
 #[test]
 fn the_cluster_answers_exactly_as_the_embedded_engine_on_s3() {
     let Some(server) = start_s3() else { return };
@@ -648,10 +636,7 @@ fn the_cluster_answers_exactly_as_the_embedded_engine_on_s3() {
     let dt = analyst(on_cluster.sql, &["-c", "\\dt report.*"]);
     assert!(String::from_utf8_lossy(&dt.stdout).contains("transaction"));
     // The report.* queries really ran on the cluster.
-    let sent = metric(
-        &on_cluster,
-        "citybooks_cluster_queries_total{ran=\"cluster\"}",
-    );
+    let sent = on_cluster.metric("citybooks_cluster_queries_total{ran=\"cluster\"}");
     assert!(
         sent as usize >= paths.len() + all_queries().len(),
         "{sent} plans went to the cluster"
@@ -877,7 +862,7 @@ fn cluster_failures_end_in_clear_errors_and_serve_survives() {
         String::from_utf8_lossy(&ok.stderr)
     );
     assert_eq!(
-        metric(&s, "citybooks_cluster_queries_total{ran=\"fallback\"}"),
+        s.metric("citybooks_cluster_queries_total{ran=\"fallback\"}"),
         1
     );
 }

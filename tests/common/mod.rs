@@ -157,6 +157,19 @@ impl Served {
     pub fn url(&self, path: &str) -> String {
         format!("http://127.0.0.1:{}{path}", self.http)
     }
+
+    /// The value of the `/metrics` line starting with `line_start` (0 if none yet).
+    pub fn metric(&self, line_start: &str) -> u64 {
+        let text = ureq::get(&self.url("/metrics"))
+            .call()
+            .unwrap()
+            .into_string()
+            .unwrap();
+        text.lines()
+            .find_map(|l| l.strip_prefix(line_start))
+            .map(|v| v.trim().parse().unwrap())
+            .unwrap_or(0)
+    }
 }
 
 /// Reads a server's banner up to its `ready` line; the port of each part from its

@@ -797,6 +797,18 @@ fn a_new_load_is_visible_without_a_restart() {
     );
     let again = ureq::get(&s.url("/api/years")).call().unwrap();
     assert_eq!(again.header("x-citybooks-cache"), Some("hit"));
+    // The server warmed the dashboard for the sample's load when it started.
+    let warmed = |n: u64| {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while s.metric("citybooks_http_warms_total ") < n {
+            assert!(
+                Instant::now() < deadline,
+                "the dashboard was never warmed ({n})"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    };
+    warmed(1);
     // Fiscal year 2024: the sample's rows, moved a year back.
     let (header, rows) = sample_records();
     let fy = col(&header, "fiscal_year");
@@ -817,8 +829,34 @@ fn a_new_load_is_visible_without_a_restart() {
         assert!(Instant::now() < deadline, "the new load never showed up");
         std::thread::sleep(Duration::from_millis(200));
     }
-    let body = http_get(&s, "/api/years").1;
-    assert_eq!(body["fiscal_years"], serde_json::json!([2025, 2024]));
+    // The dashboard's first views were computed after the load, ahead of any visitor
+    // (the first warm-up ran at start, the second after this load): each comes from
+    // the cache on its first request, asked with its parameters in the page's order or
+    // in another.
+    warmed(2);
+    let hit = |path: &str| {
+        let r = ureq::get(&s.url(path)).call().unwrap();
+        assert_eq!(r.header("x-citybooks-cache"), Some("hit"), "{path}");
+        r.into_json::<serde_json::Value>().unwrap()
+    };
+    assert_eq!(
+        hit("/api/years")["fiscal_years"],
+        serde_json::json!([2025, 2024])
+    );
+    let charts = http_get(&s, "/api/charts").1["charts"].clone();
+    assert_eq!(charts.as_array().unwrap().len(), 5);
+    for chart in charts.as_array().unwrap() {
+        hit(&format!("/api/charts/{}", chart["id"].as_str().unwrap()));
+    }
+    let explore = hit("/api/explore?year=2025&side=Spending&related=exclude&h=organization");
+    assert!(!explore["rows"].as_array().unwrap().is_empty());
+    hit("/api/explore?h=organization&related=exclude&side=Revenue&year=2025");
+    hit("/api/trend?side=Spending&related=exclude&h=organization");
+    assert_eq!(
+        s.metric("citybooks_http_requests_total{route=\"/api/years\",status=\"200\"} "),
+        3,
+        "the warm-ups are not counted as visitors' requests"
+    );
 }
 
 fn openssl_cert(dir: &std::path::Path) {

@@ -20,7 +20,7 @@ pub mod rows;
 pub mod sqlstate;
 pub mod sqlusers;
 
-pub use http::{router, HttpOptions};
+pub use http::{keep_warm, router, HttpOptions};
 pub use live::Live;
 pub use metrics::Metrics;
 pub use pg::{tls_acceptor, PgOptions, PgServer, PgServerError};

@@ -48,6 +48,14 @@ const HELP: &[(&str, &str)] = &[
         "HTTP request latency, by route.",
     ),
     (
+        "citybooks_http_warms_total",
+        "Times the dashboard's default views were computed ahead of visitors after a load.",
+    ),
+    (
+        "citybooks_http_warm_duration_seconds",
+        "How long computing the dashboard's default views after a load took.",
+    ),
+    (
         "citybooks_sql_statements_total",
         "Statements received over the PostgreSQL protocol.",
     ),

@@ -6,14 +6,17 @@ use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{header, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode, Uri};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
+use super::warm::Warming;
 use super::{ApiError, App, CACHE_ENTRIES, CACHE_ENTRY_BYTES};
 
 pub(super) async fn authorize(State(app): State<App>, request: Request, next: Next) -> Response {
-    if let Some(token) = &app.options.token {
+    // The server's own warm-up requests (an extension no client can set).
+    let warming = request.extensions().get::<Warming>().is_some();
+    if let (Some(token), false) = (&app.options.token, warming) {
         let given = request
             .headers()
             .get(header::AUTHORIZATION)
@@ -49,7 +52,7 @@ pub(super) async fn cached(State(app): State<App>, request: Request, next: Next)
         return ApiError::from(e).into_response();
     }
     let generation = app.live.generation().await;
-    let key = request.uri().to_string();
+    let key = cache_key(request.uri());
     {
         let mut entries = app.cache.entries.lock().expect("cache");
         if entries.0 != generation {
@@ -90,7 +93,22 @@ pub(super) async fn cached(State(app): State<App>, request: Request, next: Next)
     Response::from_parts(parts, Body::from(bytes))
 }
 
+/// The cache's key of a request: its path and its parameters ordered by name (a
+/// name's repeated values, the explorer's drill-down path, keep their order), so the
+/// same view asked with its parameters in another order is the same answer.
+fn cache_key(uri: &Uri) -> String {
+    let Some(query) = uri.query() else {
+        return uri.path().to_string();
+    };
+    let mut pairs: Vec<&str> = query.split('&').filter(|p| !p.is_empty()).collect();
+    pairs.sort_by_key(|p| p.split('=').next().unwrap_or(""));
+    format!("{}?{}", uri.path(), pairs.join("&"))
+}
+
 pub(super) async fn measure(State(app): State<App>, request: Request, next: Next) -> Response {
+    if request.extensions().get::<Warming>().is_some() {
+        return next.run(request).await;
+    }
     let route = request
         .extensions()
         .get::<MatchedPath>()
@@ -108,4 +126,31 @@ pub(super) async fn measure(State(app): State<App>, request: Request, next: Next
         started.elapsed().as_secs_f64(),
     );
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(uri: &str) -> String {
+        cache_key(&uri.parse().unwrap())
+    }
+
+    #[test]
+    fn cache_keys_order_parameters_by_name_and_keep_a_paths_order() {
+        assert_eq!(key("/years"), "/years");
+        assert_eq!(
+            key("/explore?year=2026&side=Spending&h=organization"),
+            key("/explore?h=organization&side=Spending&year=2026")
+        );
+        // The drill-down path is an ordered list: another order is another view.
+        assert_ne!(
+            key("/explore?path=A&path=B&h=organization"),
+            key("/explore?path=B&path=A&h=organization")
+        );
+        assert_eq!(
+            key("/explore?path=A&h=organization&path=B"),
+            "/explore?h=organization&path=A&path=B"
+        );
+    }
 }

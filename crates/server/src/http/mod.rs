@@ -27,6 +27,7 @@ mod lineage;
 mod middleware;
 mod sql;
 mod status;
+mod warm;
 
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -42,6 +43,7 @@ use tokio_util::sync::CancellationToken;
 use crate::live::Live;
 use crate::metrics::Metrics;
 pub use error::ApiError;
+pub use warm::keep_warm;
 
 /// Settings of the HTTP server.
 #[derive(Debug, Clone, Default)]
