@@ -5,7 +5,7 @@
 mod common;
 
 use std::process::Stdio;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use common::*;
 
@@ -104,6 +104,36 @@ fn a_load_aborted_at_every_fail_point_leaves_a_consistent_warehouse_and_recovers
     }
 }
 
+/// The number of the newest writer-lease object of `p`'s store (0 before any): a load
+/// takes the lease after its scan, so a higher number says the load is past its scan
+/// and into its decisions and commits.
+fn newest_lease(p: &Project) -> u64 {
+    std::fs::read_dir(p.dir.join("store/leases/writer"))
+        .map(|entries| {
+            entries
+                .filter_map(|e| e.ok()?.path().file_stem()?.to_str()?.parse().ok())
+                .max()
+                .unwrap_or(0)
+        })
+        .unwrap_or(0)
+}
+
+/// Waits (polling, with a deadline) until `p`'s writer lease is newer than `than`, or
+/// `child` ended; returns whether the lease moved.
+fn wait_for_lease(p: &Project, than: u64, child: &mut std::process::Child) -> bool {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        if newest_lease(p) > than {
+            return true;
+        }
+        if child.try_wait().unwrap().is_some() {
+            return false;
+        }
+        assert!(Instant::now() < deadline, "the load never took the lease");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+}
+
 #[test]
 fn a_load_killed_at_random_moments_never_leaves_half_a_load() {
     let p = Project::new();
@@ -121,37 +151,78 @@ fn a_load_killed_at_random_moments_never_leaves_half_a_load() {
         }
     }
     let b = p.file("big.csv", &api_csv(&header, &big));
-    // How long a clean load takes here, measured on a twin project.
-    let twin = Project::new();
-    twin.load(&[&a]);
-    let start = Instant::now();
-    twin.load(&[&b]);
-    let full = start.elapsed();
-    let state_b = twin.fingerprint();
-
-    let mut outcomes = Vec::new();
-    for i in 1..=6u32 {
-        let delay = full * i / 7;
-        let mut child = p
-            .cmd()
+    let load_b = |p: &Project| {
+        p.cmd()
             .args(["load", "--no-progress", b.to_str().unwrap()])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
-            .unwrap();
+            .unwrap()
+    };
+    // How long a clean load's scan and its commit phase take here, measured on a
+    // twin project: start to the writer lease, lease to the end.
+    let twin = Project::new();
+    twin.load(&[&a]);
+    let (start, lease) = (Instant::now(), newest_lease(&twin));
+    let mut child = load_b(&twin);
+    assert!(wait_for_lease(&twin, lease, &mut child));
+    let scan = start.elapsed();
+    let leased = Instant::now();
+    assert!(child.wait().unwrap().success());
+    let commits = leased.elapsed();
+    let state_b = twin.fingerprint();
+
+    // Two kills during the scan, then three after the load took the lease (the kill
+    // waits for that marker, then a part of the measured commit phase), in load order.
+    let moments: Vec<(bool, Duration)> = [(false, scan / 3), (false, scan * 2 / 3)]
+        .into_iter()
+        .chain((1..=3u32).map(|j| (true, commits * j / 5)))
+        .collect();
+    let (mut mid_load, mut mid_commit, mut outcomes) = (0, 0, Vec::new());
+    for (after_lease, delay) in moments {
+        let lease = newest_lease(&p);
+        let mut child = load_b(&p);
+        if after_lease && !wait_for_lease(&p, lease, &mut child) {
+            outcomes.push((after_lease, delay, "ended before its lease was seen"));
+            break;
+        }
         std::thread::sleep(delay);
+        // Killed while still running: the kill landed mid-load.
+        let running = child.try_wait().unwrap().is_none();
         let _ = child.kill(); // SIGKILL
         let status = child.wait().unwrap();
         let state = p.fingerprint();
         assert!(
             state == state_a || state == state_b,
-            "kill after {delay:?} ({status}): a half state"
+            "kill {delay:?} after {} ({status}): a half state",
+            if after_lease {
+                "the lease"
+            } else {
+                "the start"
+            }
         );
-        outcomes.push((delay, status.success(), state == state_b));
+        if running && state == state_a {
+            mid_load += 1;
+            mid_commit += after_lease as u32;
+        }
+        outcomes.push((
+            after_lease,
+            delay,
+            if state == state_b {
+                "loaded"
+            } else {
+                "not loaded"
+            },
+        ));
         if state == state_b {
             break;
         }
     }
+    // The kills really interrupted loads, commit phases among them.
+    assert!(
+        mid_load >= 3 && mid_commit >= 1,
+        "{mid_load} kills landed mid-load, {mid_commit} after the lease: {outcomes:?}"
+    );
     p.load(&[&b]);
     assert_eq!(p.fingerprint(), state_b, "after kills at {outcomes:?}");
 }

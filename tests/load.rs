@@ -82,6 +82,29 @@ fn the_original_users_query_runs_verbatim() {
     assert_eq!(rows.len(), 2);
     assert_eq!(rows[0][0], "Revenue");
     assert_eq!(rows[1][0], "Spending");
+    // Each average equals the raw CSV's sum over its count, computed here in integers:
+    // the printed decimal is the exact quotient cut to its last printed place.
+    let (header, records) = sample_records();
+    let (side, amount) = (col(&header, "revenue_or_spending"), col(&header, "amount"));
+    for row in &rows {
+        let of_side: Vec<&Vec<String>> = records.iter().filter(|r| r[side] == row[0]).collect();
+        let (sum_cents, count) = (
+            of_side.iter().map(|r| cents(&r[amount])).sum::<i128>(),
+            of_side.len() as i128,
+        );
+        assert!(count > 0);
+        let printed = &row[1];
+        let places = printed.split_once('.').map_or(0, |(_, f)| f.len()) as u32;
+        assert!(places >= 2, "{printed}");
+        let printed_scaled: i128 = printed.replace('.', "").parse().unwrap();
+        let exact_scaled = sum_cents * 10i128.pow(places - 2);
+        // |printed − sum/count| < one unit of the last place.
+        assert!(
+            (printed_scaled * count - exact_scaled).abs() < count,
+            "{}: average {printed}, the raw CSV gives {sum_cents} cents / {count}",
+            row[0]
+        );
+    }
 }
 
 /// The sample rewritten into the portal dialect: human headers in another order

@@ -216,11 +216,17 @@ fn original_routine(p: &Project, raw: &Path) {
         out.status.success() && !stdout.contains("ledger.csv"),
         "{stdout}"
     );
+    // Targets that exist outside bob's home (raw/bob in the store), on a local store
+    // and on S3 alike, so only the jail can stop them.
+    let first_load_commit = "warehouse/meta/loads/_delta_log/00000000000000000000.json";
+    assert!(raw.join("alice/ledger.csv").is_file());
+    assert!(raw.join("..").join(first_load_commit).is_file());
     for escape in [
-        "get ../alice/ledger.csv",
-        "get /../../citybooks.toml",
-        "ls ../alice",
-        "put data/ledger.csv ../alice/x.csv",
+        "get ../alice/ledger.csv".to_string(),
+        format!("get /../../{first_load_commit}"),
+        format!("get ../../{first_load_commit}"),
+        "ls ../alice".to_string(),
+        "put data/ledger.csv ../alice/x.csv".to_string(),
     ] {
         let out = sftp(server.sftp, &ed, "bob", &work, &format!("{escape}\n"), &[]);
         assert!(!out.status.success(), "{escape} must fail");
@@ -298,17 +304,25 @@ fn wrong_keys_unknown_users_and_passwords_are_refused() {
     let err = String::from_utf8_lossy(&pw.stderr);
     assert!(err.contains("Permission denied (publickey)"), "{err}");
     // Two failures (wrong key, unknown user) banned the address: even the right key
-    // is refused until the ban ends.
-    assert!(
-        !sftp(server.sftp, &alice, "alice", cwd, "ls\n", &[])
+    // is refused until the ban (2 s) ends, and not for ever. (Refused attempts during a
+    // ban neither count as failures nor extend it.)
+    let banned_at = Instant::now();
+    let login = || {
+        sftp(server.sftp, &alice, "alice", cwd, "ls\n", &[])
             .status
-            .success(),
-        "banned address"
+            .success()
+    };
+    assert!(!login(), "banned address");
+    let deadline = banned_at + Duration::from_secs(60);
+    while !login() {
+        assert!(Instant::now() < deadline, "the ban never ended");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(
+        banned_at.elapsed() >= Duration::from_secs(1),
+        "the ban ended after {:?}",
+        banned_at.elapsed()
     );
-    std::thread::sleep(Duration::from_millis(2500));
-    assert!(sftp(server.sftp, &alice, "alice", cwd, "ls\n", &[])
-        .status
-        .success());
     // Every attempt is in the audit log.
     let audit = std::fs::read_to_string(p.dir.join("audit.jsonl")).unwrap();
     let entries: Vec<serde_json::Value> = audit
@@ -426,9 +440,14 @@ fn an_upload_killed_midway_on_s3() {
 }
 
 fn killed_upload(s3: bool) {
-    let Some((p, raw, _s3)) = project_on(s3) else {
+    let Some((p, raw, s3_server)) = project_on(s3) else {
         return;
     };
+    // Where the upload's bytes land on disk: the store's staged parts, or the S3
+    // server's parts of the multipart upload.
+    let disk = s3_server
+        .as_ref()
+        .map_or_else(|| p.dir.join("store"), |s| s.root.path().to_path_buf());
     let key = add_user(&p, "killer", "killer", &["-t", "ed25519"]);
     let server = start(&p);
     let work = p.tmp.path().join("kill");
@@ -453,11 +472,30 @@ fn killed_upload(s3: bool) {
         "big.csv",
         Stdio::null(),
     );
-    std::thread::sleep(Duration::from_millis(300));
+    // Kill once 16 MiB of it reached the server's disk (two S3 parts): mid-upload.
+    let before = bytes_under(&disk);
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while bytes_under(&disk) < before + (16 << 20) {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "the upload ended before it was killed"
+        );
+        assert!(Instant::now() < deadline, "the upload never arrived");
+        std::thread::sleep(Duration::from_millis(5));
+    }
     child.kill().unwrap();
     child.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    // Nothing visible, nothing loaded; the abort is audited.
+    // The server noticed the session ended and aborted the upload.
+    let audit = p.dir.join("audit.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !std::fs::read_to_string(&audit)
+        .unwrap_or_default()
+        .contains("aborted: session ended before close")
+    {
+        assert!(Instant::now() < deadline, "the upload was never aborted");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // Nothing visible, nothing loaded.
     let out = sftp(server.sftp, &key, "killer", &work, "ls -la\n", &[]);
     let listing = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success());
@@ -465,8 +503,22 @@ fn killed_upload(s3: bool) {
     assert!(!raw.join("killer/big.csv").exists());
     assert!(!raw.join("killer/big.csv.load.json").exists());
     assert_eq!(p.value("select count(*) from meta.loads"), "0");
-    let log = std::fs::read_to_string(p.dir.join("audit.jsonl")).unwrap();
-    assert!(log.contains("aborted: session ended before close"), "{log}");
+}
+
+/// The bytes of every file under `dir` (files vanishing while it walks count 0).
+fn bytes_under(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.metadata() {
+                Ok(m) if m.is_dir() => stack.push(entry.path()),
+                Ok(m) => total += m.len(),
+                Err(_) => {}
+            }
+        }
+    }
+    total
 }
 
 /// Whether paramiko is installed (in CI it must be).
@@ -580,6 +632,11 @@ fn hostile_sftp_requests_are_refused_and_nothing_outside_the_home_changes() {
         files
     };
     let before = outside(&p.dir);
+    // What the attempts reach for exists (mallory's home is store/raw/mallory, so
+    // ../../../citybooks.toml is the project's configuration), so only the jail can
+    // refuse them.
+    assert_eq!(raw, p.dir.join("store/raw"));
+    assert!(p.dir.join("citybooks.toml").is_file());
     let seen = paramiko("sftp_attacks.py", server.sftp, "mallory", &key);
     let done: Vec<&String> = seen["attempts"]
         .as_object()
@@ -720,35 +777,47 @@ fn limits(s3: bool) {
         .current_dir(&work)
         .arg("dave@127.0.0.1")
         .stdin(Stdio::piped())
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
+    // The first session's SFTP channel is open (and counted) once it answers a command.
+    {
+        use std::io::{BufRead, Write};
+        let stdin = first.stdin.as_mut().unwrap();
+        stdin.write_all(b"pwd\n").unwrap();
+        stdin.flush().unwrap();
+        let stdout = first.stdout.take().unwrap();
+        let (answered, answer) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(stdout).lines() {
+                if line.is_ok_and(|l| l.contains("Remote working directory")) {
+                    let _ = answered.send(());
+                }
+            }
+        });
+        answer
+            .recv_timeout(Duration::from_secs(30))
+            .expect("the first session never answered");
+    }
     let audit = p.dir.join("audit.jsonl");
-    let logins = || {
-        std::fs::read_to_string(&audit)
-            .unwrap_or_default()
-            .matches(r#""operation":"login","path":"","result":"ok""#)
-            .count()
+    let session = || {
+        sftp(server.sftp, &key, "dave", &work, "ls\n", &[])
+            .status
+            .success()
     };
-    let before = logins();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while logins() == before {
+    assert!(!session(), "a second session is refused");
+    // Once the first ends, a session is allowed again.
+    drop(first.stdin.take());
+    first.wait().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !session() {
         assert!(
             Instant::now() < deadline,
-            "the first session did not log in"
+            "the limit outlived the first session"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    std::thread::sleep(Duration::from_millis(300));
-    let second = sftp(server.sftp, &key, "dave", &work, "ls\n", &[]);
-    assert!(!second.status.success(), "a second session is refused");
-    drop(first.stdin.take());
-    first.wait().unwrap();
-    std::thread::sleep(Duration::from_millis(300));
-    assert!(sftp(server.sftp, &key, "dave", &work, "ls\n", &[])
-        .status
-        .success());
     let log = std::fs::read_to_string(&audit).unwrap();
     assert!(
         log.contains("refused: too many sessions")

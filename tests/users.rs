@@ -33,7 +33,6 @@ fn host_keys_are_openssh_keys_and_stable() {
     let ed = p.dir.join("keys/ssh_host_ed25519_key");
     let rsa = p.dir.join("keys/ssh_host_rsa_key");
     let (fp_ed, fp_rsa) = (fingerprint(&ed), fingerprint(&rsa));
-    // init printed the same fingerprints OpenSSH computes.
     let again = p.run(&["init", p.dir.to_str().unwrap()]);
     assert!(!again.status.success(), "init refuses an existing project");
     assert_eq!(
@@ -46,10 +45,18 @@ fn host_keys_are_openssh_keys_and_stable() {
         .output()
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        text.contains("SFTP host key: SHA256:") && text.contains("ssh-rsa"),
-        "{text}"
-    );
+    // init printed the fingerprints OpenSSH computes of the keys it wrote.
+    let other = p.tmp.path().join("other/keys");
+    for key in ["ssh_host_ed25519_key", "ssh_host_rsa_key"] {
+        let fp = fingerprint(&other.join(key));
+        assert!(fp.starts_with("SHA256:"), "{fp}");
+        assert!(
+            text.lines()
+                .any(|l| l.contains("SFTP host key: ") && l.contains(&fp)),
+            "{key}: {fp} not printed in\n{text}"
+        );
+    }
+    assert!(text.contains("ssh-rsa"), "{text}");
     assert!(!text.contains(&fp_ed), "each project has its own host keys");
     let bits = Command::new("ssh-keygen")
         .arg("-lf")

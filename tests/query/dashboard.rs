@@ -361,6 +361,132 @@ fn what_changed_is_served_as_json_and_as_an_atom_feed() {
     assert!(xml.contains("fiscal year 2025 new: "), "{xml}");
 }
 
+/// A JSON number or a decimal in a string, as f64.
+fn number(v: &serde_json::Value) -> f64 {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+#[test]
+fn the_four_original_charts_equal_a_computation_over_the_raw_csv() {
+    let (_p, s) = served(&[]);
+    let (header, rows) = sample_records();
+    let [group, side, character, fund_type, amount] = [
+        "organization_group",
+        "revenue_or_spending",
+        "character",
+        "fund_type",
+        "amount",
+    ]
+    .map(|c| col(&header, c));
+    let chart = |id: &str| -> Vec<serde_json::Value> {
+        let (status, body) = http_get(&s, &format!("/api/charts/{id}"));
+        assert_eq!(status, 200, "{id}: {body}");
+        body["rows"].as_array().unwrap().clone()
+    };
+
+    // 1. Transactions by organization group: counts, and shares of all rows to 0.01 %,
+    // most transactions first.
+    let mut counts: BTreeMap<&str, u64> = BTreeMap::new();
+    for r in &rows {
+        *counts.entry(&r[group]).or_default() += 1;
+    }
+    let got = chart("transactions_by_organization_group");
+    assert_eq!(got.len(), counts.len());
+    let mut order: Vec<(&str, u64)> = counts.iter().map(|(k, v)| (*k, *v)).collect();
+    order.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    for (g, (name, count)) in got.iter().zip(&order) {
+        assert_eq!(
+            (g[0].as_str().unwrap(), g[1].as_u64().unwrap()),
+            (*name, *count)
+        );
+        let exact = 100.0 * *count as f64 / rows.len() as f64;
+        let shown = number(&g[2]);
+        assert!(
+            (shown - exact).abs() <= 0.005 + 1e-9,
+            "{name}: {shown} % vs {exact} %"
+        );
+    }
+
+    // 2. The tax revenue histogram: ten equal bins from the smallest to the largest
+    // tax amount, each counting its amounts (the top one closed), in exact integers.
+    let taxes: Vec<i128> = rows
+        .iter()
+        .filter(|r| r[side] == "Revenue" && r[character].ends_with("Taxes"))
+        .map(|r| cents(&r[amount]))
+        .collect();
+    assert!(taxes.len() > 10, "the sample has tax revenue");
+    let (lo, hi) = (*taxes.iter().min().unwrap(), *taxes.iter().max().unwrap());
+    let mut bins = [0u64; 10];
+    for a in &taxes {
+        bins[((10 * (a - lo)) / (hi - lo)).min(9) as usize] += 1;
+    }
+    let got = chart("tax_revenue_distribution");
+    assert_eq!(got.len(), 10);
+    for (i, bin) in got.iter().enumerate() {
+        assert_eq!(bin[0].as_i64().unwrap(), i as i64);
+        assert_eq!(bin[3].as_u64().unwrap(), bins[i], "bin {i}");
+        for (edge, at) in [(i, 1), (i + 1, 2)] {
+            let exact = (lo as f64 + edge as f64 * (hi - lo) as f64 / 10.0) / 100.0;
+            let shown = number(&bin[at]);
+            assert!(
+                (shown - exact).abs() <= 0.005 + 1e-6,
+                "bin {i}: {shown} vs {exact}"
+            );
+        }
+    }
+    assert_eq!(bins.iter().sum::<u64>(), taxes.len() as u64);
+
+    // 3. Net by organization group: revenue minus spending, exact to the cent, lowest
+    // first.
+    let mut net: BTreeMap<&str, i128> = BTreeMap::new();
+    for r in &rows {
+        let sign = if r[side] == "Revenue" { 1 } else { -1 };
+        *net.entry(&r[group]).or_default() += sign * cents(&r[amount]);
+    }
+    let got = chart("net_by_organization_group");
+    let shown: Vec<(String, i128)> = got
+        .iter()
+        .map(|g| {
+            (
+                g[0].as_str().unwrap().to_string(),
+                cents(g[1].as_str().unwrap()),
+            )
+        })
+        .collect();
+    let mut want: Vec<(String, i128)> = net.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    want.sort_by_key(|(_, v)| *v);
+    assert_eq!(
+        shown.iter().map(|x| x.1).collect::<Vec<_>>(),
+        want.iter().map(|x| x.1).collect::<Vec<_>>()
+    );
+    assert_eq!(
+        shown.into_iter().collect::<BTreeMap<_, _>>(),
+        want.into_iter().collect::<BTreeMap<_, _>>()
+    );
+
+    // 4. The ten fund types with the largest single spending amount, largest first.
+    let mut max: BTreeMap<&str, i128> = BTreeMap::new();
+    for r in rows.iter().filter(|r| r[side] == "Spending") {
+        let m = max.entry(&r[fund_type]).or_insert(i128::MIN);
+        *m = (*m).max(cents(&r[amount]));
+    }
+    let mut want: Vec<(String, i128)> = max.iter().map(|(k, v)| (k.to_string(), *v)).collect();
+    want.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+    want.truncate(10);
+    let got: Vec<(String, i128)> = chart("top_fund_types_by_max_spending")
+        .iter()
+        .map(|g| {
+            (
+                g[0].as_str().unwrap().to_string(),
+                cents(g[1].as_str().unwrap()),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+}
+
 #[test]
 fn the_dashboard_passes_its_browser_tests() {
     let browser = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/browser");
