@@ -163,19 +163,7 @@ fn raw_datasf_files(p: &Project) -> Vec<PathBuf> {
 }
 
 fn staging_is_empty(p: &Project) -> bool {
-    walk(&p.dir.join("store/fetch")).is_empty()
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        if e.path().is_dir() {
-            out.extend(walk(&e.path()));
-        } else {
-            out.push(e.path());
-        }
-    }
-    out
+    files_under(&p.dir.join("store/fetch")).is_empty()
 }
 
 #[test]
@@ -328,7 +316,7 @@ fn an_interrupted_fetch_resumes_from_its_last_complete_page() {
         "no partial file is visible"
     );
     assert_eq!(
-        walk(&p.dir.join("store/fetch")).len(),
+        files_under(&p.dir.join("store/fetch")).len(),
         4,
         "3 pages and the state"
     );

@@ -505,20 +505,13 @@ fn killed_upload(s3: bool) {
     assert_eq!(p.value("select count(*) from meta.loads"), "0");
 }
 
-/// The bytes of every file under `dir` (files vanishing while it walks count 0).
+/// The bytes of every file under `dir` (files vanishing while it is read count 0).
 fn bytes_under(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut stack = vec![dir.to_path_buf()];
-    while let Some(d) = stack.pop() {
-        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match entry.metadata() {
-                Ok(m) if m.is_dir() => stack.push(entry.path()),
-                Ok(m) => total += m.len(),
-                Err(_) => {}
-            }
-        }
-    }
-    total
+    files_under(dir)
+        .iter()
+        .filter_map(|f| std::fs::metadata(f).ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// Whether paramiko is installed (in CI it must be).

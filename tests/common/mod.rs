@@ -172,6 +172,23 @@ impl Served {
     }
 }
 
+/// Every file under `dir`, at any depth (none if `dir` does not exist; a file or folder
+/// that vanishes while it walks is left out).
+pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_path_buf()];
+    while let Some(d) = stack.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match entry.file_type() {
+                Ok(t) if t.is_dir() => stack.push(entry.path()),
+                Ok(_) => files.push(entry.path()),
+                Err(_) => {}
+            }
+        }
+    }
+    files
+}
+
 /// Reads a server's banner up to its `ready` line; the port of each part from its
 /// "listening on" line.
 pub fn read_banner(child: &mut Child) -> (String, BTreeMap<&'static str, u16>) {
