@@ -158,6 +158,19 @@ impl Served {
         format!("http://127.0.0.1:{}{path}", self.http)
     }
 
+    /// Waits (up to `seconds`) until the `/metrics` line starting with `line_start`
+    /// reaches `at_least`; panics naming `what` if it never does.
+    pub fn wait_for_metric(&self, line_start: &str, at_least: u64, seconds: u64, what: &str) {
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+        while self.metric(line_start) < at_least {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{what}: {line_start}stayed below {at_least} for {seconds} s"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+
     /// The value of the `/metrics` line starting with `line_start` (0 if none yet).
     pub fn metric(&self, line_start: &str) -> u64 {
         let text = ureq::get(&self.url("/metrics"))

@@ -799,14 +799,12 @@ fn a_new_load_is_visible_without_a_restart() {
     assert_eq!(again.header("x-citybooks-cache"), Some("hit"));
     // The server warmed the dashboard for the sample's load when it started.
     let warmed = |n: u64| {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while s.metric("citybooks_http_warms_total ") < n {
-            assert!(
-                Instant::now() < deadline,
-                "the dashboard was never warmed ({n})"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
+        s.wait_for_metric(
+            "citybooks_http_warms_total ",
+            n,
+            60,
+            "the dashboard was never warmed",
+        )
     };
     warmed(1);
     // Fiscal year 2024: the sample's rows, moved a year back.
