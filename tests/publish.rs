@@ -258,7 +258,8 @@ fn publish_refuses_what_it_must_not_change_in_one_sentence() {
         out,
         &["password authentication failed for user \"postgres\""],
     );
-    let nowhere = format!("postgres://postgres@127.0.0.1:{}/postgres", free_port());
+    let (_refusing, port) = refusing_port();
+    let nowhere = format!("postgres://postgres@127.0.0.1:{port}/postgres");
     fails(publish(&p, &[&nowhere]), &["cannot connect"]);
     fails(
         publish(

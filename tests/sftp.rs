@@ -43,14 +43,12 @@ fn upload_in_background(
         .spawn()
         .unwrap();
     let audit = p.dir.join("audit.jsonl");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !std::fs::read_to_string(&audit)
-        .unwrap_or_default()
-        .contains(r#""operation":"open""#)
-    {
-        assert!(Instant::now() < deadline, "the upload did not start");
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_for_text(
+        &audit,
+        r#""operation":"open""#,
+        30,
+        "the upload did not start",
+    );
     child
 }
 
@@ -803,14 +801,7 @@ fn limits(s3: bool) {
     // Once the first ends, a session is allowed again.
     drop(first.stdin.take());
     first.wait().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !session() {
-        assert!(
-            Instant::now() < deadline,
-            "the limit outlived the first session"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_until(30, "the limit outlived the first session", session);
     let log = std::fs::read_to_string(&audit).unwrap();
     assert!(
         log.contains("refused: too many sessions")
@@ -861,7 +852,10 @@ fn sigterm_lets_an_upload_in_flight_finish_then_stops() {
 fn an_idle_session_is_closed() {
     let p = Project::new();
     let key = add_user(&p, "idle", "idle", &["-t", "ed25519"]);
-    let server = start_with(&p, &[("CITYBOOKS_SFTP_IDLE_TIMEOUT_SECS", "1")]);
+    let (server, log) = p.serve_logged(&[
+        ("CITYBOOKS_SFTP_IDLE_TIMEOUT_SECS", "1"),
+        ("CITYBOOKS_LOG", "warn,citybooks_sftp=info"),
+    ]);
     let mut client = sftp_command(server.sftp, &key)
         .arg("idle@127.0.0.1")
         .stdin(Stdio::piped())
@@ -869,9 +863,21 @@ fn an_idle_session_is_closed() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    // The client sends nothing for 3 s; the server closes the session after 1 s, so the
-    // next command finds the connection gone.
-    std::thread::sleep(Duration::from_secs(3));
+    // The client logs in and sends nothing; the server closes the connection after 1 s
+    // without traffic and says so, and the client's next command finds it gone.
+    let audit = p.dir.join("audit.jsonl");
+    wait_for_text(
+        &audit,
+        r#""operation":"login""#,
+        30,
+        "the client never logged in",
+    );
+    wait_for_text(
+        &log,
+        "closed a connection idle for 1 s",
+        30,
+        "the idle connection stayed open",
+    );
     {
         use std::io::Write;
         let stdin = client.stdin.as_mut().unwrap();

@@ -161,14 +161,7 @@ impl Served {
     /// Waits (up to `seconds`) until the `/metrics` line starting with `line_start`
     /// reaches `at_least`; panics naming `what` if it never does.
     pub fn wait_for_metric(&self, line_start: &str, at_least: u64, seconds: u64, what: &str) {
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
-        while self.metric(line_start) < at_least {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "{what}: {line_start}stayed below {at_least} for {seconds} s"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(100));
-        }
+        wait_until(seconds, what, || self.metric(line_start) >= at_least);
     }
 
     /// The value of the `/metrics` line starting with `line_start` (0 if none yet).
@@ -202,18 +195,81 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Reads a server's banner up to its `ready` line; the port of each part from its
-/// "listening on" line.
-pub fn read_banner(child: &mut Child) -> (String, BTreeMap<&'static str, u16>) {
+/// Polls `done` every 50 ms until it holds; panics naming `what` after `seconds`.
+pub fn wait_until(seconds: u64, what: &str, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what} (waited {seconds} s)");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Waits (up to `seconds`) until the file at `path` contains `text`; panics with
+/// `what` and the file's text if it never does.
+pub fn wait_for_text(path: &Path, text: &str, seconds: u64, what: &str) {
+    let read = || std::fs::read_to_string(path).unwrap_or_default();
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    while !read().contains(text) {
+        assert!(
+            Instant::now() < deadline,
+            "{what}: no {text:?} in {} within {seconds} s:\n{}",
+            path.display(),
+            read()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// The lines `output` writes, as they come. The reading goes on to the end even when
+/// the receiver is gone, so the writer never blocks on a full pipe.
+pub fn lines_of(output: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
     use std::io::{BufRead, BufReader};
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(output).lines().map_while(Result::ok) {
+            let _ = tx.send(line);
+        }
+    });
+    rx
+}
+
+/// Waits (up to 120 s) for a line containing `text`; returns it. Panics naming `what`
+/// when the lines end or the deadline passes first.
+pub fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, text: &str, what: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match rx.recv_timeout(left) {
+            Ok(line) if line.contains(text) => return line,
+            Ok(_) => {}
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("{what}: no line with {text:?} within 120 s")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("{what} ended before a line with {text:?}")
+            }
+        }
+    }
+}
+
+/// Reads a server's banner up to its `ready` line (within 120 s); the port of each
+/// part from its "listening on" line.
+pub fn read_banner(child: &mut Child) -> (String, BTreeMap<&'static str, u16>) {
+    let lines = lines_of(child.stdout.take().unwrap());
     let mut banner = String::new();
     let mut ports = BTreeMap::new();
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let line = lines
-            .next()
-            .unwrap_or_else(|| panic!("the server ended before it was ready:\n{banner}"))
-            .unwrap();
+        let left = deadline.saturating_duration_since(Instant::now());
+        let line = match lines.recv_timeout(left) {
+            Ok(line) => line,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                panic!("the server was not ready within 120 s:\n{banner}")
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
+                panic!("the server ended before it was ready:\n{banner}")
+            }
+        };
         banner.push_str(&line);
         banner.push('\n');
         if line.starts_with("ready") {
@@ -228,32 +284,47 @@ pub fn read_banner(child: &mut Child) -> (String, BTreeMap<&'static str, u16>) {
             }
         }
     }
-    // Keep draining the server's output so it never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines.by_ref() {});
     (banner, ports)
 }
 
 impl Project {
     /// Starts `citybooks serve` with `env` added to the environment.
     pub fn serve(&self, env: &[(&str, &str)]) -> Served {
+        Served::start(self.serve_command(env))
+    }
+
+    /// [`Project::serve`], with the server's log in `serve.log` of the test's folder;
+    /// returns the log's path too.
+    pub fn serve_logged(&self, env: &[(&str, &str)]) -> (Served, PathBuf) {
+        let log = self.tmp.path().join("serve.log");
+        let file = std::fs::File::create(&log).unwrap();
+        (Served::start_logging(self.serve_command(env), file), log)
+    }
+
+    fn serve_command(&self, env: &[(&str, &str)]) -> Command {
         let mut cmd = self.cmd();
         cmd.env("CITYBOOKS_SFTP_LISTEN", "127.0.0.1")
             .env("CITYBOOKS_SQL_LISTEN", "127.0.0.1")
             .env("CITYBOOKS_HTTP_LISTEN", "127.0.0.1")
             .envs(env.iter().copied())
             .arg("serve");
-        Served::start(cmd)
+        cmd
     }
 }
 
 impl Served {
     /// Runs `cmd` (`serve` or `demo`) with every part on a port the system picks, and
     /// returns once it printed `ready`.
-    pub fn start(mut cmd: Command) -> Served {
+    pub fn start(cmd: Command) -> Served {
+        Self::start_logging(cmd, Stdio::null())
+    }
+
+    /// [`Served::start`], with the server's log (its stderr) going to `log`.
+    pub fn start_logging(mut cmd: Command, log: impl Into<Stdio>) -> Served {
         let mut child = cmd
             .args(["--sftp-port", "0", "--sql-port", "0", "--http-port", "0"])
             .stdout(Stdio::piped())
-            .stderr(Stdio::null())
+            .stderr(log)
             .spawn()
             .unwrap();
         let (banner, ports) = read_banner(&mut child);
@@ -412,28 +483,28 @@ pub fn start_s3() -> Option<S3Server> {
     };
     let root = tempfile::tempdir().unwrap();
     std::fs::create_dir(root.path().join("books")).unwrap();
-    let port = free_port();
-    let child = Command::new(bin)
+    // s3s-fs binds port 0 and logs the address it got ("server is running at ...").
+    let mut child = Command::new(bin)
         .args([
             "--host",
             "127.0.0.1",
             "--port",
-            &port.to_string(),
+            "0",
             "--access-key",
             "citybooks",
             "--secret-key",
             "citybooks-secret",
         ])
         .arg(root.path())
-        .stdout(Stdio::null())
+        .env("RUST_LOG", "s3s_fs=info")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "s3s-fs did not start");
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    let lines = lines_of(child.stdout.take().unwrap());
+    let line = wait_for_line(&lines, "server is running at http://", "s3s-fs");
+    let address = line.split("http://").nth(1).unwrap();
+    let port: u16 = address.rsplit(':').next().unwrap().trim().parse().unwrap();
     Some(S3Server { child, port, root })
 }
 
@@ -629,8 +700,8 @@ impl Postgres {
                 .unwrap();
             assert!(out.status.success(), "chown: {out:?}");
         }
-        let pg = Postgres {
-            port: free_port(),
+        let mut pg = Postgres {
+            port: 0,
             dir,
             bin,
             as_postgres,
@@ -653,7 +724,9 @@ impl Postgres {
                 .arg(format!("--pwfile={}", pwfile.display())),
             "initdb",
         );
-        pg.start_again();
+        pg.port = on_free_ports("the PostgreSQL server", |[port]| {
+            pg.start_on(port).map(|()| port)
+        });
         pg
     }
 
@@ -669,22 +742,37 @@ impl Postgres {
         }
     }
 
-    /// Starts the (stopped) server.
+    /// Starts the (stopped) server again, on its port.
     pub fn start_again(&self) {
+        if let Err(log) = self.start_on(self.port) {
+            panic!("pg_ctl start:\n{log}");
+        }
+    }
+
+    /// Starts the server on `port`; the server's log if it did not start.
+    fn start_on(&self, port: u16) -> Result<(), String> {
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off",
-            self.port,
+            "-p {port} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c full_page_writes=off",
             self.dir.display()
         );
-        run_ok(
-            self.tool("pg_ctl")
-                .arg("-D")
-                .arg(&self.dir)
-                .arg("-l")
-                .arg(self.dir.join("server.log"))
-                .args(["-w", "-t", "60", "-o", &options, "start"]),
-            "pg_ctl start",
-        );
+        let log = self.dir.join("server.log");
+        let out = self
+            .tool("pg_ctl")
+            .arg("-D")
+            .arg(&self.dir)
+            .arg("-l")
+            .arg(&log)
+            .args(["-w", "-t", "60", "-o", &options, "start"])
+            .output()
+            .unwrap();
+        if out.status.success() {
+            return Ok(());
+        }
+        Err(format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        ))
     }
 
     /// Stops the server: "immediate" is a crash as far as the server's clients know.
@@ -736,11 +824,38 @@ impl Drop for Postgres {
     }
 }
 
-/// A TCP port nothing listens on now.
-pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// Starts a program that must be told its ports because it cannot bind port 0 and
+/// report the one it got (PostgreSQL, a Ballista executor): `start` gets `N` ports
+/// free right now and returns the started program, or its log when it failed. Another
+/// process may take a port between the pick and the program's bind; when the log says
+/// so ("in use"), this picks new ports and tries again, up to five times. Any other
+/// failure fails the test with `what` and the log.
+pub fn on_free_ports<T, const N: usize>(
+    what: &str,
+    mut start: impl FnMut([u16; N]) -> Result<T, String>,
+) -> T {
+    let mut log = String::new();
+    for _ in 0..5 {
+        let listeners: Vec<TcpListener> = (0..N)
+            .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+            .collect();
+        let ports: [u16; N] = std::array::from_fn(|i| listeners[i].local_addr().unwrap().port());
+        drop(listeners);
+        match start(ports) {
+            Ok(started) => return started,
+            Err(e) if e.to_lowercase().contains("in use") => log = e,
+            Err(e) => panic!("{what} did not start:\n{e}"),
+        }
+    }
+    panic!("{what}: five tries found a port taken each time:\n{log}")
+}
+
+/// A port of this host where nothing listens, kept so while the returned socket lives:
+/// it is bound but not listening, so a connection to it is refused.
+pub fn refusing_port() -> (socket2::Socket, u16) {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    let addr: std::net::SocketAddr = "127.0.0.1:0".parse().unwrap();
+    socket.bind(&addr.into()).unwrap();
+    let port = socket.local_addr().unwrap().as_socket().unwrap().port();
+    (socket, port)
 }

@@ -216,13 +216,20 @@ pub async fn serve(
                     channels: HashMap::new(),
                 };
                 let config = config.clone();
+                let idle = config.inactivity_timeout.unwrap_or_default();
                 tokio::spawn(async move {
                     match russh::server::run_stream(config, socket, handler).await {
-                        Ok(session) => {
-                            if let Err(e) = session.await {
-                                tracing::debug!(%peer, "session ended: {e}");
+                        Ok(session) => match session.await {
+                            Ok(()) => {}
+                            Err(ServerError::Ssh(russh::Error::InactivityTimeout)) => {
+                                tracing::info!(
+                                    %peer,
+                                    "closed a connection idle for {} s ([sftp] idle_timeout_secs)",
+                                    idle.as_secs()
+                                );
                             }
-                        }
+                            Err(e) => tracing::debug!(%peer, "session ended: {e}"),
+                        },
                         Err(e) => tracing::debug!(%peer, "handshake failed: {e}"),
                     }
                 });
