@@ -500,9 +500,23 @@ fn the_dashboard_passes_its_browser_tests() {
         return;
     }
     let (p, s) = served(&[]);
+    // A second fiscal year, so the year filter and the trend have two to show: the
+    // sample's first 1,500 of its 2,186 rows as fiscal year 2024 (other totals than 2025's).
+    let (header, rows) = sample_records();
+    let fy = col(&header, "fiscal_year");
+    let earlier: Vec<Vec<String>> = rows[..1500]
+        .iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r[fy] = "2024".into();
+            r
+        })
+        .collect();
+    let f = p.file("fy2024.csv", &api_csv(&header, &earlier));
+    let out = p.run(&["load", "--json", f.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out));
     // A one-row file of the sample's year: held by the shrink guard, so the page must
     // say so (and its figures stay the sample's).
-    let (header, rows) = sample_records();
     let one = p.file("one-row.csv", &api_csv(&header, &rows[..1]));
     let held = p.run(&["load", "--json", one.to_str().unwrap()]);
     assert_eq!(held.status.code(), Some(3), "{}", text(&held));
@@ -518,7 +532,7 @@ fn the_dashboard_passes_its_browser_tests() {
     let out = Command::new("node")
         .arg(format!("{browser}/e2e.mjs"))
         .args(["--base", &s.url(""), "--screenshot", &shot])
-        .args(["--held-load", &held_id])
+        .args(["--held-load", &held_id, "--changed-year", "2024"])
         .output()
         .unwrap();
     println!("{}", text(&out));
