@@ -392,14 +392,7 @@ fn serve_refreshes_the_current_fiscal_year_on_schedule() {
         }
     };
     let (header, rows) = sample_records();
-    let fy = col(&header, "fiscal_year");
-    let moved: Vec<Vec<String>> = rows
-        .into_iter()
-        .map(|mut r| {
-            r[fy] = year.to_string();
-            r
-        })
-        .collect();
+    let moved = in_year(&header, &rows, year);
     let p = Project::new();
     let csv = p.tmp.path().join("current.csv");
     std::fs::write(&csv, api_csv(&header, &moved)).unwrap();

@@ -22,13 +22,8 @@ fn raw_sums(header: &[String], rows: &[Vec<String>]) -> BTreeMap<(String, String
 
 /// A history of two fiscal years: the sample (2025), and its first 700 rows as 2024.
 fn history(header: &[String], rows: &[Vec<String>]) -> Vec<Vec<String>> {
-    let fy = col(header, "fiscal_year");
     let mut history = rows.to_vec();
-    for r in rows.iter().take(700) {
-        let mut r = r.clone();
-        r[fy] = "2024".into();
-        history.push(r);
-    }
+    history.extend(in_year(header, &rows[..700], 2024));
     history
 }
 

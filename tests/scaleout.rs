@@ -662,15 +662,9 @@ fn cluster_failures_end_in_clear_errors_and_serve_survives() {
     server.configure(&p);
     // Four fiscal years of the sample (8,744 rows), so LONG_QUERY runs for a while.
     let (header, rows) = sample_records();
-    let fy = col(&header, "fiscal_year");
-    let mut all = Vec::new();
-    for year in 2022..2026 {
-        all.extend(rows.iter().map(|r| {
-            let mut r = r.clone();
-            r[fy] = year.to_string();
-            r
-        }));
-    }
+    let all: Vec<Vec<String>> = (2022..2026)
+        .flat_map(|year| in_year(&header, &rows, year))
+        .collect();
     let f = p.file("four-years.csv", &api_csv(&header, &all));
     assert_eq!(p.load(&[&f])[0]["status"], "loaded");
     add_sql_user(&p, "analyst", "a long passphrase");
@@ -845,15 +839,7 @@ fn two_servers_on_one_s3_store_see_each_others_loads() {
     wait_until(60, "B never saw A's load", || count(&sb) == "2186");
     // A load from a third process is seen by both.
     let (header, rows) = sample_records();
-    let fy = col(&header, "fiscal_year");
-    let moved: Vec<Vec<String>> = rows
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r[fy] = "2024".into();
-            r
-        })
-        .collect();
+    let moved = in_year(&header, &rows, 2024);
     let f = a.file("fy2024.csv", &api_csv(&header, &moved));
     assert_eq!(b.load(&[&f])[0]["status"], "loaded");
     wait_until(30, "B never saw the third load", || count(&sb) == "4372");

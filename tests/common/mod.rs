@@ -441,6 +441,18 @@ pub fn col(header: &[String], name: &str) -> usize {
         .unwrap_or_else(|| panic!("no column {name}"))
 }
 
+/// `rows` (of the sample's `header`) as rows of fiscal year `year`.
+pub fn in_year(header: &[String], rows: &[Vec<String>], year: i32) -> Vec<Vec<String>> {
+    let fy = col(header, "fiscal_year");
+    rows.iter()
+        .map(|r| {
+            let mut r = r.clone();
+            r[fy] = year.to_string();
+            r
+        })
+        .collect()
+}
+
 /// A real S3-compatible server (`s3s-fs`) on loopback, with a bucket `books`.
 pub struct S3Server {
     child: Child,

@@ -503,15 +503,7 @@ fn the_dashboard_passes_its_browser_tests() {
     // A second fiscal year, so the year filter and the trend have two to show: the
     // sample's first 1,500 of its 2,186 rows as fiscal year 2024 (other totals than 2025's).
     let (header, rows) = sample_records();
-    let fy = col(&header, "fiscal_year");
-    let earlier: Vec<Vec<String>> = rows[..1500]
-        .iter()
-        .map(|r| {
-            let mut r = r.clone();
-            r[fy] = "2024".into();
-            r
-        })
-        .collect();
+    let earlier = in_year(&header, &rows[..1500], 2024);
     let f = p.file("fy2024.csv", &api_csv(&header, &earlier));
     let out = p.run(&["load", "--json", f.to_str().unwrap()]);
     assert!(out.status.success(), "{}", text(&out));

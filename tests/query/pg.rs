@@ -809,16 +809,7 @@ fn a_new_load_is_visible_without_a_restart() {
     warmed(1);
     // Fiscal year 2024: the sample's rows, moved a year back.
     let (header, rows) = sample_records();
-    let fy = col(&header, "fiscal_year");
-    let moved: Vec<Vec<String>> = rows
-        .iter()
-        .take(100)
-        .map(|r| {
-            let mut r = r.clone();
-            r[fy] = "2024".into();
-            r
-        })
-        .collect();
+    let moved = in_year(&header, &rows[..100], 2024);
     let file = p.tmp.path().join("fy2024.csv");
     std::fs::write(&file, api_csv(&header, &moved)).unwrap();
     p.load(&[&file]);
