@@ -513,12 +513,15 @@ fn serve_publishes_an_sftp_upload_by_itself() {
         );
         std::thread::sleep(Duration::from_millis(200));
     }
+    // The target commits first, then serve records the publish in meta.publishes: wait
+    // for that record before stopping the server.
+    let recorded = || p.rows("select status, years from meta.publishes");
+    wait_until(60, "serve did not record the publish", || {
+        !recorded().is_empty()
+    });
     drop(s);
     assert_eq!(per_year(pg.rows(PER_YEAR)), per_year(p.rows(PER_YEAR)));
-    assert_eq!(
-        p.rows("select status, years from meta.publishes"),
-        [["published", "2025"]]
-    );
+    assert_eq!(recorded(), [["published", "2025"]]);
 }
 
 /// Redshift cannot be reached from here. Its statements are golden files in
