@@ -195,29 +195,38 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
-/// Polls `done` every 50 ms until it holds; panics naming `what` after `seconds`.
-pub fn wait_until(seconds: u64, what: &str, mut done: impl FnMut() -> bool) {
+/// Polls `done` every 50 ms until it holds; after `seconds` panics with `failure()`
+/// (called then, so it can show what things look like at the deadline).
+pub fn poll_until(seconds: u64, mut done: impl FnMut() -> bool, failure: impl FnOnce() -> String) {
     let deadline = Instant::now() + Duration::from_secs(seconds);
     while !done() {
-        assert!(Instant::now() < deadline, "{what} (waited {seconds} s)");
+        if Instant::now() >= deadline {
+            panic!("{}", failure());
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// Polls `done` every 50 ms until it holds; panics naming `what` after `seconds`.
+pub fn wait_until(seconds: u64, what: &str, done: impl FnMut() -> bool) {
+    poll_until(seconds, done, || format!("{what} (waited {seconds} s)"));
 }
 
 /// Waits (up to `seconds`) until the file at `path` contains `text`; panics with
 /// `what` and the file's text if it never does.
 pub fn wait_for_text(path: &Path, text: &str, seconds: u64, what: &str) {
     let read = || std::fs::read_to_string(path).unwrap_or_default();
-    let deadline = Instant::now() + Duration::from_secs(seconds);
-    while !read().contains(text) {
-        assert!(
-            Instant::now() < deadline,
-            "{what}: no {text:?} in {} within {seconds} s:\n{}",
-            path.display(),
-            read()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    poll_until(
+        seconds,
+        || read().contains(text),
+        || {
+            format!(
+                "{what}: no {text:?} in {} within {seconds} s:\n{}",
+                path.display(),
+                read()
+            )
+        },
+    );
 }
 
 /// The lines `output` writes, as they come. The reading goes on to the end even when
@@ -233,57 +242,64 @@ pub fn lines_of(output: impl std::io::Read + Send + 'static) -> std::sync::mpsc:
     rx
 }
 
-/// Waits (up to 120 s) for a line containing `text`; returns it. Panics naming `what`
-/// when the lines end or the deadline passes first.
-pub fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, text: &str, what: &str) -> String {
+/// Reads `rx` until a line for which `found` holds, within 120 s; returns every line
+/// read, that one last. Panics naming `what`, with the lines read, when the lines end
+/// or the deadline passes first.
+pub fn read_until(
+    rx: &std::sync::mpsc::Receiver<String>,
+    what: &str,
+    found: impl Fn(&str) -> bool,
+) -> Vec<String> {
+    use std::sync::mpsc::RecvTimeoutError;
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut lines = Vec::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left) {
-            Ok(line) if line.contains(text) => return line,
-            Ok(_) => {}
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                panic!("{what}: no line with {text:?} within 120 s")
+            Ok(line) => {
+                let done = found(&line);
+                lines.push(line);
+                if done {
+                    return lines;
+                }
             }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                panic!("{what} ended before a line with {text:?}")
+            Err(RecvTimeoutError::Timeout) => {
+                panic!(
+                    "{what}: not within 120 s; it printed:\n{}",
+                    lines.join("\n")
+                )
+            }
+            Err(RecvTimeoutError::Disconnected) => {
+                panic!("{what}: it ended first; it printed:\n{}", lines.join("\n"))
             }
         }
     }
 }
 
+/// Waits (up to 120 s) for a line containing `text`; returns it.
+pub fn wait_for_line(rx: &std::sync::mpsc::Receiver<String>, text: &str, what: &str) -> String {
+    let mut lines = read_until(rx, &format!("{what}: a line with {text:?}"), |l| {
+        l.contains(text)
+    });
+    lines.pop().unwrap()
+}
+
 /// Reads a server's banner up to its `ready` line (within 120 s); the port of each
 /// part from its "listening on" line.
 pub fn read_banner(child: &mut Child) -> (String, BTreeMap<&'static str, u16>) {
-    let lines = lines_of(child.stdout.take().unwrap());
-    let mut banner = String::new();
+    let rx = lines_of(child.stdout.take().unwrap());
+    let lines = read_until(&rx, "the server's ready line", |l| l.starts_with("ready"));
     let mut ports = BTreeMap::new();
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let line = match lines.recv_timeout(left) {
-            Ok(line) => line,
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                panic!("the server was not ready within 120 s:\n{banner}")
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                panic!("the server ended before it was ready:\n{banner}")
-            }
-        };
-        banner.push_str(&line);
-        banner.push('\n');
-        if line.starts_with("ready") {
-            break;
-        }
-        if line.contains("listening on") {
-            let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
-            for part in ["SFTP", "SQL", "HTTP"] {
-                if line.contains(part) {
-                    ports.insert(part, port);
-                }
+    for line in lines.iter().filter(|l| l.contains("listening on")) {
+        let port: u16 = line.rsplit(':').next().unwrap().trim().parse().unwrap();
+        for part in ["SFTP", "SQL", "HTTP"] {
+            if line.contains(part) {
+                ports.insert(part, port);
             }
         }
     }
+    let mut banner = lines.join("\n");
+    banner.push('\n');
     (banner, ports)
 }
 
