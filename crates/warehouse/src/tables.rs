@@ -27,6 +27,7 @@ use deltalake::protocol::SaveMode;
 use deltalake::{DeltaTable, DeltaTableError};
 
 use crate::error::{Result, WarehouseError};
+use crate::held::{self, NotHeld};
 use crate::loads::LoadRecord;
 use crate::publishes::PublishRecord;
 
@@ -57,6 +58,10 @@ pub enum TableScans {
     /// year with the year as a literal column, unioned in a view. Files a fiscal-year
     /// replacement retired are never listed: the tables name files, not folders.
     Files,
+    /// delta-rs' providers, with the columns queries read most held in memory, up to
+    /// `max_bytes` in all (a long-running server's embedded engine, `[sql]
+    /// table_memory_mib`): see [`crate::held`].
+    Memory { max_bytes: usize },
 }
 
 /// The catalog every session names its schemas in: the database name SQL clients
@@ -394,13 +399,30 @@ impl Warehouse {
             .with_default_catalog_and_schema(CATALOG, "report")
     }
 
+    /// citybooks' own optimizer rules, after DataFusion's: the facts aggregated by
+    /// their keys before the dimensions are joined ([`crate::preagg`]). `local`: the
+    /// plans run in this process (not sent to a cluster), so they may use citybooks'
+    /// own functions.
+    pub fn add_rules(ctx: &SessionContext, local: bool) {
+        ctx.add_optimizer_rule(Arc::new(crate::preagg::PreAggregate { exact_avg: local }));
+    }
+
     /// A DataFusion session with every table registered under its schema
     /// (`report.transaction`, `meta.loads`, ...). With `as_of_load`, the tables are as
     /// they were right after that load (Delta time travel).
     pub async fn session(&self, as_of_load: Option<i64>) -> Result<SessionContext> {
+        self.session_scanning(as_of_load, TableScans::Delta).await
+    }
+
+    /// [`Warehouse::session`], its `report` tables read as `scans` says.
+    pub async fn session_scanning(
+        &self,
+        as_of_load: Option<i64>,
+        scans: TableScans,
+    ) -> Result<SessionContext> {
         let ctx = SessionContext::new_with_config(Self::session_config());
-        self.register_tables(&ctx, as_of_load, TableScans::Delta)
-            .await?;
+        Self::add_rules(&ctx, true);
+        self.register_tables(&ctx, as_of_load, scans).await?;
         Ok(ctx)
     }
 
@@ -439,6 +461,10 @@ impl Warehouse {
             .into_iter()
             .map(|name| (name, Arc::new(MemorySchemaProvider::new())))
             .collect();
+        let mut hold_left = match scans {
+            TableScans::Memory { max_bytes } => max_bytes,
+            _ => 0,
+        };
         for table in Table::all() {
             let provider: Arc<dyn TableProvider> = match (&versions, table) {
                 (_, Table::Loads) => {
@@ -459,6 +485,12 @@ impl Warehouse {
                     None => Arc::new(MemTable::try_new(table.schema(), vec![vec![]])?),
                 },
             };
+            let provider = match (scans, &versions) {
+                (TableScans::Memory { .. }, None) if table.schema_name() == "report" => {
+                    self.held(ctx, table, provider, &mut hold_left).await?
+                }
+                _ => provider,
+            };
             schemas[table.schema_name()].register_table(table.name().to_string(), provider)?;
         }
         let catalog = ctx
@@ -468,6 +500,45 @@ impl Warehouse {
             catalog.register_schema(name, schema)?;
         }
         Ok(())
+    }
+
+    /// `provider` of `table` with its most-read columns in memory if they fit in
+    /// `left` bytes (taken from it), else `provider` itself (logged).
+    async fn held(
+        &self,
+        ctx: &SessionContext,
+        table: Table,
+        provider: Arc<dyn TableProvider>,
+        left: &mut usize,
+    ) -> Result<Arc<dyn TableProvider>> {
+        let started = std::time::Instant::now();
+        let name = table.qualified_name();
+        let mib = |bytes: usize| bytes as f64 / (1024.0 * 1024.0);
+        Ok(
+            match held::hold(ctx, table, provider.clone(), left).await? {
+                Ok(held) => {
+                    tracing::debug!(
+                        "{name}: {:.1} MiB held in memory in {:.0} ms",
+                        mib(held.bytes()),
+                        started.elapsed().as_secs_f64() * 1e3
+                    );
+                    let held: Arc<dyn TableProvider> = held;
+                    held
+                }
+                Err(NotHeld::TooLarge { read_bytes }) => {
+                    tracing::warn!(
+                    "{name}: its columns take more than the {:.1} MiB left of [sql] table_memory_mib (stopped at {:.1} MiB); its queries read Parquet",
+                    mib(*left),
+                    mib(read_bytes)
+                );
+                    provider
+                }
+                Err(NotHeld::Unexpected(why)) => {
+                    tracing::warn!("{name}: not held in memory ({why}); its queries read Parquet");
+                    provider
+                }
+            },
+        )
     }
 
     /// A token that changes whenever a load or a publish is recorded: the newest
