@@ -196,19 +196,41 @@ impl Engine {
         }
     }
 
+    /// How a long-running server's sessions read the `report` tables: as
+    /// [`Engine::scans`] says, and with the embedded engine their most-read columns
+    /// held in memory, up to `hold_mib` MiB (`[sql] table_memory_mib`; 0: none). A
+    /// cluster's executors read the files themselves, so nothing is held for them.
+    pub fn server_scans(&self, hold_mib: usize) -> TableScans {
+        match self {
+            Engine::Embedded if hold_mib > 0 => TableScans::Memory {
+                max_bytes: hold_mib.saturating_mul(1 << 20),
+            },
+            _ => self.scans(),
+        }
+    }
+
     /// A session over the warehouse (as of `as_of_load`), planned by this engine.
     pub async fn session(
         &self,
         warehouse: &Warehouse,
         as_of_load: Option<i64>,
     ) -> Result<SessionContext, WarehouseError> {
+        self.session_scanning(warehouse, as_of_load, self.scans())
+            .await
+    }
+
+    /// [`Engine::session`], its `report` tables read as `scans` says.
+    pub async fn session_scanning(
+        &self,
+        warehouse: &Warehouse,
+        as_of_load: Option<i64>,
+        scans: TableScans,
+    ) -> Result<SessionContext, WarehouseError> {
         let Engine::Ballista(cluster) = self else {
-            return warehouse.session(as_of_load).await;
+            return warehouse.session_scanning(as_of_load, scans).await;
         };
         let ctx = ballista_context(cluster.clone())?;
-        warehouse
-            .register_tables(&ctx, as_of_load, self.scans())
-            .await?;
+        warehouse.register_tables(&ctx, as_of_load, scans).await?;
         Ok(ctx)
     }
 }
@@ -241,7 +263,9 @@ fn ballista_context(cluster: Arc<Cluster>) -> DfResult<SessionContext> {
         .with_default_features()
         .build()
         .upgrade_for_ballista(cluster.grpc_url())?;
-    Ok(SessionContext::new_with_state(state))
+    let ctx = SessionContext::new_with_state(state);
+    Warehouse::add_rules(&ctx, false);
+    Ok(ctx)
 }
 
 /// The query planner of a Ballista session: see the module doc.

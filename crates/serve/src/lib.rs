@@ -179,6 +179,7 @@ async fn live(project: &Project, wh: &Warehouse) -> Result<Arc<Live>> {
         engine,
         SqlUsers::of_project(project),
         citybooks_query::budget::Budget::from_config(&cfg.sql),
+        cfg.sql.table_memory_mib,
     )
     .await?;
     live.budget().spawn_watchdog();

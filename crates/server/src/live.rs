@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 
 use citybooks_query::budget::Budget;
 use citybooks_query::Engine;
-use citybooks_warehouse::{Warehouse, WarehouseError};
+use citybooks_warehouse::{TableScans, Warehouse, WarehouseError};
 use datafusion::prelude::SessionContext;
 use datafusion_postgres::datafusion_pg_catalog::pg_catalog::context::PgCatalogContextProvider;
 use tokio::sync::Mutex;
@@ -32,6 +32,8 @@ struct Seen {
 pub struct Live {
     warehouse: Warehouse,
     engine: Engine,
+    /// How the tables are read (with the embedded engine, held in memory).
+    scans: TableScans,
     ctx: Arc<SessionContext>,
     seen: Mutex<Seen>,
     check_interval: Duration,
@@ -41,15 +43,19 @@ pub struct Live {
 impl Live {
     /// Opens the session on the warehouse as it is now, planned by `engine`, with the
     /// `pg_catalog` schema PostgreSQL clients look in (`roles` in its `pg_roles`);
-    /// queries get what `budget` allows.
+    /// queries get what `budget` allows. With the embedded engine the tables' most-read
+    /// columns are held in memory, up to `hold_mib` MiB (see
+    /// [`citybooks_warehouse::held`]).
     pub async fn open(
         warehouse: Warehouse,
         engine: Engine,
         roles: impl PgCatalogContextProvider,
         budget: Budget,
+        hold_mib: usize,
     ) -> Result<Arc<Live>, WarehouseError> {
         let generation = warehouse.generation().await?;
-        let ctx = engine.session(&warehouse, None).await?;
+        let scans = engine.server_scans(hold_mib);
+        let ctx = engine.session_scanning(&warehouse, None, scans).await?;
         let ctx = crate::pgcompat::install(ctx, roles)
             .await
             .map_err(|e| WarehouseError::Internal(format!("setting up pg_catalog: {e}")))?;
@@ -57,6 +63,7 @@ impl Live {
         Ok(Arc::new(Live {
             warehouse,
             engine,
+            scans,
             ctx: Arc::new(ctx),
             seen: Mutex::new(Seen {
                 generation,
@@ -111,6 +118,9 @@ impl Live {
 
     /// Looks for a new load now (`force`) or when the last look is older than the
     /// check interval; re-registers the tables if there is one. Returns whether it did.
+    /// A query that arrives while the tables are re-registered waits for them, so
+    /// that once a load has been seen no query answers without it (holding the tables
+    /// in memory makes that wait the time to read their columns, once per load).
     pub async fn refresh(&self, force: bool) -> Result<bool, WarehouseError> {
         let mut seen = self.seen.lock().await;
         if !force && seen.checked.elapsed() < self.check_interval {
@@ -122,7 +132,7 @@ impl Live {
             return Ok(false);
         }
         self.warehouse
-            .register_tables(&self.ctx, None, self.engine.scans())
+            .register_tables(&self.ctx, None, self.scans)
             .await?;
         tracing::info!(%generation, "new load: tables refreshed");
         seen.generation = generation;

@@ -248,6 +248,13 @@ section! {
         server_memory_mib: usize = 4096,
         /// Disk one query may spill to, in MiB.
         query_spill_mib: usize = 8192,
+        /// Memory the server may use to hold the columns queries read most, decoded (the
+        /// dimensions whole; of report.transaction the fiscal year, keys, finance id and
+        /// amount: about 36 bytes a row), so that queries of them need not decode
+        /// Parquet; in MiB. Read again after each load (old and new are held together
+        /// meanwhile). A table that does not fit is read from Parquet (logged). 0: hold
+        /// nothing. The embedded engine only: a Ballista cluster's executors read Parquet.
+        table_memory_mib: usize = 1024,
         /// When the server's heap passes this (MiB), every running ad-hoc query is
         /// stopped (53200): the backstop for memory the pools do not see. 0: never.
         memory_stop_mib: usize = 6144,
