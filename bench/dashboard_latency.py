@@ -48,14 +48,17 @@ def start_server(project, cache, env_extra=None):
                CITYBOOKS_SFTP_LISTEN="127.0.0.1", CITYBOOKS_HTTP_CACHE=str(cache).lower(), **(env_extra or {}))
     p = subprocess.Popen([CB, "--project", project, "serve", "--sftp-port", "0", "--sql-port", "0",
                           "--http-port", "0"], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, env=env, text=True)
-    port = None
+    # Every port serve announces ("citybooks SQL ... listening on 127.0.0.1:PORT"), by
+    # the server's name; the HTTP one is returned.
+    p.ports = {}
     for line in p.stdout:
-        if "HTTP" in line and "listening on" in line:
-            port = int(line.rsplit(":", 1)[1])
+        if "listening on" in line:
+            kind = {"HTTP": "http", "SQL": "sql", "SFTP": "sftp"}.get(line.split()[1], line.split()[1])
+            p.ports[kind] = int(line.rsplit(":", 1)[1])
         if line.startswith("ready"):
             break
     threading.Thread(target=lambda: [None for _ in p.stdout], daemon=True).start()
-    return p, port
+    return p, p.ports.get("http")
 
 
 class Api:
@@ -192,13 +195,28 @@ def norm(v):
     return str(v)
 
 
+def server_env_of(pairs):
+    """`--server-env KEY=VALUE` arguments as a dict."""
+    env = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep:
+            sys.exit(f"--server-env {pair}: expected KEY=VALUE")
+        env[key] = value
+    return env
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", default="1000000,10000000")
     ap.add_argument("--runs", type=int, default=30)
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--json", metavar="FILE", help="also write the table's figures to FILE as JSON")
+    ap.add_argument("--server-env", metavar="KEY=VALUE", action="append", default=[],
+                    help="an environment variable for citybooks serve, e.g. CITYBOOKS_SQL_TABLE_MEMORY_MIB=0 "
+                         "to measure without the tables held in memory (repeatable)")
     args = ap.parse_args()
+    server_env = server_env_of(args.server_env)
     import duckdb
     if not args.skip_build:
         subprocess.run(["cargo", "build", "--release", "-p", "citybooks", "-p", "citybooks-bench"], cwd=ROOT, check=True)
@@ -221,7 +239,7 @@ def main():
         timings = {}
         rss_mib = {}
         for cache in (False, True):
-            server, port = start_server(project, cache)
+            server, port = start_server(project, cache, server_env)
             try:
                 api = Api(port)
                 requests = dashboard_requests(api)
@@ -272,6 +290,8 @@ def main():
                             "duckdb_p95_ms": round(d95, 2), "computed_over_duckdb_p95": round(c95 / d95, 3),
                             "cached_over_duckdb_p95": round(h95 / d95, 3)})
             print(lines[-1], flush=True)
+    if server_env:
+        notes.append("citybooks serve ran with " + ", ".join(f"{k}={v}" for k, v in server_env.items()))
     notes += ["citybooks' figures are whole HTTP requests over one keep-alive connection (JSON encoding and "
               "body read included); DuckDB's are in-process `con.execute(sql).fetchall()` on in-memory tables.",
               "Every statement ran unchanged on DuckDB."]
