@@ -262,19 +262,10 @@ def main():
     ratios = [f["citybooks_over_duckdb_p95"] for f in figures]
     notes.append(f"{len(QUERIES)} queries; p95 ratio citybooks / DuckDB: min {min(ratios):.2f}, "
                  f"max {max(ratios):.2f}; within 1.5x: {sum(r <= 1.5 for r in ratios)} of {len(ratios)}")
-    if server_env:
-        notes.append("citybooks serve ran with " + ", ".join(f"{k}={v}" for k, v in server_env.items()))
     notes.append("citybooks' figures are whole statements over one psycopg connection (wire protocol and "
                  "decoding included); DuckDB's are in-process `con.execute(sql).fetchall()` on in-memory tables. "
                  "Every statement ran unchanged on both.")
-    text = "\n".join(lines) + "\n\n" + "\n".join(f"- {x}" for x in notes) + "\n"
-    print(text)
-    with open(os.path.join(OUT, "adhoc-sql.md"), "w") as f:
-        f.write(text)
-    if args.json:
-        import json
-        with open(args.json, "w") as f:
-            json.dump(figures, f, indent=1)
+    dl.report("adhoc-sql.md", lines, notes, server_env, figures, args.json)
 
 
 if __name__ == "__main__":

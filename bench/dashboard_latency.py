@@ -290,17 +290,23 @@ def main():
                             "duckdb_p95_ms": round(d95, 2), "computed_over_duckdb_p95": round(c95 / d95, 3),
                             "cached_over_duckdb_p95": round(h95 / d95, 3)})
             print(lines[-1], flush=True)
-    if server_env:
-        notes.append("citybooks serve ran with " + ", ".join(f"{k}={v}" for k, v in server_env.items()))
     notes += ["citybooks' figures are whole HTTP requests over one keep-alive connection (JSON encoding and "
               "body read included); DuckDB's are in-process `con.execute(sql).fetchall()` on in-memory tables.",
               "Every statement ran unchanged on DuckDB."]
+    report("dashboard-latency.md", lines, notes, server_env, figures, args.json)
+
+
+def report(name, lines, notes, server_env, figures, json_path):
+    """Prints the table and its notes, writes them to bench/out/NAME, and the figures to
+    json_path (if given)."""
+    if server_env:
+        notes.append("citybooks serve ran with " + ", ".join(f"{k}={v}" for k, v in server_env.items()))
     text = "\n".join(lines) + "\n\n" + "\n".join(f"- {x}" for x in notes) + "\n"
     print(text)
-    with open(os.path.join(OUT, "dashboard-latency.md"), "w") as f:
+    with open(os.path.join(OUT, name), "w") as f:
         f.write(text)
-    if args.json:
-        with open(args.json, "w") as f:
+    if json_path:
+        with open(json_path, "w") as f:
             json.dump(figures, f, indent=1)
 
 

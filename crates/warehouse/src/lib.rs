@@ -3,6 +3,10 @@
 //!
 //! * [`tables`] — where each table lives, how a load commits to it, and the DataFusion
 //!   session that sees them all (optionally as of an earlier load: Delta time travel).
+//! * [`held`] — for a long-running server, the columns aggregates read held decoded in
+//!   memory (bounded; any other column read from Parquet).
+//! * [`preagg`] — the optimizer rule every session gets: facts aggregated by their keys
+//!   before the dimensions are joined, to the same digits.
 //! * [`loader`] — one module per step: scan (both dialects, streamed; rules 1–5 of
 //!   `citybooks-model`) → decide (unchanged, nothing loadable, held) → dimensions
 //!   (rule 6, stable keys) → facts (exact, streamed into one commit) → quarantine →
