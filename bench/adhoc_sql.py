@@ -19,7 +19,6 @@ DuckDB's do not. Prints a Markdown table and writes it to bench/out/adhoc-sql.md
 --json FILE writes every figure (one object per row: rows, query, citybooks_p95_ms,
 duckdb_p95_ms, ...).
 """
-import argparse
 import os
 import subprocess
 import sys
@@ -198,15 +197,7 @@ def start(project, env):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--rows", default="1000000,10000000")
-    ap.add_argument("--runs", type=int, default=20)
-    ap.add_argument("--skip-build", action="store_true")
-    ap.add_argument("--json", metavar="FILE", help="also write the table's figures to FILE as JSON")
-    ap.add_argument("--server-env", metavar="KEY=VALUE", action="append", default=[],
-                    help="an environment variable for citybooks serve (repeatable)")
-    args = ap.parse_args()
-    server_env = dl.server_env_of(args.server_env)
+    args, server_env = dl.parse_args(20)
     import duckdb
     import psycopg
     if not args.skip_build:

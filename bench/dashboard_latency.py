@@ -206,17 +206,22 @@ def server_env_of(pairs):
     return env
 
 
-def main():
+def parse_args(runs):
+    """The options both benchmark scripts take; (args, the --server-env variables)."""
     ap = argparse.ArgumentParser()
     ap.add_argument("--rows", default="1000000,10000000")
-    ap.add_argument("--runs", type=int, default=30)
+    ap.add_argument("--runs", type=int, default=runs)
     ap.add_argument("--skip-build", action="store_true")
     ap.add_argument("--json", metavar="FILE", help="also write the table's figures to FILE as JSON")
     ap.add_argument("--server-env", metavar="KEY=VALUE", action="append", default=[],
                     help="an environment variable for citybooks serve, e.g. CITYBOOKS_SQL_TABLE_MEMORY_MIB=0 "
                          "to measure without the tables held in memory (repeatable)")
     args = ap.parse_args()
-    server_env = server_env_of(args.server_env)
+    return args, server_env_of(args.server_env)
+
+
+def main():
+    args, server_env = parse_args(30)
     import duckdb
     if not args.skip_build:
         subprocess.run(["cargo", "build", "--release", "-p", "citybooks", "-p", "citybooks-bench"], cwd=ROOT, check=True)
