@@ -531,8 +531,8 @@ fn semi_joins(
 
 /// Walks what [`Rewrite::push_down`] walks, noting the columns read in `uses` and
 /// each join of the facts to a dimension by its key in `candidates`.
-fn find_semis(plan: &Arc<LogicalPlan>, uses: &mut HashSet<Column>, candidates: &mut Vec<Semi>) {
-    match plan.as_ref() {
+fn find_semis(plan: &LogicalPlan, uses: &mut HashSet<Column>, candidates: &mut Vec<Semi>) {
+    match plan {
         LogicalPlan::Join(join) if join.join_type == JoinType::Inner => {
             if let Some(semi) = semi_candidate(join) {
                 let facts = if Arc::ptr_eq(&semi.dimension, &join.left) {
@@ -571,7 +571,7 @@ fn find_semis(plan: &Arc<LogicalPlan>, uses: &mut HashSet<Column>, candidates: &
                 uses.extend(e.column_refs().into_iter().cloned());
             }
             for input in plan.inputs() {
-                find_semis(&Arc::new(input.clone()), uses, candidates);
+                find_semis(input, uses, candidates);
             }
         }
     }
