@@ -18,10 +18,10 @@ use std::time::{Duration, Instant};
 
 use common::*;
 
-/// The peak-memory test runs alone: with the other tests of this file hammering both
-/// cores at once, the watchdog sees its stop later and the peak it measures is the
-/// machine's load, not the server's (measured: 3.1 GiB alone, 4.2 GiB once in a full
-/// run). The others share the lock and run side by side.
+/// The peak-memory test runs alone, so that the peak it measures is the server's, not
+/// the other tests of this file hammering both cores at once (before the stop points,
+/// 3.1 GiB alone and once 4.2 GiB in a full run; now 1.2 GiB, RELIABILITY.md). The
+/// others share the lock and run side by side.
 static CORES: std::sync::RwLock<()> = std::sync::RwLock::new(());
 
 fn alone() -> std::sync::RwLockWriteGuard<'static, ()> {
@@ -163,11 +163,11 @@ fn hostile_queries_end_in_clear_errors_and_the_server_stays_small() {
         "serve peak RSS: {before} MiB at start, {peak} MiB after the hostile queries:\n{}",
         peaks.join("\n")
     );
-    // What the pools and the watchdog (1 GiB of heap) allow, plus what operators hold
-    // without telling the pool and do between two points where a stop is seen
-    // (measured: ~3.2 GiB at the peak, RELIABILITY.md).
+    // What the watchdog allows (1 GiB of heap), plus what the process holds beside the
+    // heap and what a query does before its next stop point (measured: 1.2 GiB at the
+    // peak, 3.1 GiB before the stop points; RELIABILITY.md).
     assert!(
-        peak < 4096,
+        peak < 2048,
         "serve's peak RSS was {peak} MiB:\n{}",
         peaks.join("\n")
     );

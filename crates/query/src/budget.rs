@@ -47,6 +47,8 @@ use datafusion::prelude::SessionContext;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use crate::stop_points::{InsertStopPoints, Stops};
+
 const MIB: usize = 1 << 20;
 
 /// The limits of `[sql]`, shared by every query of one server.
@@ -60,6 +62,7 @@ pub struct Budget {
     queue_timeout: Duration,
     stop_bytes: usize,
     watched: Arc<Watched>,
+    stops: Arc<Stops>,
 }
 
 /// The running ad-hoc queries the watchdog may stop.
@@ -167,6 +170,7 @@ impl Budget {
     /// Stops the running ad-hoc queries when the heap passes `mib` (0: never).
     pub fn with_memory_stop(mut self, mib: usize) -> Budget {
         self.stop_bytes = mib.saturating_mul(MIB);
+        self.stops = Arc::new(Stops::new(stopped_for_memory(mib)));
         self
     }
 
@@ -198,7 +202,7 @@ impl Budget {
         if self.stop_bytes == 0 {
             return None;
         }
-        let (limit, watched) = (self.stop_bytes, self.watched.clone());
+        let (limit, watched, stops) = (self.stop_bytes, self.watched.clone(), self.stops.clone());
         tracing::info!(
             heap_mib = heap_bytes() / MIB,
             limit_mib = limit / MIB,
@@ -225,6 +229,9 @@ impl Budget {
                     queries = tokens.len(),
                     "the heap passed [sql] memory_stop_mib: stopping the running queries"
                 );
+                // The stop points end the plans' streams at their next batch; the
+                // tokens end the statements of clients waiting between batches.
+                stops.stop();
                 for t in tokens {
                     t.cancel();
                 }
@@ -263,6 +270,7 @@ impl Budget {
             queue_timeout,
             stop_bytes: 0,
             watched: Arc::default(),
+            stops: Arc::default(),
         }
     }
 
@@ -310,10 +318,13 @@ impl Budget {
                 DiskManagerBuilder::default().with_max_temp_directory_size(self.spill_bytes),
             )
             .build_arc()?;
-        let state = SessionStateBuilder::new_from_existing(state)
-            .with_runtime_env(runtime)
-            .build();
-        Ok(SessionContext::new_with_state(state))
+        let mut state = SessionStateBuilder::new_from_existing(state).with_runtime_env(runtime);
+        if self.stop_bytes > 0 {
+            state = state.with_physical_optimizer_rule(Arc::new(InsertStopPoints {
+                stops: self.stops.clone(),
+            }));
+        }
+        Ok(SessionContext::new_with_state(state.build()))
     }
 
     /// Replaces the functions that can build a huge value from a small input with

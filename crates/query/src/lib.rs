@@ -10,6 +10,7 @@ pub mod budget;
 pub mod dashboard;
 pub mod engine;
 pub mod format;
+pub mod stop_points;
 
 use arrow::array::RecordBatch;
 use arrow::datatypes::SchemaRef;
